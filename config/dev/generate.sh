@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Regenerates the development material of the default config. Everything here is for
+# development and tests only: a production config refuses to load files from config/dev/.
+#
+#   bash config/dev/generate.sh        (from the project root; needs openssl)
+set -euo pipefail
+cd "$(dirname "$0")"
+days=3650
+
+# The issuer's signing keys: RS256 (signs by default, as ID-porten) and ES256 (published).
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out issuer-rs256.key.pem
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out issuer-es256.key.pem
+
+# A test CA standing in for Buypass/Commfides, and the demo client's virksomhetssertifikat.
+openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days "$days" \
+  -keyout test-ca.key.pem -out test-ca.cert.pem \
+  -subj "/C=NO/O=Portvakt development CA/CN=Portvakt Test CA (development only)" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out demo-maskinporten.key.pem
+openssl req -new -key demo-maskinporten.key.pem -out demo-maskinporten.csr \
+  -subj "/C=NO/O=DEMO VIRKSOMHET AS/serialNumber=991825827/organizationIdentifier=NTRNO-991825827/CN=DEMO VIRKSOMHET AS"
+openssl x509 -req -in demo-maskinporten.csr -CA test-ca.cert.pem -CAkey test-ca.key.pem \
+  -CAcreateserial -days "$days" -sha256 -out demo-maskinporten.cert.pem \
+  -extfile <(printf "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n")
+rm -f demo-maskinporten.csr test-ca.cert.srl
+
+# Secrets of the demo deployment.
+openssl rand -base64 32 > pairwise.secret
+openssl rand -base64 24 | tr -d '/+=' > gateway-introspection.secret
+echo "generated in $(pwd)"

@@ -1,0 +1,527 @@
+//! `[gateway]`: the edge's listener, trusted issuers, routes and their policies.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::{Checker, Secret};
+use crate::token::{Acr, Alg};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    pub listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    /// Allowed clock difference for `exp`, `nbf` and `iat`.
+    #[serde(default = "default_leeway")]
+    pub clock_leeway_seconds: u64,
+    /// Longer bearer tokens are refused before any parsing.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Request bodies the gateway reads itself (the KRR API) are bounded by this.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default)]
+    pub validation_cache: ValidationCacheSettings,
+    #[serde(default)]
+    pub jwks: JwksSettings,
+    #[serde(default)]
+    pub forward: ForwardSettings,
+    #[serde(default)]
+    pub upstream: UpstreamSettings,
+    pub krr: Option<KrrSettings>,
+    #[serde(default)]
+    pub issuers: Vec<TrustedIssuerSettings>,
+    #[serde(default)]
+    pub routes: Vec<RouteSettings>,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+fn default_max_token_bytes() -> usize {
+    8192
+}
+fn default_max_body_bytes() -> usize {
+    256 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationCacheSettings {
+    pub enabled: bool,
+    pub max_entries: u64,
+    /// No entry lives longer than this, nor past its token's `exp`.
+    pub max_ttl_seconds: u64,
+}
+
+impl Default for ValidationCacheSettings {
+    fn default() -> Self {
+        ValidationCacheSettings { enabled: true, max_entries: 100_000, max_ttl_seconds: 3600 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwksSettings {
+    /// Keys are refetched this often; a failed refresh keeps the keys already held.
+    pub refresh_seconds: u64,
+    /// An unknown `kid` triggers at most one refetch per issuer in this window.
+    pub unknown_kid_cooldown_seconds: u64,
+    pub fetch_timeout_ms: u64,
+    /// A larger JWKS (or discovery) document is refused.
+    pub max_document_bytes: usize,
+    /// `Retry-After` on the 503 sent while an issuer's keys cannot be had.
+    pub retry_after_seconds: u64,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        JwksSettings {
+            refresh_seconds: 300,
+            unknown_kid_cooldown_seconds: 30,
+            fetch_timeout_ms: 5000,
+            max_document_bytes: 256 * 1024,
+            retry_after_seconds: 10,
+        }
+    }
+}
+
+/// The names of the headers that carry verified claims to the upstream. Incoming headers with
+/// these names (and those in `strip`) are always removed first, so a client cannot forge them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardSettings {
+    pub pid: String,
+    pub client_id: String,
+    pub consumer: String,
+    pub scope: String,
+    pub acr: String,
+    pub issuer: String,
+    pub strip: Vec<String>,
+}
+
+impl Default for ForwardSettings {
+    fn default() -> Self {
+        ForwardSettings {
+            pid: "x-portvakt-pid".into(),
+            client_id: "x-portvakt-client-id".into(),
+            consumer: "x-portvakt-consumer".into(),
+            scope: "x-portvakt-scope".into(),
+            acr: "x-portvakt-acr".into(),
+            issuer: "x-portvakt-issuer".into(),
+            strip: Vec::new(),
+        }
+    }
+}
+
+impl ForwardSettings {
+    pub fn claim_headers(&self) -> [(&'static str, &str); 6] {
+        [
+            ("pid", &self.pid),
+            ("client_id", &self.client_id),
+            ("consumer", &self.consumer),
+            ("scope", &self.scope),
+            ("acr", &self.acr),
+            ("issuer", &self.issuer),
+        ]
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSettings {
+    pub connect_timeout_ms: u64,
+    /// Longest wait for each read from the upstream (the response header, each body chunk).
+    pub read_timeout_ms: u64,
+    pub write_timeout_ms: u64,
+    /// Pooled upstream connections are closed after this long unused.
+    pub idle_timeout_seconds: u64,
+    /// TCP health checks of every upstream address; 0 turns them off.
+    pub health_check_seconds: u64,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            connect_timeout_ms: 2000,
+            read_timeout_ms: 30_000,
+            write_timeout_ms: 30_000,
+            idle_timeout_seconds: 60,
+            health_check_seconds: 5,
+        }
+    }
+}
+
+/// The SOAP backend behind the KRR REST API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KrrSettings {
+    /// Oppslagstjenesten's SOAP 1.2 endpoint, e.g. `…/kontaktinfo-external/ws-v5`.
+    pub soap_endpoint: Url,
+    #[serde(default = "default_krr_connect_ms")]
+    pub connect_timeout_ms: u64,
+    /// The whole SOAP exchange must end within this.
+    #[serde(default = "default_krr_timeout_ms")]
+    pub timeout_ms: u64,
+    /// A larger SOAP answer is refused (1,000 persons with certificates fit easily).
+    #[serde(default = "default_krr_max_response")]
+    pub max_response_bytes: usize,
+    /// Sent as `Oppslagstjenesten/PaaVegneAv` when set: the organisation acted for.
+    pub paa_vegne_av: Option<String>,
+}
+
+fn default_krr_connect_ms() -> u64 {
+    1000
+}
+fn default_krr_timeout_ms() -> u64 {
+    10_000
+}
+fn default_krr_max_response() -> usize {
+    32 * 1024 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuerSettings {
+    /// The exact `iss` value, compared byte for byte.
+    pub issuer: String,
+    /// One key source: a JWKS URL, an OIDC discovery URL, or a JWKS file.
+    pub jwks_url: Option<Url>,
+    pub discovery_url: Option<Url>,
+    pub jwks_file: Option<PathBuf>,
+    /// The algorithms accepted from this issuer.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<Alg>,
+    /// RFC 7662 introspection for the issuer's opaque tokens.
+    pub introspection: Option<IntrospectionSettings>,
+}
+
+fn default_algorithms() -> Vec<Alg> {
+    vec![Alg::RS256]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionSettings {
+    pub url: Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// An answer is cached until the token's `exp`, and never longer than this.
+    #[serde(default = "default_introspection_cache")]
+    pub max_cache_seconds: u64,
+    #[serde(default = "default_introspection_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_introspection_cache() -> u64 {
+    300
+}
+fn default_introspection_timeout() -> u64 {
+    3000
+}
+
+/// Which kind of token a route takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// Either kind.
+    #[default]
+    Any,
+    /// A citizen's token: it must carry `pid`.
+    Citizen,
+    /// A machine (Maskinporten) token: it must not carry `pid`.
+    Machine,
+}
+
+/// Routes answered by the gateway itself instead of an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Handler {
+    /// `POST /rest/v1/personer`: KRR lookup for an organisation.
+    KrrPersoner,
+    /// `GET /rest/v1/person`: KRR lookup of the citizen in the token.
+    KrrPerson,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Requests per second per client (`client_id`, or `pid` for a token without one).
+    pub requests_per_second: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSettings {
+    pub name: String,
+    /// A path prefix matched on whole segments: `/api` matches `/api` and `/api/x`, not `/apix`.
+    pub path: String,
+    /// Allowed methods; empty means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Upstream base URLs (`http://host:port`), balanced round robin.
+    #[serde(default)]
+    pub upstreams: Vec<Url>,
+    /// …or a built-in handler.
+    pub handler: Option<Handler>,
+    #[serde(default)]
+    pub token: TokenKind,
+    /// The token needs at least one of these scopes…
+    #[serde(default)]
+    pub scopes_any: Vec<String>,
+    /// …and all of these.
+    #[serde(default)]
+    pub scopes_all: Vec<String>,
+    pub min_acr: Option<Acr>,
+    /// Issuers accepted on this route (their `issuer` values); empty means every trusted one.
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// When set, the token's `aud` must contain it.
+    pub audience: Option<String>,
+    /// Pass the `Authorization` header on to the upstream (for upstreams that check it too).
+    #[serde(default)]
+    pub forward_token: bool,
+    pub rate_limit: Option<RateLimitSettings>,
+}
+
+impl GatewaySettings {
+    pub(super) fn validate(&mut self, check: &mut Checker<'_>) {
+        if self.clock_leeway_seconds > 300 {
+            check.error("gateway.clock_leeway_seconds", "must be at most 300");
+        }
+        if !(256..=65_536).contains(&self.max_token_bytes) {
+            check.error("gateway.max_token_bytes", "must be between 256 and 65536");
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            check.error("gateway.max_body_bytes", "must be between 1024 and 16777216");
+        }
+        if let Some(tls) = &mut self.tls {
+            tls.cert = check.file("gateway.tls.cert", &tls.cert);
+            tls.key = check.file("gateway.tls.key", &tls.key);
+        }
+        if self.validation_cache.max_entries == 0 && self.validation_cache.enabled {
+            check.error("gateway.validation_cache.max_entries", "must be positive when the cache is enabled");
+        }
+        if self.jwks.refresh_seconds < 10 {
+            check.error("gateway.jwks.refresh_seconds", "must be at least 10");
+        }
+        if self.jwks.fetch_timeout_ms == 0 {
+            check.error("gateway.jwks.fetch_timeout_ms", "must be positive");
+        }
+        self.validate_forward(check);
+        if let Some(krr) = &self.krr {
+            check_url(check, "gateway.krr.soap_endpoint", &krr.soap_endpoint);
+            if krr.timeout_ms == 0 || krr.connect_timeout_ms == 0 {
+                check.error("gateway.krr.timeout_ms", "timeouts must be positive");
+            }
+            if let Some(org) = &krr.paa_vegne_av
+                && !crate::personid::is_orgno(org)
+            {
+                check.error("gateway.krr.paa_vegne_av", format!("{org:?} is not a valid organisation number"));
+            }
+        }
+        self.validate_issuers(check);
+        self.validate_routes(check);
+    }
+
+    fn validate_forward(&self, check: &mut Checker<'_>) {
+        let mut seen = HashSet::new();
+        for (name, header) in self.forward.claim_headers() {
+            let key = format!("gateway.forward.{name}");
+            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                check.error(&key, format!("{header:?} is not a valid header name"));
+            } else if !seen.insert(header.to_ascii_lowercase()) {
+                check.error(&key, format!("{header:?} is used for two claims"));
+            } else if is_hop_or_reserved(header) {
+                check.error(&key, format!("{header:?} is a reserved header"));
+            }
+        }
+        for (i, header) in self.forward.strip.iter().enumerate() {
+            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                check.error(format!("gateway.forward.strip[{i}]"), format!("{header:?} is not a valid header name"));
+            }
+        }
+    }
+
+    fn validate_issuers(&mut self, check: &mut Checker<'_>) {
+        let mut seen = HashSet::new();
+        let mut introspecting = 0;
+        for (i, issuer) in self.issuers.iter_mut().enumerate() {
+            let key = format!("gateway.issuers[{i}]");
+            if issuer.issuer.is_empty() {
+                check.error(format!("{key}.issuer"), "must not be empty");
+            } else if !seen.insert(issuer.issuer.clone()) {
+                check.error(format!("{key}.issuer"), format!("{:?} is listed twice", issuer.issuer));
+            }
+            let sources = [issuer.jwks_url.is_some(), issuer.discovery_url.is_some(), issuer.jwks_file.is_some()]
+                .iter()
+                .filter(|s| **s)
+                .count();
+            if sources > 1 {
+                check.error(&key, "give only one of jwks_url, discovery_url and jwks_file");
+            }
+            if sources == 0 && issuer.introspection.is_none() {
+                check.error(&key, "give a key source (jwks_url, discovery_url or jwks_file) or introspection");
+            }
+            if let Some(url) = &issuer.jwks_url {
+                check_url(check, &format!("{key}.jwks_url"), url);
+            }
+            if let Some(url) = &issuer.discovery_url {
+                check_url(check, &format!("{key}.discovery_url"), url);
+            }
+            if let Some(path) = &issuer.jwks_file {
+                issuer.jwks_file = Some(check.file(&format!("{key}.jwks_file"), path));
+            }
+            if issuer.algorithms.is_empty() {
+                check.error(format!("{key}.algorithms"), "list at least one algorithm");
+            }
+            if let Some(intro) = &mut issuer.introspection {
+                introspecting += 1;
+                check_url(check, &format!("{key}.introspection.url"), &intro.url);
+                intro.client_secret.resolve(check, &format!("{key}.introspection.client_secret"));
+                if intro.client_id.is_empty() {
+                    check.error(format!("{key}.introspection.client_id"), "must not be empty");
+                }
+                if intro.timeout_ms == 0 {
+                    check.error(format!("{key}.introspection.timeout_ms"), "must be positive");
+                }
+            }
+        }
+        if introspecting > 1 {
+            check.error(
+                "gateway.issuers",
+                "only one issuer may use introspection: an opaque token does not say which issuer it is from",
+            );
+        }
+    }
+
+    fn validate_routes(&mut self, check: &mut Checker<'_>) {
+        let issuers: HashSet<&str> = self.issuers.iter().map(|i| i.issuer.as_str()).collect();
+        let mut names = HashSet::new();
+        let mut claimed: Vec<(String, Vec<String>, usize)> = Vec::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let key = format!("gateway.routes[{i}]");
+            if route.name.is_empty() || !route.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                check.error(format!("{key}.name"), "use letters, digits, '-', '_' or '.'");
+            } else if !names.insert(route.name.clone()) {
+                check.error(format!("{key}.name"), format!("route {:?} is defined twice", route.name));
+            }
+            if let Err(reason) = crate::gateway::path::check_route_prefix(&route.path) {
+                check.error(format!("{key}.path"), reason);
+            }
+            for (m, method) in route.methods.iter().enumerate() {
+                if http::Method::from_bytes(method.as_bytes()).is_err() || method.to_ascii_uppercase() != *method {
+                    check.error(format!("{key}.methods[{m}]"), format!("{method:?} is not an upper-case HTTP method"));
+                }
+            }
+            match (&route.handler, route.upstreams.is_empty()) {
+                (Some(_), false) => check.error(&key, "give either upstreams or handler, not both"),
+                (None, true) => check.error(&key, "give upstreams (or a handler)"),
+                (Some(_), true) if self.krr.is_none() => {
+                    check.error(format!("{key}.handler"), "the KRR handlers need a [gateway.krr] section")
+                }
+                _ => {}
+            }
+            for (u, url) in route.upstreams.iter().enumerate() {
+                let ukey = format!("{key}.upstreams[{u}]");
+                if check_url(check, &ukey, url) {
+                    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+                        check.error(&ukey, "give only scheme, host and port: the request's own path is forwarded");
+                    } else if let Err(e) = resolve(url) {
+                        check.error(&ukey, e);
+                    }
+                }
+            }
+            for (s, scope) in route.scopes_any.iter().chain(&route.scopes_all).enumerate() {
+                if scope.is_empty() || scope.contains(char::is_whitespace) || scope.contains('"') {
+                    check.error(format!("{key}.scopes"), format!("scope #{s} {scope:?} is not a valid scope"));
+                }
+            }
+            if route.min_acr.is_some() && route.token == TokenKind::Machine {
+                check.error(format!("{key}.min_acr"), "a machine route has no citizen and so no acr");
+            }
+            for (n, name) in route.issuers.iter().enumerate() {
+                if !issuers.contains(name.as_str()) {
+                    check.error(format!("{key}.issuers[{n}]"), format!("{name:?} is not among gateway.issuers"));
+                }
+            }
+            if let Some(limit) = &route.rate_limit
+                && limit.requests_per_second == 0
+            {
+                check.error(format!("{key}.rate_limit.requests_per_second"), "must be positive");
+            }
+            // Two routes on the same prefix must not both take a method: one would shadow the other.
+            let methods = route.methods.clone();
+            if let Some((_, _, other)) = claimed.iter().find(|(path, other_methods, _)| {
+                *path == route.path
+                    && (methods.is_empty() || other_methods.is_empty() || methods.iter().any(|m| other_methods.contains(m)))
+            }) {
+                check.error(&key, format!("routes[{other}] already takes these methods on {:?}", route.path));
+            }
+            claimed.push((route.path.clone(), methods, i));
+        }
+    }
+}
+
+/// `true` when the URL is usable. In production, plain http is only allowed to loopback.
+fn check_url(check: &mut Checker<'_>, key: &str, url: &Url) -> bool {
+    let ok = match url.scheme() {
+        "http" | "https" if url.host_str().is_some() => true,
+        "http" | "https" => {
+            check.error(key, format!("{url} has no host"));
+            false
+        }
+        other => {
+            check.error(key, format!("scheme {other:?} is not supported: use http or https"));
+            false
+        }
+    };
+    if ok && check.production && url.scheme() == "http" && !is_loopback(url) {
+        check.error(key, format!("{url}: a production config must use https to other hosts"));
+        return false;
+    }
+    ok
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// Resolve an upstream URL to socket addresses now: Pingora panics on names it cannot resolve.
+pub fn resolve(url: &Url) -> Result<Vec<SocketAddr>, String> {
+    let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?;
+    let port = url.port_or_known_default().ok_or_else(|| format!("{url} has no port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{host} resolves to no address"));
+    }
+    Ok(addrs)
+}
+
+fn is_hop_or_reserved(name: &str) -> bool {
+    const RESERVED: [&str; 10] = [
+        "authorization", "connection", "host", "content-length", "transfer-encoding", "te",
+        "upgrade", "keep-alive", "proxy-authorization", "x-request-id",
+    ];
+    RESERVED.contains(&name.to_ascii_lowercase().as_str())
+}

@@ -1,0 +1,80 @@
+//! Reading the bearer token from `Authorization` (RFC 6750 §2.1, and only that way: tokens in
+//! query strings or form bodies end up in logs and are not accepted).
+
+use http::HeaderMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    Missing,
+    /// Another scheme, such as `Basic`.
+    OtherScheme,
+    /// More than one `Authorization` header: which one would the upstream read?
+    Repeated,
+    /// The value is not `Bearer <b64token>`.
+    Malformed,
+}
+
+impl BearerError {
+    pub fn describe(self) -> &'static str {
+        match self {
+            BearerError::Missing => "no bearer token: send Authorization: Bearer <token>",
+            BearerError::OtherScheme => "the Authorization scheme is not Bearer",
+            BearerError::Repeated => "more than one Authorization header",
+            BearerError::Malformed => "the Authorization header is not Bearer followed by a token",
+        }
+    }
+}
+
+pub fn extract(headers: &HeaderMap) -> Result<&str, BearerError> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let value = values.next().ok_or(BearerError::Missing)?;
+    if values.next().is_some() {
+        return Err(BearerError::Repeated);
+    }
+    let value = value.to_str().map_err(|_| BearerError::Malformed)?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(if scheme.is_empty() { BearerError::Missing } else { BearerError::OtherScheme });
+    }
+    let token = rest.trim_start_matches(' ');
+    if token.is_empty() || !is_b64token(token) {
+        return Err(BearerError::Malformed);
+    }
+    Ok(token)
+}
+
+/// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(http::header::AUTHORIZATION, v.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn reads_one_bearer_token() {
+        assert_eq!(extract(&headers(&["Bearer abc.def.ghi"])), Ok("abc.def.ghi"));
+        assert_eq!(extract(&headers(&["bearer  IxC0B76vlWl3fiQhAwZUmD0hr_PPwC9hSIXRdoUslPU="])), Ok("IxC0B76vlWl3fiQhAwZUmD0hr_PPwC9hSIXRdoUslPU="));
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        assert_eq!(extract(&headers(&[])), Err(BearerError::Missing));
+        assert_eq!(extract(&headers(&["Basic dXNlcjpwYXNz"])), Err(BearerError::OtherScheme));
+        assert_eq!(extract(&headers(&["Bearer a", "Bearer b"])), Err(BearerError::Repeated));
+        assert_eq!(extract(&headers(&["Bearer"])), Err(BearerError::Malformed));
+        assert_eq!(extract(&headers(&["Bearer a b"])), Err(BearerError::Malformed));
+        assert_eq!(extract(&headers(&["Bearer a,Bearer b"])), Err(BearerError::Malformed));
+        assert_eq!(extract(&headers(&["Bearer ==="])), Err(BearerError::Malformed));
+    }
+}

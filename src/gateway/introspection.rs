@@ -1,0 +1,97 @@
+//! Opaque access tokens: RFC 7662 introspection at the issuer's `/tokeninfo`, authenticating as
+//! the gateway's own client. `active: false` is an invalid token; an issuer that cannot answer
+//! is a 503, never a 401 (the token may well be good).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::admin::metrics::Metrics;
+use crate::config::{IntrospectionSettings, Secret};
+use crate::token::{AccessClaims, Reason, TokenError, VerifiedToken};
+use crate::web::client::{error_chain, read_limited};
+
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+pub struct Introspector {
+    pub issuer: Arc<str>,
+    url: Url,
+    client_id: String,
+    client_secret: Secret,
+    timeout: Duration,
+    pub max_cache: Duration,
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    active: bool,
+    #[serde(flatten)]
+    claims: AccessClaims,
+}
+
+impl Introspector {
+    pub fn new(issuer: &str, settings: &IntrospectionSettings, http: reqwest::Client, metrics: Arc<Metrics>) -> Introspector {
+        Introspector {
+            issuer: issuer.into(),
+            url: settings.url.clone(),
+            client_id: settings.client_id.clone(),
+            client_secret: settings.client_secret.clone(),
+            timeout: Duration::from_millis(settings.timeout_ms),
+            max_cache: Duration::from_secs(settings.max_cache_seconds),
+            http,
+            metrics,
+        }
+    }
+
+    pub async fn introspect(&self, token: &str, now: i64, leeway: i64) -> Result<VerifiedToken, TokenError> {
+        let result = self.call(token).await;
+        let label = match &result {
+            Ok(answer) if answer.active => "active",
+            Ok(_) => "inactive",
+            Err(_) => "error",
+        };
+        self.metrics.introspections.with_label_values(&[label]).inc();
+        let answer = result?;
+        if !answer.active {
+            return Err(TokenError::new(Reason::Inactive, "the token is not active (unknown, expired or revoked)"));
+        }
+        let issuer = match answer.claims.iss.as_deref() {
+            Some(iss) if iss != &*self.issuer => {
+                return Err(TokenError::new(Reason::UntrustedIssuer, "the introspection answer names another issuer"));
+            }
+            _ => self.issuer.clone(),
+        };
+        VerifiedToken::from_claims(issuer, answer.claims, now, leeway)
+    }
+
+    async fn call(&self, token: &str) -> Result<Answer, TokenError> {
+        let unavailable = |detail: String| {
+            tracing::warn!(url = %self.url, error = %detail, "token introspection failed");
+            TokenError::new(Reason::IssuerUnavailable, "the token issuer's introspection endpoint cannot be reached")
+        };
+        let exchange = async {
+            let response = self
+                .http
+                .post(self.url.clone())
+                .basic_auth(&self.client_id, Some(self.client_secret.expose()))
+                .form(&[("token", token), ("token_type_hint", "access_token")])
+                .send()
+                .await
+                .map_err(|e| error_chain(&e))?;
+            if !response.status().is_success() {
+                return Err(format!("answered {}", response.status()));
+            }
+            let body = read_limited(response, MAX_ANSWER_BYTES).await.map_err(|e| e.to_string())?;
+            serde_json::from_slice::<Answer>(&body).map_err(|e| format!("not an RFC 7662 answer: {e}"))
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(detail)) => Err(unavailable(detail)),
+            Err(_) => Err(unavailable(format!("no answer within {:?}", self.timeout))),
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The signing keys of one trusted issuer: fetched before the gateway reports ready, refreshed on
+//! a timer, refetched (once per cool-down, single-flight) when a token names an unknown `kid`.
+//! A failed fetch never throws away keys already held.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::admin::metrics::Metrics;
+use crate::config::{JwksSettings, TrustedIssuerSettings};
+use crate::token::{Alg, KeySet, Reason, TokenError, VerifyingKey};
+use crate::web::client::{error_chain, read_limited};
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Jwks(Url),
+    Discovery(Url),
+    /// A JWKS file read at start-up (and at reload); never refetched.
+    File(std::path::PathBuf),
+    /// Opaque tokens only (introspection): no keys at all.
+    None,
+}
+
+pub struct IssuerKeys {
+    pub issuer: Arc<str>,
+    pub source: KeySource,
+    pub algorithms: Vec<Alg>,
+    keys: ArcSwap<KeySet>,
+    /// Serialises fetches, so the timer and an unknown `kid` never fetch at the same time.
+    fetching: Mutex<()>,
+    /// When an unknown `kid` last caused a fetch: the cool-down is counted from here.
+    unknown_kid_fetch: Mutex<Option<Instant>>,
+    last_success: ArcSwap<Option<Instant>>,
+    http: reqwest::Client,
+    settings: FetchSettings,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FetchSettings {
+    pub timeout: Duration,
+    pub cooldown: Duration,
+    pub max_bytes: usize,
+}
+
+impl From<&JwksSettings> for FetchSettings {
+    fn from(s: &JwksSettings) -> Self {
+        FetchSettings {
+            timeout: Duration::from_millis(s.fetch_timeout_ms),
+            cooldown: Duration::from_secs(s.unknown_kid_cooldown_seconds),
+            max_bytes: s.max_document_bytes,
+        }
+    }
+}
+
+impl IssuerKeys {
+    /// Build from config. A JWKS file is read now; URLs are fetched by [`IssuerKeys::refresh`].
+    pub fn new(
+        settings: &TrustedIssuerSettings,
+        fetch: FetchSettings,
+        http: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) -> Result<IssuerKeys, String> {
+        let source = match (&settings.jwks_url, &settings.discovery_url, &settings.jwks_file) {
+            (Some(url), _, _) => KeySource::Jwks(url.clone()),
+            (_, Some(url), _) => KeySource::Discovery(url.clone()),
+            (_, _, Some(path)) => KeySource::File(path.clone()),
+            _ => KeySource::None,
+        };
+        let keys = match &source {
+            KeySource::File(path) => {
+                let document = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let set = KeySet::from_jwks(&document, &settings.algorithms).map_err(|e| e.to_string())?;
+                if set.is_empty() {
+                    return Err(format!("{} holds no key usable with {:?}", path.display(), settings.algorithms));
+                }
+                set
+            }
+            _ => KeySet::default(),
+        };
+        let issuer: Arc<str> = settings.issuer.as_str().into();
+        metrics.jwks_keys.with_label_values(&[&issuer]).set(keys.len() as i64);
+        Ok(IssuerKeys {
+            issuer,
+            source,
+            algorithms: settings.algorithms.clone(),
+            keys: ArcSwap::from_pointee(keys),
+            fetching: Mutex::new(()),
+            unknown_kid_fetch: Mutex::new(None),
+            last_success: ArcSwap::from_pointee(None),
+            http,
+            settings: fetch,
+            metrics,
+        })
+    }
+
+    /// Keys from a set already parsed (the issuer role validating its own tokens, tests).
+    pub fn with_keys(issuer: &str, algorithms: Vec<Alg>, keys: KeySet, metrics: Arc<Metrics>) -> IssuerKeys {
+        IssuerKeys {
+            issuer: issuer.into(),
+            source: KeySource::None,
+            algorithms,
+            keys: ArcSwap::from_pointee(keys),
+            fetching: Mutex::new(()),
+            unknown_kid_fetch: Mutex::new(None),
+            last_success: ArcSwap::from_pointee(None),
+            http: reqwest::Client::new(),
+            settings: FetchSettings { timeout: Duration::from_secs(1), cooldown: Duration::from_secs(30), max_bytes: 0 },
+            metrics,
+        }
+    }
+
+    pub fn has_keys(&self) -> bool {
+        !self.keys.load().is_empty()
+    }
+
+    /// Whether the keys come over the network (and so need the refresh timer).
+    pub fn is_fetched(&self) -> bool {
+        matches!(self.source, KeySource::Jwks(_) | KeySource::Discovery(_))
+    }
+
+    /// Whether the issuer's keys are held (or it has none to hold): the readiness condition.
+    pub fn is_ready(&self) -> bool {
+        self.source == KeySource::None || self.has_keys()
+    }
+
+    pub fn kids(&self) -> Vec<String> {
+        self.keys.load().kids().map(str::to_owned).collect()
+    }
+
+    /// The key for a token. An unknown `kid` causes at most one refetch per cool-down; no keys
+    /// at all is `IssuerUnavailable` (a 503), an unknown key among known ones `UnknownKey`.
+    pub async fn key(&self, kid: Option<&str>, alg: Alg) -> Result<Arc<VerifyingKey>, TokenError> {
+        if let Some(key) = self.keys.load().find(kid, alg) {
+            return Ok(key.clone());
+        }
+        if self.is_fetched() {
+            self.refetch_for_unknown_kid().await;
+        }
+        let keys = self.keys.load();
+        match keys.find(kid, alg) {
+            Some(key) => Ok(key.clone()),
+            None if keys.is_empty() => Err(TokenError::new(
+                Reason::IssuerUnavailable,
+                format!("no signing keys could be had for issuer {}", self.issuer),
+            )),
+            None => Err(TokenError::new(
+                Reason::UnknownKey,
+                match kid {
+                    Some(kid) => format!("issuer {} has no {alg} key with kid {:?}", self.issuer, truncate(kid)),
+                    None => format!("the token has no kid and issuer {} has no single {alg} key", self.issuer),
+                },
+            )),
+        }
+    }
+
+    async fn refetch_for_unknown_kid(&self) {
+        // Every request with an unknown kid queues here; the first fetches, the others find the
+        // cool-down running and go back to look at the (possibly new) keys.
+        let mut last = self.unknown_kid_fetch.lock().await;
+        if last.is_some_and(|t| t.elapsed() < self.settings.cooldown) {
+            return;
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refetch for an unknown kid failed");
+        }
+    }
+
+    /// Fetch the keys now. On failure the keys held are kept and the error returned.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let _single = self.fetching.lock().await;
+        let result = self.fetch().await;
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.metrics.jwks_fetches.with_label_values(&[&self.issuer, label]).inc();
+        match result {
+            Ok(set) => {
+                let count = set.len();
+                if !set.skipped.is_empty() {
+                    tracing::debug!(issuer = %self.issuer, skipped = ?set.skipped, "JWKS keys skipped");
+                }
+                self.keys.store(Arc::new(set));
+                self.last_success.store(Arc::new(Some(Instant::now())));
+                self.metrics.jwks_keys.with_label_values(&[&self.issuer]).set(count as i64);
+                Ok(count)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn fetch(&self) -> Result<KeySet, String> {
+        let jwks_url = match &self.source {
+            KeySource::Jwks(url) => url.clone(),
+            KeySource::Discovery(url) => self.discover(url).await?,
+            KeySource::File(_) | KeySource::None => return Err("this issuer's keys are not fetched".into()),
+        };
+        let document = self.get(&jwks_url).await?;
+        let set = KeySet::from_jwks(&document, &self.algorithms).map_err(|e| format!("{jwks_url}: {e}"))?;
+        if set.is_empty() {
+            return Err(format!("{jwks_url} holds no key usable with {:?} ({:?})", self.algorithms, set.skipped));
+        }
+        Ok(set)
+    }
+
+    /// OpenID Connect Discovery: the document's `issuer` must be exactly the configured one.
+    async fn discover(&self, url: &Url) -> Result<Url, String> {
+        #[derive(serde::Deserialize)]
+        struct Metadata {
+            issuer: String,
+            jwks_uri: Url,
+        }
+        let document = self.get(url).await?;
+        let metadata: Metadata =
+            serde_json::from_slice(&document).map_err(|e| format!("{url}: not a discovery document: {e}"))?;
+        if metadata.issuer != *self.issuer {
+            return Err(format!("{url} names issuer {:?}, not {:?}", metadata.issuer, self.issuer));
+        }
+        Ok(metadata.jwks_uri)
+    }
+
+    async fn get(&self, url: &Url) -> Result<bytes::Bytes, String> {
+        let exchange = async {
+            let response = self
+                .http
+                .get(url.clone())
+                .header(http::header::ACCEPT, "application/json")
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+            if !response.status().is_success() {
+                return Err(format!("{url} answered {}", response.status()));
+            }
+            read_limited(response, self.settings.max_bytes).await.map_err(|e| format!("{url}: {e}"))
+        };
+        tokio::time::timeout(self.settings.timeout, exchange)
+            .await
+            .map_err(|_| format!("{url}: no answer within {:?}", self.settings.timeout))?
+    }
+}
+
+fn truncate(value: &str) -> String {
+    value.chars().take(64).collect()
+}

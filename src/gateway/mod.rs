@@ -1,0 +1,182 @@
+//! The gateway role: a Pingora proxy that validates access tokens and their scopes, then
+//! proxies to the route's upstreams or answers from a built-in handler (KRR).
+
+pub mod bearer;
+pub mod introspection;
+pub mod keys;
+pub mod maintenance;
+pub mod path;
+mod proxy;
+pub mod respond;
+pub mod routes;
+pub mod upstream;
+pub mod validator;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+
+use crate::admin::metrics::Metrics;
+use crate::config::{GatewaySettings, TrustedIssuerSettings};
+use keys::{FetchSettings, IssuerKeys};
+use routes::{Policy, RateLimit, Route, RouteTable, Target};
+use upstream::Upstream;
+use validator::{TokenValidator, ValidatorSettings};
+
+pub use proxy::Gateway;
+
+/// Header names for the verified claims sent upstream, and the incoming ones always removed.
+pub struct ForwardHeaders {
+    pub pid: HeaderName,
+    pub client_id: HeaderName,
+    pub consumer: HeaderName,
+    pub scope: HeaderName,
+    pub acr: HeaderName,
+    pub issuer: HeaderName,
+    pub strip: Vec<HeaderName>,
+}
+
+impl ForwardHeaders {
+    fn new(settings: &crate::config::ForwardSettings) -> Result<ForwardHeaders, String> {
+        let name = |value: &str| {
+            HeaderName::from_bytes(value.to_ascii_lowercase().as_bytes()).map_err(|e| format!("header {value:?}: {e}"))
+        };
+        Ok(ForwardHeaders {
+            pid: name(&settings.pid)?,
+            client_id: name(&settings.client_id)?,
+            consumer: name(&settings.consumer)?,
+            scope: name(&settings.scope)?,
+            acr: name(&settings.acr)?,
+            issuer: name(&settings.issuer)?,
+            strip: settings.strip.iter().map(|s| name(s)).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Every header a client might use to pass itself off as verified.
+    pub fn all(&self) -> impl Iterator<Item = &HeaderName> {
+        [&self.pid, &self.client_id, &self.consumer, &self.scope, &self.acr, &self.issuer]
+            .into_iter()
+            .chain(self.strip.iter())
+    }
+}
+
+/// Everything a request needs, swapped as one piece when the configuration is reloaded.
+pub struct GatewayState {
+    pub routes: RouteTable,
+    pub validator: TokenValidator,
+    pub forward: ForwardHeaders,
+    pub retry_after_seconds: u64,
+    pub max_body_bytes: usize,
+}
+
+impl GatewayState {
+    /// Build from config. Issuer key stores and upstreams whose settings did not change are
+    /// taken over from `previous`, so a reload neither refetches keys nor forgets health.
+    pub fn build(
+        settings: &GatewaySettings,
+        metrics: &Arc<Metrics>,
+        previous: Option<&GatewayState>,
+    ) -> Result<GatewayState, String> {
+        let http = crate::web::client::build(Duration::from_millis(settings.jwks.fetch_timeout_ms), "portvakt-gateway")
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let fetch = FetchSettings::from(&settings.jwks);
+        let old_issuers: HashMap<&str, &Arc<IssuerKeys>> = previous
+            .map(|p| p.validator.issuers().map(|k| (&*k.issuer, k)).collect())
+            .unwrap_or_default();
+        let mut issuers = Vec::new();
+        let mut introspector = None;
+        for (i, issuer) in settings.issuers.iter().enumerate() {
+            let keys = match old_issuers.get(issuer.issuer.as_str()) {
+                Some(old) if same_source(old, issuer) => Arc::clone(old),
+                _ => Arc::new(
+                    IssuerKeys::new(issuer, fetch, http.clone(), metrics.clone())
+                        .map_err(|e| format!("gateway.issuers[{i}]: {e}"))?,
+                ),
+            };
+            issuers.push(keys);
+            if let Some(intro) = &issuer.introspection {
+                introspector = Some(introspection::Introspector::new(&issuer.issuer, intro, http.clone(), metrics.clone()));
+            }
+        }
+        let validator = TokenValidator::new(
+            issuers,
+            introspector,
+            ValidatorSettings {
+                leeway_seconds: settings.clock_leeway_seconds as i64,
+                max_token_bytes: settings.max_token_bytes,
+                cache_entries: settings.validation_cache.enabled.then_some(settings.validation_cache.max_entries),
+                cache_max_ttl: Duration::from_secs(settings.validation_cache.max_ttl_seconds),
+            },
+            metrics.clone(),
+        );
+        let old_upstreams: Vec<&Arc<Upstream>> = previous
+            .map(|p| {
+                p.routes
+                    .iter()
+                    .filter_map(|r| match &r.target {
+                        Target::Upstream(u) => Some(u),
+                        Target::Handler(_) => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut routes = Vec::new();
+        for (i, route) in settings.routes.iter().enumerate() {
+            let target = match route.handler {
+                Some(handler) => Target::Handler(handler),
+                None => match old_upstreams.iter().find(|u| u.urls == route.upstreams) {
+                    Some(old) => Target::Upstream(Arc::clone(old)),
+                    None => Target::Upstream(Arc::new(
+                        Upstream::new(&route.upstreams, &settings.upstream)
+                            .map_err(|e| format!("gateway.routes[{i}].upstreams: {e}"))?,
+                    )),
+                },
+            };
+            routes.push(Route {
+                name: route.name.as_str().into(),
+                prefix: route.path.clone(),
+                methods: route
+                    .methods
+                    .iter()
+                    .map(|m| m.parse().map_err(|_| format!("gateway.routes[{i}].methods: {m:?}")))
+                    .collect::<Result<_, _>>()?,
+                target,
+                policy: Policy::from_settings(route),
+                forward_token: route.forward_token,
+                rate_limit: route.rate_limit.as_ref().map(|l| RateLimit::new(l.requests_per_second)),
+            });
+        }
+        Ok(GatewayState {
+            routes: RouteTable::new(routes),
+            validator,
+            forward: ForwardHeaders::new(&settings.forward)?,
+            retry_after_seconds: settings.jwks.retry_after_seconds,
+            max_body_bytes: settings.max_body_bytes,
+        })
+    }
+
+    /// Ready when every trusted issuer's keys are held.
+    pub fn is_ready(&self) -> bool {
+        self.validator.issuers().all(|i| i.is_ready())
+    }
+
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.routes.iter().filter_map(|r| match &r.target {
+            Target::Upstream(u) => Some(u),
+            Target::Handler(_) => None,
+        })
+    }
+}
+
+fn same_source(old: &IssuerKeys, new: &TrustedIssuerSettings) -> bool {
+    let source = match (&new.jwks_url, &new.discovery_url, &new.jwks_file) {
+        (Some(url), _, _) => keys::KeySource::Jwks(url.clone()),
+        (_, Some(url), _) => keys::KeySource::Discovery(url.clone()),
+        // A file may have changed on disk: a reload rereads it.
+        (_, _, Some(_)) => return false,
+        _ => keys::KeySource::None,
+    };
+    old.source == source && old.algorithms == new.algorithms
+}

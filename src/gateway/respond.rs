@@ -1,0 +1,140 @@
+//! Answers the gateway writes itself: RFC 6750 errors (with JSON bodies) and handler results.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use serde_json::json;
+
+use crate::token::{Acr, Reason, TokenError};
+
+/// The realm in every `WWW-Authenticate: Bearer` challenge.
+const REALM: &str = "portvakt";
+
+/// A finished answer: status, headers and a body.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(status: u16, body: &serde_json::Value) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            content_type: "application/json",
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Answer {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// An OAuth-style error body: `{"error": …, "error_description": …}`.
+    pub fn error(status: u16, error: &str, description: &str) -> Answer {
+        Answer::json(status, &json!({"error": error, "error_description": description}))
+    }
+
+    /// 401 `invalid_token` (missing, malformed, expired, untrusted…).
+    pub fn invalid_token(description: &str) -> Answer {
+        Answer::error(401, "invalid_token", description)
+            .with_header("www-authenticate", challenge("invalid_token", description, &[]))
+    }
+
+    /// 400 `invalid_request` (two Authorization headers and the like).
+    pub fn invalid_request(description: &str) -> Answer {
+        Answer::error(400, "invalid_request", description)
+            .with_header("www-authenticate", challenge("invalid_request", description, &[]))
+    }
+
+    /// 403 `insufficient_scope` naming the scopes that would do.
+    pub fn insufficient_scope(scope: &str, description: &str) -> Answer {
+        let mut answer = Answer::json(
+            403,
+            &json!({"error": "insufficient_scope", "error_description": description, "scope": scope}),
+        );
+        answer.headers.push(("www-authenticate", challenge("insufficient_scope", description, &[("scope", scope)])));
+        answer
+    }
+
+    /// 401 `insufficient_user_authentication` (RFC 9470): log in again at a higher level.
+    pub fn step_up(required: Acr, description: &str) -> Answer {
+        let mut answer = Answer::json(
+            401,
+            &json!({"error": "insufficient_user_authentication", "error_description": description, "acr_values": required.name()}),
+        );
+        answer.headers.push((
+            "www-authenticate",
+            challenge("insufficient_user_authentication", description, &[("acr_values", required.name())]),
+        ));
+        answer
+    }
+
+    /// 503 with `Retry-After`: the token's issuer cannot be checked right now.
+    pub fn issuer_unavailable(description: &str, retry_after: u64) -> Answer {
+        Answer::error(503, "temporarily_unavailable", description).with_header("retry-after", retry_after.to_string())
+    }
+
+    /// The answer for a refused token.
+    pub fn for_token_error(error: &TokenError, retry_after: u64) -> Answer {
+        match error.reason {
+            Reason::IssuerUnavailable => Answer::issuer_unavailable(&error.detail, retry_after),
+            _ => Answer::invalid_token(&error.detail),
+        }
+    }
+}
+
+/// `Bearer realm="portvakt", error="…", error_description="…"`. RFC 6750 allows neither `"`
+/// nor `\` in the quoted values, so they are replaced rather than escaped.
+pub fn challenge(error: &str, description: &str, extra: &[(&str, &str)]) -> String {
+    let mut value = format!("Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"", quotable(description));
+    for (name, v) in extra {
+        value.push_str(&format!(", {name}=\"{}\"", quotable(v)));
+    }
+    value
+}
+
+fn quotable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if (' '..='~').contains(&c) => c,
+            _ => '?',
+        })
+        .take(300)
+        .collect()
+}
+
+/// Write an answer to the downstream, keeping the connection reusable.
+pub async fn send(session: &mut Session, answer: &Answer, request_id: &str) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(answer.status, Some(answer.headers.len() + 4))?;
+    header.insert_header("content-type", answer.content_type)?;
+    header.insert_header("content-length", answer.body.len().to_string())?;
+    header.insert_header("cache-control", "no-store")?;
+    header.insert_header("x-request-id", request_id)?;
+    for (name, value) in &answer.headers {
+        header.append_header(*name, value.as_str())?;
+    }
+    session.write_response_header(Box::new(header), false).await?;
+    session.write_response_body(Some(answer.body.clone()), true).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_stay_within_rfc_6750_characters() {
+        let value = challenge("invalid_token", "bad \"kid\" \\ ø", &[("scope", "a b")]);
+        assert_eq!(
+            value,
+            "Bearer realm=\"portvakt\", error=\"invalid_token\", error_description=\"bad 'kid' / ?\", scope=\"a b\""
+        );
+    }
+}

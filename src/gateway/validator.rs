@@ -1,0 +1,159 @@
+//! Access-token validation at the edge: a cache of verified tokens in front of signature checks
+//! (self-contained JWTs) and introspection (opaque tokens).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest;
+use moka::Expiry;
+use moka::sync::Cache;
+use prometheus::IntCounter;
+
+use super::introspection::Introspector;
+use super::keys::IssuerKeys;
+use crate::admin::metrics::Metrics;
+use crate::token::verify::unix_now;
+use crate::token::{AccessClaims, CompactJws, Reason, TokenError, VerifiedToken};
+
+/// A cache entry knows its own lifetime: never past the token's `exp`, never past the cap.
+#[derive(Clone)]
+struct Cached {
+    token: Arc<VerifiedToken>,
+    ttl: Duration,
+}
+
+struct UntilExpiry;
+
+impl Expiry<[u8; 32], Cached> for UntilExpiry {
+    fn expire_after_create(&self, _key: &[u8; 32], value: &Cached, _created_at: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+pub struct ValidatorSettings {
+    pub leeway_seconds: i64,
+    pub max_token_bytes: usize,
+    /// `None` turns the cache off: every request is verified.
+    pub cache_entries: Option<u64>,
+    pub cache_max_ttl: Duration,
+}
+
+pub struct TokenValidator {
+    issuers: HashMap<Arc<str>, Arc<IssuerKeys>>,
+    introspector: Option<Introspector>,
+    cache: Option<Cache<[u8; 32], Cached>>,
+    settings: ValidatorSettings,
+    valid: IntCounter,
+    cache_hit: IntCounter,
+    cache_miss: IntCounter,
+    metrics: Arc<Metrics>,
+}
+
+impl TokenValidator {
+    pub fn new(
+        issuers: Vec<Arc<IssuerKeys>>,
+        introspector: Option<Introspector>,
+        settings: ValidatorSettings,
+        metrics: Arc<Metrics>,
+    ) -> TokenValidator {
+        let cache = settings.cache_entries.map(|entries| {
+            Cache::builder().max_capacity(entries).expire_after(UntilExpiry).build()
+        });
+        TokenValidator {
+            issuers: issuers.into_iter().map(|keys| (keys.issuer.clone(), keys)).collect(),
+            introspector,
+            cache,
+            settings,
+            valid: metrics.token_outcomes.with_label_values(&["valid"]),
+            cache_hit: metrics.validation_cache.with_label_values(&["hit"]),
+            cache_miss: metrics.validation_cache.with_label_values(&["miss"]),
+            metrics,
+        }
+    }
+
+    pub fn issuers(&self) -> impl Iterator<Item = &Arc<IssuerKeys>> {
+        self.issuers.values()
+    }
+
+    /// Validate a bearer token; refusals are counted by reason.
+    pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
+        let result = self.validate_uncounted(token).await;
+        match &result {
+            Ok(_) => self.valid.inc(),
+            Err(e) => self.metrics.token_refused(e.reason),
+        }
+        result
+    }
+
+    async fn validate_uncounted(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
+        if token.len() > self.settings.max_token_bytes {
+            return Err(TokenError::new(
+                Reason::TooLarge,
+                format!("the token is {} bytes, more than the {} accepted", token.len(), self.settings.max_token_bytes),
+            ));
+        }
+        let Some(cache) = &self.cache else {
+            return self.verify(token).await.map(|(verified, _)| Arc::new(verified));
+        };
+        let key = cache_key(token);
+        if let Some(hit) = cache.get(&key) {
+            self.cache_hit.inc();
+            return Ok(hit.token);
+        }
+        self.cache_miss.inc();
+        let (verified, cap) = self.verify(token).await?;
+        let verified = Arc::new(verified);
+        let remaining = verified.expires_at - unix_now();
+        if remaining > 0 {
+            let ttl = Duration::from_secs(remaining as u64).min(cap);
+            cache.insert(key, Cached { token: verified.clone(), ttl });
+        }
+        Ok(verified)
+    }
+
+    /// Verify without the cache; also returns how long the answer may be cached at most.
+    async fn verify(&self, token: &str) -> Result<(VerifiedToken, Duration), TokenError> {
+        let now = unix_now();
+        if !looks_like_jwt(token) {
+            let introspector = self.introspector.as_ref().ok_or_else(|| {
+                TokenError::new(Reason::Malformed, "the token is not a JWT and no issuer introspects opaque tokens")
+            })?;
+            let verified = introspector.introspect(token, now, self.settings.leeway_seconds).await?;
+            return Ok((verified, introspector.max_cache));
+        }
+        let jws = CompactJws::parse(token, self.settings.max_token_bytes)?;
+        let claims: AccessClaims = jws.claims()?;
+        let iss = claims.iss.as_deref().ok_or_else(|| TokenError::new(Reason::MissingClaim, "the token has no iss"))?;
+        let issuer = self.issuers.get(iss).ok_or_else(|| {
+            TokenError::new(Reason::UntrustedIssuer, format!("issuer {:?} is not trusted", truncate(iss)))
+        })?;
+        if !issuer.algorithms.contains(&jws.alg) {
+            return Err(TokenError::new(
+                Reason::AlgRefused,
+                format!("alg {} is not accepted from issuer {}", jws.alg, issuer.issuer),
+            ));
+        }
+        let key = issuer.key(jws.header.kid.as_deref(), jws.alg).await?;
+        jws.verify(&key)?;
+        let verified = VerifiedToken::from_claims(issuer.issuer.clone(), claims, now, self.settings.leeway_seconds)?;
+        Ok((verified, self.settings.cache_max_ttl))
+    }
+}
+
+/// A compact JWS has exactly two dots; ID-porten's opaque tokens have none.
+fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+/// Tokens are cached under their SHA-256: a collision would let one token pass as another.
+fn cache_key(token: &str) -> [u8; 32] {
+    let hash = digest::digest(&digest::SHA256, token.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(hash.as_ref());
+    key
+}
+
+fn truncate(value: &str) -> String {
+    value.chars().take(128).collect()
+}

@@ -1,0 +1,14 @@
+//! Portvakt: an ID-porten-style token issuer, a Pingora edge that validates its tokens, the KRR
+//! REST API in front of a SOAP Oppslagstjenesten (and a simulator of it), and authlevel.
+//!
+//! One folder per role (`gateway`, `issuer`, `krr`, `oppslag`) and per shared concern
+//! (`token`, `config`, `admin`, `web`, `personid`, `telemetry`, `server`).
+
+pub mod admin;
+pub mod config;
+pub mod gateway;
+pub mod personid;
+pub mod server;
+pub mod telemetry;
+pub mod token;
+pub mod web;

@@ -1,0 +1,123 @@
+//! Claim sets as they arrive on the wire: ID-porten, Maskinporten and RFC 9068 access tokens.
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+
+/// `consumer` / `supplier` of a Maskinporten token: an ISO 6523 identifier such as
+/// `{"authority": "iso6523-actorid-upis", "ID": "0192:991825827"}`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Iso6523 {
+    pub authority: String,
+    #[serde(rename = "ID")]
+    pub id: String,
+}
+
+impl Iso6523 {
+    pub const AUTHORITY: &'static str = "iso6523-actorid-upis";
+    /// ICD 0192 is the Norwegian organisation-number register.
+    pub const NORWEGIAN_ORGNO: &'static str = "0192";
+
+    pub fn norwegian(orgno: &str) -> Iso6523 {
+        Iso6523 { authority: Self::AUTHORITY.into(), id: format!("{}:{orgno}", Self::NORWEGIAN_ORGNO) }
+    }
+
+    /// The organisation number, when the identifier is a Norwegian one.
+    pub fn orgno(&self) -> Option<&str> {
+        self.id.strip_prefix("0192:")
+    }
+}
+
+/// The claims the gateway and the issuer read from an access token. Unknown claims are ignored.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct AccessClaims {
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub aud: Vec<String>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub exp: Option<i64>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub nbf: Option<i64>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub iat: Option<i64>,
+    pub jti: Option<String>,
+    /// RFC 8693 / ID-porten: one space-delimited string.
+    pub scope: Option<String>,
+    /// The array form some issuers use instead of `scope`.
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub scp: Vec<String>,
+    pub client_id: Option<String>,
+    pub pid: Option<String>,
+    pub acr: Option<String>,
+    pub consumer: Option<Iso6523>,
+    pub client_amr: Option<String>,
+}
+
+impl AccessClaims {
+    /// Scopes from `scope` (space-delimited) and `scp` (array), without duplicates.
+    pub fn scopes(&self) -> Vec<String> {
+        let mut scopes: Vec<String> = Vec::new();
+        let from_scope = self.scope.iter().flat_map(|s| s.split_ascii_whitespace());
+        for scope in from_scope.chain(self.scp.iter().map(String::as_str)) {
+            if !scope.is_empty() && !scopes.iter().any(|s| s == scope) {
+                scopes.push(scope.to_owned());
+            }
+        }
+        scopes
+    }
+}
+
+/// A JSON string or an array of strings, as `aud` (RFC 7519 §4.1.3) and `scp` may be.
+pub fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(value)) => vec![value],
+        Some(OneOrMany::Many(values)) => values,
+    })
+}
+
+/// A NumericDate (RFC 7519 §2): seconds since the epoch, an integer or a fraction.
+pub fn numeric_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    let value = Option::<serde_json::Number>::deserialize(deserializer)?;
+    match value {
+        None => Ok(None),
+        Some(n) => {
+            if let Some(i) = n.as_i64() {
+                Ok(Some(i))
+            } else if let Some(f) = n.as_f64().filter(|f| f.is_finite() && f.abs() < 1e15) {
+                Ok(Some(f.floor() as i64))
+            } else {
+                Err(de::Error::custom("a NumericDate must be a number of seconds"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_id_porten_and_rfc9068_shapes() {
+        let claims: AccessClaims = serde_json::from_str(
+            r#"{"iss":"https://x/","aud":"a","exp":1.9e9,"scope":"a b a","scp":["c","b"],
+                "consumer":{"authority":"iso6523-actorid-upis","ID":"0192:991825827"}}"#,
+        )
+        .unwrap();
+        assert_eq!(claims.aud, vec!["a"]);
+        assert_eq!(claims.exp, Some(1_900_000_000));
+        assert_eq!(claims.scopes(), vec!["a", "b", "c"]);
+        assert_eq!(claims.consumer.unwrap().orgno(), Some("991825827"));
+    }
+
+    #[test]
+    fn refuses_a_date_that_is_not_a_number() {
+        assert!(serde_json::from_str::<AccessClaims>(r#"{"exp":"tomorrow"}"#).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! Axum routers served on Pingora listeners. The issuer, the simulator and the admin endpoints
+//! are axum apps; running them on Pingora's listeners (rather than axum's own) gives every role
+//! the same graceful shutdown and the same zero-downtime listener hand-over as the gateway.
+
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::ConnectInfo;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use tower::ServiceExt;
+
+/// Answers larger than this are a bug, not a response: refuse rather than buffer them.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+pub struct AxumApp {
+    router: Router,
+    max_request_bytes: usize,
+}
+
+impl AxumApp {
+    pub fn new(router: Router, max_request_bytes: usize) -> AxumApp {
+        AxumApp { router, max_request_bytes }
+    }
+}
+
+fn plain(status: u16, message: &str) -> http::Response<Vec<u8>> {
+    let mut response = http::Response::new(message.as_bytes().to_vec());
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(message.len()));
+    response
+}
+
+#[async_trait]
+impl ServeHttp for AxumApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let parts = session.req_header().as_owned_parts();
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.max_request_bytes {
+                        session.set_keepalive(None);
+                        return plain(413, "the request body is too large\n");
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    session.set_keepalive(None);
+                    return plain(400, &format!("the request body could not be read: {e}\n"));
+                }
+            }
+        }
+        let mut request = http::Request::from_parts(parts, axum::body::Body::from(body));
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(*addr));
+        }
+        let response = match self.router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (mut parts, body) = response.into_parts();
+        let bytes = match axum::body::to_bytes(body, MAX_RESPONSE_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "a handler's answer could not be read");
+                return plain(500, "internal error\n");
+            }
+        };
+        parts.headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(bytes.len()));
+        http::Response::from_parts(parts, bytes.to_vec())
+    }
+}

@@ -1,0 +1,4 @@
+//! HTTP plumbing shared by the roles: outgoing clients and axum apps on Pingora listeners.
+
+pub mod app;
+pub mod client;

@@ -1,0 +1,576 @@
+//! The gateway end to end: the real binary in front of a real upstream, trusting a real JWKS
+//! server, with tokens signed by keys made for each test.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ISS: &str = "https://issuer.test";
+const STATIC_ISS: &str = "https://static.test";
+
+struct Edge {
+    portvakt: Portvakt,
+    jwks: JwksServer,
+    upstream: EchoUpstream,
+    rsa: TestKey,
+    client: reqwest::Client,
+}
+
+fn config(ports: &Ports, jwks_url: &str, upstream: &str, extra: &str) -> String {
+    format!(
+        r#"{server}
+[log]
+level = "info"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[gateway]
+listen = "127.0.0.1:{gateway}"
+
+[gateway.jwks]
+refresh_seconds = 3600
+unknown_kid_cooldown_seconds = 30
+retry_after_seconds = 7
+
+[gateway.upstream]
+health_check_seconds = 1
+
+[[gateway.issuers]]
+issuer = "{ISS}"
+jwks_url = "{jwks_url}"
+algorithms = ["RS256", "PS256", "ES256", "EdDSA"]
+
+[[gateway.issuers]]
+issuer = "{STATIC_ISS}"
+jwks_file = "{{dir}}/static-jwks.json"
+algorithms = ["ES256"]
+
+[[gateway.routes]]
+name = "api"
+path = "/api"
+upstreams = ["{upstream}"]
+scopes_any = ["demo:read", "demo:admin"]
+
+[[gateway.routes]]
+name = "citizen"
+path = "/citizen"
+methods = ["GET"]
+upstreams = ["{upstream}"]
+token = "citizen"
+min_acr = "Level4"
+scopes_any = ["user/kontaktinformasjon.read"]
+
+[[gateway.routes]]
+name = "machine"
+path = "/machine"
+upstreams = ["{upstream}"]
+token = "machine"
+scopes_all = ["global/kontaktinformasjon.read"]
+
+[[gateway.routes]]
+name = "audience"
+path = "/aud"
+upstreams = ["{upstream}"]
+audience = "https://api.example/"
+
+[[gateway.routes]]
+name = "static-only"
+path = "/static"
+upstreams = ["{upstream}"]
+issuers = ["{STATIC_ISS}"]
+{extra}
+"#,
+        server = server_section(),
+        admin = ports.admin,
+        gateway = ports.gateway,
+    )
+}
+
+fn static_key() -> TestKey {
+    // Deterministic kid, key made fresh: the file is written before the process starts.
+    TestKey::new("static-1", Algorithm::ES256)
+}
+
+impl Edge {
+    async fn start() -> Edge {
+        Edge::start_with("", &static_key()).await
+    }
+
+    async fn start_with(extra: &str, static_key: &TestKey) -> Edge {
+        let rsa = TestKey::new("rsa-1", Algorithm::RS256);
+        let jwks = JwksServer::start(jwks(&[&rsa])).await;
+        let upstream = EchoUpstream::start().await;
+        let ports = Ports::new();
+        let config = config(&ports, &jwks.url, &upstream.url, extra);
+        let mut portvakt =
+            Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[static_key]))]);
+        portvakt.wait_for("/readyz").await;
+        Edge { portvakt, jwks, upstream, rsa, client: reqwest::Client::new() }
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request = self.client.get(format!("{}{path}", self.portvakt.gateway));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the gateway answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+}
+
+fn jwks_json(keys: &[&TestKey]) -> String {
+    jwks(keys).to_string()
+}
+
+fn machine(scope: &str) -> Value {
+    json!({
+        "iss": ISS, "client_id": "demo-maskinporten", "scope": scope, "token_type": "Bearer",
+        "client_amr": "virksomhetssertifikat", "iat": now(), "exp": now() + 120, "jti": "j1",
+        "consumer": {"authority": "iso6523-actorid-upis", "ID": "0192:991825827"}
+    })
+}
+
+fn citizen(scope: &str, acr: &str) -> Value {
+    json!({
+        "iss": ISS, "client_id": "demo-rp", "sub": "pairwise-sub", "pid": "23079421936",
+        "acr": acr, "scope": scope, "iat": now(), "exp": now() + 120
+    })
+}
+
+fn challenge(headers: &reqwest::header::HeaderMap) -> String {
+    headers.get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_valid_token_is_proxied_with_its_claims_as_headers() {
+    let edge = Edge::start().await;
+    let token = edge.rsa.sign(&machine("demo:read global/kontaktinformasjon.read"));
+    let (status, headers, body) = edge.get("/api/things?x=1", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(headers.contains_key("x-request-id"));
+    let seen = &body["headers"];
+    assert_eq!(body["uri"], "/api/things?x=1");
+    assert_eq!(seen["x-portvakt-client-id"][0], "demo-maskinporten");
+    assert_eq!(seen["x-portvakt-consumer"][0], "991825827");
+    assert_eq!(seen["x-portvakt-scope"][0], "demo:read global/kontaktinformasjon.read");
+    assert_eq!(seen["x-portvakt-issuer"][0], ISS);
+    assert!(seen.get("x-portvakt-pid").is_none(), "a machine token has no pid");
+    assert!(seen.get("authorization").is_none(), "the token is not passed on by default");
+    assert_eq!(seen["x-request-id"][0], headers["x-request-id"].to_str().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_wrong_scheme_and_repeated_authorization_are_refused() {
+    let edge = Edge::start().await;
+    let (status, headers, body) = edge.get("/api", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(challenge(&headers).starts_with("Bearer realm=\"portvakt\", error=\"invalid_token\""), "{headers:?}");
+    assert_eq!(body["error"], "invalid_token");
+    assert!(body["error_description"].as_str().unwrap().contains("no bearer token"));
+
+    let response = edge
+        .client
+        .get(format!("{}/api", edge.portvakt.gateway))
+        .basic_auth("user", Some("pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap().contains("not Bearer"), "{body}");
+
+    let token = edge.rsa.sign(&machine("demo:read"));
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.append("authorization", format!("Bearer {token}").parse().unwrap());
+    headers.append("authorization", format!("Bearer {token}").parse().unwrap());
+    let response = edge.client.get(format!("{}/api", edge.portvakt.gateway)).headers(headers).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(challenge(response.headers()).contains("error=\"invalid_request\""));
+    assert_eq!(edge.upstream.hits(), 0, "nothing refused reached the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_truncated_and_oversized_tokens_are_invalid() {
+    let edge = Edge::start().await;
+    let token = edge.rsa.sign(&machine("demo:read"));
+    let cases = [
+        ("garbage".to_string(), "not a JWT"),
+        ("a.b.c".to_string(), "not base64url"),
+        (token[..token.len() - 20].to_string(), "signature"),
+        (token[..token.rfind('.').unwrap()].to_string(), "not a JWT"),
+        (format!("{token}.extra"), "not a JWT"),
+        ("x".repeat(16 * 1024), "bytes, more than"),
+    ];
+    for (bad, expected) in cases {
+        let (status, headers, body) = edge.get("/api", Some(&bad)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad:.40}: {body}");
+        assert!(challenge(&headers).contains("invalid_token"));
+        let description = body["error_description"].as_str().unwrap();
+        assert!(description.contains(expected), "{bad:.40}: {description}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alg_none_and_hmac_with_the_public_key_are_refused() {
+    let edge = Edge::start().await;
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let unsigned = format!("{}.{}.", b64(&json!({"alg": "none", "kid": "rsa-1"})), b64(&machine("demo:read")));
+    let (status, _, body) = edge.get("/api", Some(&unsigned)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error_description"].as_str().unwrap().contains("\"none\" is refused"), "{body}");
+
+    // The classic confusion: HS256 keyed with the issuer's public key, which anyone can fetch.
+    let public_pem = reqwest::get(&edge.jwks.url).await.unwrap().text().await.unwrap();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("rsa-1".into());
+    let forged = jsonwebtoken::encode(&header, &machine("demo:read"), &EncodingKey::from_secret(public_pem.as_bytes())).unwrap();
+    let (status, _, body) = edge.get("/api", Some(&forged)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error_description"].as_str().unwrap().contains("HMAC"), "{body}");
+    assert_eq!(edge.upstream.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_expired_early_and_foreign_tokens_are_invalid() {
+    let edge = Edge::start().await;
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let token = edge.rsa.sign(&machine("demo:read"));
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims = machine("demo:read demo:admin");
+    claims["exp"] = json!(now() + 120);
+    let tampered = format!("{}.{}.{}", parts[0], engine.encode(claims.to_string()), parts[2]);
+
+    let mut expired = machine("demo:read");
+    expired["exp"] = json!(now() - 120);
+    let mut early = machine("demo:read");
+    early["nbf"] = json!(now() + 600);
+    let mut future_iat = machine("demo:read");
+    future_iat["iat"] = json!(now() + 600);
+    let mut foreign = machine("demo:read");
+    foreign["iss"] = json!("https://evil.test");
+    let mut no_exp = machine("demo:read");
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let stranger = TestKey::new("rsa-1", Algorithm::RS256);
+
+    let cases = [
+        (tampered, "signature is not valid"),
+        (edge.rsa.sign(&expired), "expired"),
+        (edge.rsa.sign(&early), "not valid before"),
+        (edge.rsa.sign(&future_iat), "issued in the future"),
+        (edge.rsa.sign(&foreign), "not trusted"),
+        (edge.rsa.sign(&no_exp), "no exp"),
+        (stranger.sign(&machine("demo:read")), "signature is not valid"),
+    ];
+    for (token, expected) in cases {
+        let (status, _, body) = edge.get("/api", Some(&token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{expected}: {body}");
+        assert!(body["error_description"].as_str().unwrap().contains(expected), "{expected}: {body}");
+    }
+    assert_eq!(edge.upstream.hits(), 0);
+    let metrics = edge.portvakt.metrics().await;
+    assert!(metric(&metrics, "portvakt_token_outcomes_total{outcome=\"expired\"}") >= 1.0, "{metrics}");
+    assert!(metric(&metrics, "portvakt_token_outcomes_total{outcome=\"bad_signature\"}") >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audience_scope_level_and_token_kind_are_enforced_per_route() {
+    let edge = Edge::start().await;
+    // Audience.
+    let mut aud = machine("x");
+    aud["aud"] = json!(["https://other/", "https://api.example/"]);
+    assert_eq!(edge.get("/aud", Some(&edge.rsa.sign(&aud))).await.0, StatusCode::OK);
+    aud["aud"] = json!("https://other/");
+    let (status, _, body) = edge.get("/aud", Some(&edge.rsa.sign(&aud))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error_description"].as_str().unwrap().contains("audience"), "{body}");
+
+    // A missing scope is a 403 naming the scopes that would do.
+    let (status, headers, body) = edge.get("/api", Some(&edge.rsa.sign(&machine("other:scope")))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "insufficient_scope");
+    assert_eq!(body["scope"], "demo:read demo:admin");
+    assert!(challenge(&headers).contains("error=\"insufficient_scope\""));
+    assert!(challenge(&headers).contains("scope=\"demo:read demo:admin\""));
+
+    // `scp` arrays count as scopes too.
+    let mut scp = machine("");
+    scp["scp"] = json!(["demo:admin"]);
+    assert_eq!(edge.get("/api", Some(&edge.rsa.sign(&scp))).await.0, StatusCode::OK);
+
+    // Level3 on a Level4 route: log in again at Level4 (RFC 9470 step-up).
+    let level3 = edge.rsa.sign(&citizen("user/kontaktinformasjon.read", "Level3"));
+    let (status, headers, body) = edge.get("/citizen", Some(&level3)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "insufficient_user_authentication");
+    assert!(challenge(&headers).contains("acr_values=\"Level4\""));
+    // The new platform's name for Level4 is accepted as equal.
+    let high = edge.rsa.sign(&citizen("user/kontaktinformasjon.read", "idporten-loa-high"));
+    let (status, _, body) = edge.get("/citizen", Some(&high)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["headers"]["x-portvakt-pid"][0], "23079421936");
+    assert_eq!(body["headers"]["x-portvakt-acr"][0], "idporten-loa-high");
+
+    // A citizen's token on a machine route, and a machine token on a citizen route.
+    let citizen_on_machine = edge.rsa.sign(&citizen("global/kontaktinformasjon.read", "Level4"));
+    let (status, _, body) = edge.get("/machine", Some(&citizen_on_machine)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["error_description"].as_str().unwrap().contains("machine token"), "{body}");
+    let machine_on_citizen = edge.rsa.sign(&machine("user/kontaktinformasjon.read"));
+    let (status, _, body) = edge.get("/citizen", Some(&machine_on_citizen)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["error_description"].as_str().unwrap().contains("citizen"), "{body}");
+    assert_eq!(edge.get("/machine", Some(&edge.rsa.sign(&machine("global/kontaktinformasjon.read")))).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spoofed_identity_headers_never_reach_the_upstream() {
+    let edge = Edge::start().await;
+    let token = edge.rsa.sign(&machine("demo:read"));
+    let response = edge
+        .client
+        .get(format!("{}/api", edge.portvakt.gateway))
+        .bearer_auth(&token)
+        .header("x-portvakt-pid", "08023549930")
+        .header("X-Portvakt-Client-Id", "someone-else")
+        .header("x-portvakt-scope", "demo:admin")
+        .header("x-portvakt-acr", "Level4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let seen = &body["headers"];
+    assert!(seen.get("x-portvakt-pid").is_none(), "{seen}");
+    assert!(seen.get("x-portvakt-acr").is_none(), "{seen}");
+    assert_eq!(seen["x-portvakt-client-id"], json!(["demo-maskinporten"]));
+    assert_eq!(seen["x-portvakt-scope"], json!(["demo:read"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_supported_algorithm_and_a_static_jwks_file_verify() {
+    let static_key = static_key();
+    let edge = Edge::start_with("", &static_key).await;
+    let ps = TestKey::new("ps-1", Algorithm::PS256);
+    let es = TestKey::new("es-1", Algorithm::ES256);
+    let ed = TestKey::new("ed-1", Algorithm::EdDSA);
+    edge.jwks.set_keys(jwks(&[&edge.rsa, &ps, &es, &ed]));
+    for key in [&ps, &es, &ed, &edge.rsa] {
+        let (status, _, body) = edge.get("/api", Some(&key.sign(&machine("demo:read")))).await;
+        assert_eq!(status, StatusCode::OK, "{:?}: {body}", key.alg);
+    }
+    // The static issuer's key is only good for its own issuer, and only on its routes.
+    let mut claims = machine("demo:read");
+    claims["iss"] = json!(STATIC_ISS);
+    let token = static_key.sign(&claims);
+    assert_eq!(edge.get("/static", Some(&token)).await.0, StatusCode::OK);
+    let own = edge.rsa.sign(&machine("demo:read"));
+    let (status, _, body) = edge.get("/static", Some(&own)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error_description"].as_str().unwrap().contains("not accepted here"), "{body}");
+    // An algorithm the issuer does not allow is refused even with a good signature.
+    let mut es_from_rsa_issuer = machine("demo:read");
+    es_from_rsa_issuer["iss"] = json!(STATIC_ISS);
+    let ed_for_static = ed.sign(&es_from_rsa_issuer);
+    let (status, _, body) = edge.get("/static", Some(&ed_for_static)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error_description"].as_str().unwrap().contains("not accepted from issuer"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_is_accepted_after_one_refetch_without_failing_a_request() {
+    let edge = Edge::start().await;
+    let old_token = edge.rsa.sign(&machine("demo:read"));
+    assert_eq!(edge.get("/api", Some(&old_token)).await.0, StatusCode::OK);
+    let fetches_before = edge.jwks.hits();
+
+    let new_key = TestKey::new("rsa-2", Algorithm::RS256);
+    edge.jwks.set_keys(jwks(&[&edge.rsa, &new_key]));
+    let new_token = new_key.sign(&machine("demo:read"));
+    // Old and new tokens interleaved, concurrently: every one succeeds.
+    let mut requests = Vec::new();
+    for i in 0..40 {
+        let token = if i % 2 == 0 { new_token.clone() } else { old_token.clone() };
+        let client = edge.client.clone();
+        let url = format!("{}/api", edge.portvakt.gateway);
+        requests.push(tokio::spawn(async move { client.get(url).bearer_auth(token).send().await.unwrap().status() }));
+    }
+    for request in requests {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(edge.jwks.hits(), fetches_before + 1, "exactly one refetch for the new kid");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_kids_cause_at_most_one_fetch_per_cool_down() {
+    let edge = Edge::start().await;
+    let fetches_before = edge.jwks.hits();
+    let stranger = TestKey::new("unused", Algorithm::RS256);
+    let mut requests = Vec::new();
+    for i in 0..100 {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(format!("random-{i}"));
+        let token = stranger.sign_with(&header, &machine("demo:read"));
+        let client = edge.client.clone();
+        let url = format!("{}/api", edge.portvakt.gateway);
+        requests.push(tokio::spawn(async move { client.get(url).bearer_auth(token).send().await.unwrap().status() }));
+    }
+    for request in requests {
+        assert_eq!(request.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    assert!(edge.jwks.hits() <= fetches_before + 1, "{} fetches", edge.jwks.hits() - fetches_before);
+    // Still within the cool-down: no fetch at all.
+    let after_burst = edge.jwks.hits();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("random-again".into());
+    let (status, _, body) = edge.get("/api", Some(&stranger.sign_with(&header, &machine("demo:read")))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body["error_description"].as_str().unwrap().contains("no RS256 key with kid"), "{body}");
+    assert_eq!(edge.jwks.hits(), after_burst);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_held_are_served_while_the_jwks_server_is_down() {
+    let edge = Edge::start().await;
+    edge.jwks.stop();
+    // A token never seen (so not cached) still verifies with the key held.
+    let mut claims = machine("demo:read");
+    claims["jti"] = json!("fresh");
+    let (status, _, body) = edge.get("/api", Some(&edge.rsa.sign(&claims))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_issuer_without_keys_gets_503_with_retry_after_and_blocks_readiness() {
+    let rsa = TestKey::new("rsa-1", Algorithm::RS256);
+    let jwks_server = JwksServer::start(jwks(&[&rsa])).await;
+    let upstream = EchoUpstream::start().await;
+    let dead = format!("http://127.0.0.1:{}/jwks", free_port());
+    let ports = Ports::new();
+    let extra = format!(
+        "[[gateway.issuers]]\nissuer = \"https://down.test\"\njwks_url = \"{dead}\"\n\n[[gateway.routes]]\nname = \"down\"\npath = \"/down\"\nupstreams = [\"{}\"]\n",
+        upstream.url
+    );
+    let config = config(&ports, &jwks_server.url, &upstream.url, &extra);
+    let mut portvakt = Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
+    portvakt.wait_for("/healthz").await;
+    let ready = reqwest::get(format!("{}/readyz", portvakt.admin)).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap();
+    assert!(body["waiting_for"].to_string().contains("https://down.test"), "{body}");
+
+    let down = TestKey::new("d1", Algorithm::RS256);
+    let mut claims = machine("demo:read");
+    claims["iss"] = json!("https://down.test");
+    let response = reqwest::Client::new()
+        .get(format!("{}/down", portvakt.gateway))
+        .bearer_auth(down.sign(&claims))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "7");
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap().contains("no signing keys"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_token_is_served_from_the_validation_cache() {
+    let edge = Edge::start().await;
+    let token = edge.rsa.sign(&machine("demo:read"));
+    for _ in 0..5 {
+        assert_eq!(edge.get("/api", Some(&token)).await.0, StatusCode::OK);
+    }
+    let metrics = edge.portvakt.metrics().await;
+    assert_eq!(metric(&metrics, "portvakt_validation_cache_total{result=\"miss\"}"), 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, "portvakt_validation_cache_total{result=\"hit\"}"), 4.0);
+    assert_eq!(metric(&metrics, "portvakt_gateway_requests_total{route=\"api\",status=\"200\"}"), 5.0);
+    assert!(metrics.contains("portvakt_gateway_request_duration_seconds_bucket{route=\"api\""));
+    assert!(metrics.contains("portvakt_jwks_fetches_total{issuer=\"https://issuer.test\",result=\"ok\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn confusing_paths_unknown_paths_and_wrong_methods_are_refused() {
+    let edge = Edge::start().await;
+    let token = edge.rsa.sign(&machine("demo:read user/kontaktinformasjon.read"));
+    for path in ["/api%2Fx", "/citizen/../api", "/api/./x", "/api;x=1", "/api/%2e%2e/x", "//api", "/api/%00", "/api\\x"] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, body) = raw_request(&edge.portvakt.gateway, &request).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("invalid_request"), "{path}: {body}");
+    }
+    let (status, _, body) = edge.get("/nowhere", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _, _) = edge.get("/apix", Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "prefixes match whole segments");
+    let response = edge
+        .client
+        .post(format!("{}/citizen", edge.portvakt.gateway))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET");
+    assert_eq!(edge.upstream.hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_are_balanced_and_a_dead_upstream_is_routed_around() {
+    let rsa = TestKey::new("rsa-1", Algorithm::RS256);
+    let jwks_server = JwksServer::start(jwks(&[&rsa])).await;
+    let first = EchoUpstream::start().await;
+    let second = EchoUpstream::start().await;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let ports = Ports::new();
+    let extra = format!(
+        "[[gateway.routes]]\nname = \"pool\"\npath = \"/pool\"\nupstreams = [\"{}\", \"{}\", \"{dead}\"]\n",
+        first.url, second.url
+    );
+    let config = config(&ports, &jwks_server.url, &first.url, &extra);
+    let portvakt = Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
+    let mut portvakt = portvakt;
+    portvakt.wait_for("/readyz").await;
+    let token = rsa.sign(&machine("x"));
+    let client = reqwest::Client::new();
+    for _ in 0..30 {
+        let response = client.get(format!("{}/pool", portvakt.gateway)).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "a dead backend is skipped, never answered");
+    }
+    assert!(first.hits() >= 5 && second.hits() >= 5, "round robin: {} and {}", first.hits(), second.hits());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_upstream_is_a_json_502_or_503() {
+    let rsa = TestKey::new("rsa-1", Algorithm::RS256);
+    let jwks_server = JwksServer::start(jwks(&[&rsa])).await;
+    let upstream = EchoUpstream::start().await;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let ports = Ports::new();
+    let extra = format!("[[gateway.routes]]\nname = \"dead\"\npath = \"/dead\"\nupstreams = [\"{dead}\"]\n");
+    let config = config(&ports, &jwks_server.url, &upstream.url, &extra);
+    let mut portvakt = Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
+    portvakt.wait_for("/readyz").await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/dead", portvakt.gateway))
+        .bearer_auth(rsa.sign(&machine("x")))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(response.status().as_u16(), 502 | 503), "{}", response.status());
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+}
