@@ -5,8 +5,10 @@
 //! (`token`, `config`, `admin`, `web`, `personid`, `telemetry`, `server`).
 
 pub mod admin;
+pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod issuer;
 pub mod personid;
 pub mod server;
 pub mod telemetry;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use portvakt::client::MaskinportenClient;
 use portvakt::config::{self, Config, ConfigError};
 use portvakt::server::{self, Roles, ServeOptions};
 use portvakt::telemetry;
@@ -31,6 +32,82 @@ enum Command {
         #[arg(long, default_value = config::DEFAULT_PATH)]
         config: PathBuf,
     },
+    /// Get a machine token from a running issuer with the JWT-bearer grant (Maskinporten) and
+    /// print it. The defaults are the demo client of the default config.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    #[arg(long, default_value = "http://127.0.0.1:9000")]
+    issuer: String,
+    #[arg(long, default_value = "demo-maskinporten")]
+    client: String,
+    /// The client's RSA private key (PEM).
+    #[arg(long, default_value = "config/dev/demo-maskinporten.key.pem")]
+    key: PathBuf,
+    /// The client's certificate chain (PEM), sent as x5c.
+    #[arg(long, default_value = "config/dev/demo-maskinporten.cert.pem")]
+    cert: PathBuf,
+    /// Name a registered key instead of sending the certificate.
+    #[arg(long)]
+    kid: Option<String>,
+    /// Scopes to ask for (repeat the flag); default: every scope of the demo client.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// Audience-restrict the token (`resource`).
+    #[arg(long)]
+    resource: Option<String>,
+    /// Print the whole token response as JSON, not just the access token.
+    #[arg(long)]
+    json: bool,
+}
+
+const DEMO_MACHINE_SCOPES: [&str; 7] = [
+    "global/kontaktinformasjon.read",
+    "global/varslingsstatus.read",
+    "global/sikkerdigitalpost.read",
+    "global/sertifikat.read",
+    "krr:global/kontaktinformasjon.read",
+    "krr:global/digitalpost.read",
+    "global/idporten.authlevel.read",
+];
+
+fn token(args: TokenArgs) -> ExitCode {
+    let client = match MaskinportenClient::from_files(&args.issuer, &args.client, &args.key, Some(&args.cert), args.kid.as_deref()) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("portvakt token: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let scopes: Vec<&str> = if args.scopes.is_empty() { DEMO_MACHINE_SCOPES.to_vec() } else { args.scopes.iter().map(String::as_str).collect() };
+    let extra = match &args.resource {
+        Some(resource) => serde_json::json!({"resource": resource}),
+        None => serde_json::json!({}),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("portvakt token: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(client.token(&reqwest::Client::new(), &scopes, &extra)) {
+        Ok(answer) if args.json => {
+            println!("{answer:#}");
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            println!("{}", answer["access_token"].as_str().unwrap_or_default());
+            eprintln!("portvakt token: scope \"{}\", expires in {} s", answer["scope"].as_str().unwrap_or_default(), answer["expires_in"]);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portvakt token: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
@@ -58,6 +135,7 @@ fn main() -> ExitCode {
                 Err(error) => report(&[error]),
             }
         }
+        Command::Token(args) => token(args),
         Command::CheckConfig { config } => {
             let config = match load(&config) {
                 Ok(config) => config,

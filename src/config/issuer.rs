@@ -1,17 +1,363 @@
 //! `[issuer]`: the OpenID Connect provider and Maskinporten-style token endpoint.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
+use url::Url;
 
-use super::Checker;
+use super::{Checker, Secret};
+use crate::token::Alg;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerSettings {
     pub listen: SocketAddr,
+    /// The issuer identifier, exactly as it appears in `iss` (no trailing slash is added).
+    pub issuer: String,
+    /// The secret behind pairwise `sub` values: stable per client, different across clients.
+    pub pairwise_secret: Secret,
+    /// Base of the `error_uri` of Maskinporten errors (`{base}/MP-nnn`); default `{issuer}/errors`.
+    pub error_uri_base: Option<Url>,
+    /// CA certificates that `x5c` chains (virksomhetssertifikater) must lead to.
+    #[serde(default)]
+    pub trust_anchors: Vec<PathBuf>,
+    #[serde(default)]
+    pub lifetimes: Lifetimes,
+    pub signing_keys: Vec<SigningKeySettings>,
+    #[serde(default)]
+    pub scopes: Vec<ScopeSettings>,
+    pub clients: Vec<ClientSettings>,
+    /// Consumer organisations that let supplier clients ask for tokens on their behalf.
+    #[serde(default)]
+    pub delegations: Vec<DelegationSettings>,
 }
 
+/// Lifetimes in seconds; the defaults are ID-porten's (see the domain notes).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lifetimes {
+    pub code_seconds: u64,
+    pub par_seconds: u64,
+    pub id_token_seconds: u64,
+    pub access_token_seconds: u64,
+    pub refresh_token_seconds: u64,
+    pub authorization_seconds: u64,
+    pub sso_idle_seconds: u64,
+    pub sso_max_seconds: u64,
+    /// A login page left open longer than this must be started again.
+    pub interaction_seconds: u64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes {
+            code_seconds: 60,
+            par_seconds: 120,
+            id_token_seconds: 120,
+            access_token_seconds: 120,
+            refresh_token_seconds: 600,
+            authorization_seconds: 7200,
+            sso_idle_seconds: 1800,
+            sso_max_seconds: 7200,
+            interaction_seconds: 900,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeySettings {
+    /// Defaults to the key's RFC 7638 thumbprint.
+    pub kid: Option<String>,
+    #[serde(default = "default_alg")]
+    pub alg: Alg,
+    pub private_key: PathBuf,
+    /// Exactly one key signs; the others are only published (before or after a rotation).
+    #[serde(default)]
+    pub signing: bool,
+}
+
+fn default_alg() -> Alg {
+    Alg::RS256
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationType {
+    Idporten,
+    ApiKlient,
+    Maskinporten,
+    Krr,
+}
+
+impl IntegrationType {
+    pub fn name(self) -> &'static str {
+        match self {
+            IntegrationType::Idporten => "idporten",
+            IntegrationType::ApiKlient => "api_klient",
+            IntegrationType::Maskinporten => "maskinporten",
+            IntegrationType::Krr => "krr",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
+}
+
+impl AuthMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessTokenKind {
+    /// A signed JWT the resource server checks itself.
+    #[default]
+    Jwt,
+    /// A random handle checked at `/tokeninfo`; can be revoked.
+    Opaque,
+}
+
+/// Which key reference a client's JWTs (grants and client assertions) may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyReference {
+    /// `kid`: a key registered on the client.
+    Kid,
+    /// `x5c`: a virksomhetssertifikat chain leading to a trust anchor.
+    X5c,
+    Either,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientKeySettings {
+    pub kid: String,
+    /// A PEM certificate or public key.
+    pub public_key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    pub client_id: String,
+    pub integration_type: IntegrationType,
+    pub auth_methods: Vec<AuthMethod>,
+    pub client_secret: Option<Secret>,
+    /// Keys for `kid`-referenced JWTs.
+    #[serde(default)]
+    pub keys: Vec<ClientKeySettings>,
+    /// Defaults to `kid` when keys are registered, else `x5c`.
+    pub key_reference: Option<KeyReference>,
+    pub orgno: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<Url>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<Url>,
+    pub frontchannel_logout_uri: Option<Url>,
+    #[serde(default = "yes")]
+    pub frontchannel_logout_session_required: bool,
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub access_token: AccessTokenKind,
+    /// PKCE for every authorization; public clients cannot turn it off.
+    #[serde(default = "yes")]
+    pub require_pkce: bool,
+    pub access_token_seconds: Option<u64>,
+    pub refresh_token_seconds: Option<u64>,
+    pub authorization_seconds: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeSettings {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The citizen is asked, and may decline; declined scopes are left out of the token.
+    #[serde(default)]
+    pub requires_user_consent: bool,
+    /// Empty means any integration type.
+    #[serde(default)]
+    pub allowed_integration_types: Vec<IntegrationType>,
+    /// Caps the access token's lifetime for tokens carrying this scope.
+    pub at_max_age_seconds: Option<u64>,
+    /// Caps the whole authorization (refresh tokens) for grants carrying this scope.
+    pub authorization_max_age_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegationSettings {
+    pub consumer_orgno: String,
+    pub supplier_clients: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+/// Scopes every issuer knows without registration.
+pub const RESERVED_SCOPES: [&str; 4] = ["openid", "profile", "no_pid", "tokeninfo"];
+
 impl IssuerSettings {
-    pub(super) fn validate(&mut self, _check: &mut Checker<'_>) {}
+    pub(super) fn validate(&mut self, check: &mut Checker<'_>) {
+        match Url::parse(&self.issuer) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.query().is_none() && url.fragment().is_none() => {
+                if check.production && url.scheme() != "https" {
+                    check.error("issuer.issuer", "a production issuer must use https");
+                }
+            }
+            _ => check.error("issuer.issuer", format!("{:?} is not an http(s) URL without query or fragment", self.issuer)),
+        }
+        self.pairwise_secret.resolve(check, "issuer.pairwise_secret");
+        if self.pairwise_secret.expose().len() < 16 && check.errors_for("issuer.pairwise_secret") == 0 {
+            check.error("issuer.pairwise_secret", "must be at least 16 characters");
+        }
+        for (i, anchor) in self.trust_anchors.iter_mut().enumerate() {
+            *anchor = check.file(&format!("issuer.trust_anchors[{i}]"), anchor);
+        }
+        self.validate_lifetimes(check);
+        let signing = self.signing_keys.iter().filter(|k| k.signing).count();
+        if signing != 1 {
+            check.error("issuer.signing_keys", format!("exactly one key must have signing = true ({signing} do)"));
+        }
+        for (i, key) in self.signing_keys.iter_mut().enumerate() {
+            key.private_key = check.file(&format!("issuer.signing_keys[{i}].private_key"), &key.private_key);
+        }
+        let mut names = HashSet::new();
+        for (i, scope) in self.scopes.iter().enumerate() {
+            if scope.name.is_empty() || scope.name.contains(char::is_whitespace) {
+                check.error(format!("issuer.scopes[{i}].name"), "a scope name has no whitespace");
+            } else if !names.insert(scope.name.clone()) {
+                check.error(format!("issuer.scopes[{i}].name"), format!("{:?} is defined twice", scope.name));
+            }
+        }
+        let known: HashSet<&str> = self.scopes.iter().map(|s| s.name.as_str()).chain(RESERVED_SCOPES).collect();
+        let mut ids = HashSet::new();
+        for (i, client) in self.clients.iter_mut().enumerate() {
+            let key = format!("issuer.clients[{i}]");
+            if client.client_id.is_empty() || !client.client_id.bytes().all(|b| b.is_ascii_graphic()) {
+                check.error(format!("{key}.client_id"), "printable ASCII without spaces");
+            } else if !ids.insert(client.client_id.clone()) {
+                check.error(format!("{key}.client_id"), format!("{:?} is registered twice", client.client_id));
+            }
+            validate_client(client, &key, &known, check);
+        }
+        for (i, client) in self.clients.iter().enumerate() {
+            for scope in &client.scopes {
+                let Some(registered) = self.scopes.iter().find(|s| s.name == *scope) else { continue };
+                if !registered.allowed_integration_types.is_empty()
+                    && !registered.allowed_integration_types.contains(&client.integration_type)
+                {
+                    check.error(
+                        format!("issuer.clients[{i}].scopes"),
+                        format!("{scope:?} is not allowed for integration type {}", client.integration_type.name()),
+                    );
+                }
+            }
+        }
+        for (i, delegation) in self.delegations.iter().enumerate() {
+            if !crate::personid::is_orgno(&delegation.consumer_orgno) {
+                check.error(format!("issuer.delegations[{i}].consumer_orgno"), "not a valid organisation number");
+            }
+            for supplier in &delegation.supplier_clients {
+                if !ids.contains(supplier) {
+                    check.error(format!("issuer.delegations[{i}].supplier_clients"), format!("{supplier:?} is not a client"));
+                }
+            }
+        }
+    }
+
+    fn validate_lifetimes(&self, check: &mut Checker<'_>) {
+        let l = &self.lifetimes;
+        for (name, value) in [
+            ("code_seconds", l.code_seconds),
+            ("par_seconds", l.par_seconds),
+            ("id_token_seconds", l.id_token_seconds),
+            ("access_token_seconds", l.access_token_seconds),
+            ("refresh_token_seconds", l.refresh_token_seconds),
+            ("authorization_seconds", l.authorization_seconds),
+            ("sso_idle_seconds", l.sso_idle_seconds),
+            ("sso_max_seconds", l.sso_max_seconds),
+            ("interaction_seconds", l.interaction_seconds),
+        ] {
+            if value == 0 {
+                check.error(format!("issuer.lifetimes.{name}"), "must be positive");
+            }
+        }
+        if l.code_seconds > 600 {
+            check.error("issuer.lifetimes.code_seconds", "at most 600 (RFC 6749 §4.1.2)");
+        }
+        if !(l.access_token_seconds < l.refresh_token_seconds && l.refresh_token_seconds <= l.authorization_seconds) {
+            check.error("issuer.lifetimes", "access token < refresh token ≤ authorization must hold");
+        }
+        if l.sso_idle_seconds > l.sso_max_seconds {
+            check.error("issuer.lifetimes.sso_idle_seconds", "must not exceed sso_max_seconds");
+        }
+    }
+}
+
+fn validate_client(client: &mut ClientSettings, key: &str, known: &HashSet<&str>, check: &mut Checker<'_>) {
+    if client.auth_methods.is_empty() {
+        check.error(format!("{key}.auth_methods"), "list at least one method");
+    }
+    let public = client.auth_methods.contains(&AuthMethod::None);
+    if public && client.auth_methods.len() > 1 {
+        check.error(format!("{key}.auth_methods"), "a public client (none) has no other method");
+    }
+    if public && !client.require_pkce {
+        check.error(format!("{key}.require_pkce"), "PKCE is mandatory for public clients");
+    }
+    let wants_secret = client.auth_methods.iter().any(|m| matches!(m, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost));
+    match &mut client.client_secret {
+        Some(secret) if wants_secret => secret.resolve(check, &format!("{key}.client_secret")),
+        Some(_) => check.error(format!("{key}.client_secret"), "no listed auth method uses a secret"),
+        None if wants_secret => check.error(format!("{key}.client_secret"), "client_secret_basic/post need a client_secret"),
+        None => {}
+    }
+    for (k, registered) in client.keys.iter_mut().enumerate() {
+        registered.public_key = check.file(&format!("{key}.keys[{k}].public_key"), &registered.public_key);
+    }
+    let needs_keys = client.key_reference == Some(KeyReference::Kid);
+    if needs_keys && client.keys.is_empty() {
+        check.error(format!("{key}.keys"), "key_reference = \"kid\" needs registered keys");
+    }
+    if let Some(orgno) = &client.orgno
+        && !crate::personid::is_orgno(orgno)
+    {
+        check.error(format!("{key}.orgno"), format!("{orgno:?} is not a valid organisation number"));
+    }
+    if client.integration_type == IntegrationType::Maskinporten && client.orgno.is_none() {
+        check.error(format!("{key}.orgno"), "a maskinporten client needs its organisation number");
+    }
+    for (u, uri) in client.redirect_uris.iter().chain(&client.post_logout_redirect_uris).enumerate() {
+        if uri.fragment().is_some() {
+            check.error(format!("{key}.redirect_uris"), format!("URI #{u} {uri} must not have a fragment"));
+        }
+        if check.production && uri.scheme() == "http" && !matches!(uri.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")) {
+            check.error(format!("{key}.redirect_uris"), format!("{uri}: production redirects use https"));
+        }
+    }
+    for scope in &client.scopes {
+        if !known.contains(scope.as_str()) {
+            check.error(format!("{key}.scopes"), format!("{scope:?} is not among issuer.scopes"));
+        }
+    }
 }

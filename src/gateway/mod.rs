@@ -1,7 +1,6 @@
 //! The gateway role: a Pingora proxy that validates access tokens and their scopes, then
 //! proxies to the route's upstreams or answers from a built-in handler (KRR).
 
-pub mod bearer;
 pub mod introspection;
 pub mod keys;
 pub mod maintenance;

@@ -13,7 +13,7 @@ use pingora::prelude::{HttpPeer, ProxyHttp, Result, Session};
 use pingora::proxy::FailToProxy;
 use serde_json::json;
 
-use super::bearer::{self, BearerError};
+use crate::web::bearer::{self, BearerError};
 use super::path::check_request_path;
 use super::respond::{self, Answer};
 use super::routes::{Denial, Lookup, Route, Target};

@@ -6,9 +6,7 @@ use pingora::proxy::Session;
 use serde_json::json;
 
 use crate::token::{Acr, Reason, TokenError};
-
-/// The realm in every `WWW-Authenticate: Bearer` challenge.
-const REALM: &str = "portvakt";
+use crate::web::bearer::challenge;
 
 /// A finished answer: status, headers and a body.
 #[derive(Debug, Clone)]
@@ -88,28 +86,6 @@ impl Answer {
     }
 }
 
-/// `Bearer realm="portvakt", error="…", error_description="…"`. RFC 6750 allows neither `"`
-/// nor `\` in the quoted values, so they are replaced rather than escaped.
-pub fn challenge(error: &str, description: &str, extra: &[(&str, &str)]) -> String {
-    let mut value = format!("Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"", quotable(description));
-    for (name, v) in extra {
-        value.push_str(&format!(", {name}=\"{}\"", quotable(v)));
-    }
-    value
-}
-
-fn quotable(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '"' => '\'',
-            '\\' => '/',
-            c if (' '..='~').contains(&c) => c,
-            _ => '?',
-        })
-        .take(300)
-        .collect()
-}
-
 /// Write an answer to the downstream, keeping the connection reusable.
 pub async fn send(session: &mut Session, answer: &Answer, request_id: &str) -> pingora::Result<()> {
     let mut header = ResponseHeader::build(answer.status, Some(answer.headers.len() + 4))?;
@@ -123,18 +99,4 @@ pub async fn send(session: &mut Session, answer: &Answer, request_id: &str) -> p
     session.write_response_header(Box::new(header), false).await?;
     session.write_response_body(Some(answer.body.clone()), true).await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn challenges_stay_within_rfc_6750_characters() {
-        let value = challenge("invalid_token", "bad \"kid\" \\ ø", &[("scope", "a b")]);
-        assert_eq!(
-            value,
-            "Bearer realm=\"portvakt\", error=\"invalid_token\", error_description=\"bad 'kid' / ?\", scope=\"a b\""
-        );
-    }
 }

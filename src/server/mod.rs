@@ -14,6 +14,7 @@ use crate::admin::{self, AdminState, metrics::Metrics};
 use crate::config::{Config, ConfigError};
 use crate::gateway::maintenance::{HealthChecker, KeyRefresher};
 use crate::gateway::{Gateway, GatewayState};
+use crate::issuer::Issuer;
 use crate::web::app::AxumApp;
 
 /// Admin requests are tiny.
@@ -28,6 +29,7 @@ pub struct ServeOptions {
 pub struct Roles {
     pub metrics: Arc<Metrics>,
     pub gateway: Option<Arc<ArcSwap<GatewayState>>>,
+    pub issuer: Option<Arc<Issuer>>,
 }
 
 impl Roles {
@@ -40,7 +42,11 @@ impl Roles {
             ))),
             None => None,
         };
-        Ok(Roles { metrics, gateway })
+        let issuer = match &config.issuer {
+            Some(settings) => Some(Arc::new(Issuer::build(settings, metrics.clone()).map_err(|e| config.error("issuer", e))?)),
+            None => None,
+        };
+        Ok(Roles { metrics, gateway, issuer })
     }
 
     /// What the process still waits for; empty when every role can take traffic.
@@ -94,6 +100,13 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
         }
     }
 
+    if let (Some(settings), Some(issuer)) = (&config.issuer, &roles.issuer) {
+        let app = AxumApp::new(issuer.clone().router(), crate::issuer::MAX_REQUEST_BYTES);
+        let mut service = Service::new("issuer".into(), app);
+        service.add_tcp(&settings.listen.to_string());
+        server.add_service(service);
+    }
+
     let probe_roles = roles.clone();
     let admin_state = AdminState {
         metrics: roles.metrics.clone(),
@@ -114,6 +127,9 @@ fn print_banner(config: &Config) {
     tracing::info!(config = %config.source.display(), "portvakt starting");
     if let Some(gateway) = &config.gateway {
         tracing::info!("gateway    http://{}", gateway.listen);
+    }
+    if let Some(issuer) = &config.issuer {
+        tracing::info!("issuer     {}  (listening on {})", issuer.issuer, issuer.listen);
     }
     tracing::info!("admin      http://{}  (/metrics /healthz /readyz)", config.admin.listen);
 }

@@ -5,6 +5,7 @@ pub mod acr;
 pub mod alg;
 pub mod claims;
 pub mod jwk;
+pub mod sign;
 pub mod verify;
 
 pub use access::VerifiedToken;

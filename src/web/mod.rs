@@ -1,4 +1,5 @@
 //! HTTP plumbing shared by the roles: outgoing clients and axum apps on Pingora listeners.
 
 pub mod app;
+pub mod bearer;
 pub mod client;

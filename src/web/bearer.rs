@@ -1,7 +1,10 @@
-//! Reading the bearer token from `Authorization` (RFC 6750 §2.1, and only that way: tokens in
-//! query strings or form bodies end up in logs and are not accepted).
+//! Bearer tokens (RFC 6750): reading them from `Authorization` (and only there: tokens in query
+//! strings or form bodies end up in logs), and the `WWW-Authenticate` challenge of a refusal.
 
 use http::HeaderMap;
+
+/// The realm in every `WWW-Authenticate: Bearer` challenge.
+const REALM: &str = "portvakt";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BearerError {
@@ -49,6 +52,28 @@ fn is_b64token(token: &str) -> bool {
     !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
+/// `Bearer realm="portvakt", error="…", error_description="…"`. RFC 6750 allows neither `"`
+/// nor `\` in the quoted values, so they are replaced rather than escaped.
+pub fn challenge(error: &str, description: &str, extra: &[(&str, &str)]) -> String {
+    let mut value = format!("Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"", quotable(description));
+    for (name, v) in extra {
+        value.push_str(&format!(", {name}=\"{}\"", quotable(v)));
+    }
+    value
+}
+
+fn quotable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            c if (' '..='~').contains(&c) => c,
+            _ => '?',
+        })
+        .take(300)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +84,15 @@ mod tests {
             map.append(http::header::AUTHORIZATION, v.parse().unwrap());
         }
         map
+    }
+
+    #[test]
+    fn challenges_stay_within_rfc_6750_characters() {
+        let value = challenge("invalid_token", "bad \"kid\" \\ ø", &[("scope", "a b")]);
+        assert_eq!(
+            value,
+            "Bearer realm=\"portvakt\", error=\"invalid_token\", error_description=\"bad 'kid' / ?\", scope=\"a b\""
+        );
     }
 
     #[test]

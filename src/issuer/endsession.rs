@@ -1,0 +1,112 @@
+//! `/endsession`: RP-initiated logout with `id_token_hint`, a registered
+//! `post_logout_redirect_uri` and `state`, and front-channel logout of the session's other clients.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::pages::{error_page, logged_out};
+use super::session::{self, SSO_COOKIE};
+use super::Issuer;
+use crate::token::CompactJws;
+
+pub async fn endsession(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    logout(&issuer, &headers, query.as_deref().unwrap_or_default()).await
+}
+
+pub async fn endsession_post(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: String) -> Response {
+    logout(&issuer, &headers, &body).await
+}
+
+/// Claims of an `id_token_hint`: signed by this issuer; an expired one still names its session.
+fn hint_claims(issuer: &Issuer, hint: &str) -> Result<Value, String> {
+    let jws = CompactJws::parse(hint, 8192).map_err(|e| e.to_string())?;
+    let key = issuer.own_key(jws.header.kid.as_deref(), jws.alg).ok_or("it was not signed by this issuer")?;
+    jws.verify(key).map_err(|e| e.to_string())?;
+    let claims: Value = jws.claims().map_err(|e| e.to_string())?;
+    if claims.get("iss").and_then(Value::as_str) != Some(&issuer.id) {
+        return Err("it is from another issuer".into());
+    }
+    Ok(claims)
+}
+
+async fn logout(issuer: &Issuer, headers: &HeaderMap, text: &str) -> Response {
+    let mut params = HashMap::new();
+    for (name, value) in url::form_urlencoded::parse(text.as_bytes()) {
+        if params.insert(name.clone().into_owned(), value.into_owned()).is_some() {
+            return error_page(StatusCode::BAD_REQUEST, &format!("The parameter {name} is repeated."));
+        }
+    }
+    let hint = match params.get("id_token_hint") {
+        Some(hint) => match hint_claims(issuer, hint) {
+            Ok(claims) => Some(claims),
+            Err(e) => return error_page(StatusCode::BAD_REQUEST, &format!("The id_token_hint is not valid: {e}.")),
+        },
+        None => None,
+    };
+    let hinted_client = hint.as_ref().and_then(|c| c.get("aud")).and_then(|aud| match aud {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    });
+    let continue_to = match params.get("post_logout_redirect_uri") {
+        None => None,
+        Some(uri) => {
+            let registered = hinted_client
+                .as_deref()
+                .and_then(|id| issuer.clients.get(id))
+                .is_some_and(|client| client.post_logout_redirect_uris.iter().any(|r| r == uri));
+            if !registered {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "The post_logout_redirect_uri is not registered for the client named by id_token_hint.",
+                );
+            }
+            let mut target = url::Url::parse(uri).ok();
+            if let (Some(url), Some(state)) = (target.as_mut(), params.get("state")) {
+                url.query_pairs_mut().append_pair("state", state);
+            }
+            target.map(|u| u.to_string())
+        }
+    };
+    let found = match session::current(issuer, headers).await {
+        Ok(Some(found)) => Some(found),
+        Ok(None) => match hint.as_ref().and_then(|c| c.get("sid")).and_then(Value::as_str) {
+            Some(sid) => session::by_sid(issuer, sid).await.ok().flatten(),
+            None => None,
+        },
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    let mut frontchannel = Vec::new();
+    if let Some((key, ended)) = found {
+        for client_id in ended.clients.iter().filter(|c| Some(c.as_str()) != hinted_client.as_deref()) {
+            let Some(client) = issuer.clients.get(client_id) else { continue };
+            let Some(uri) = &client.frontchannel_logout_uri else { continue };
+            let mut uri = uri.clone();
+            if client.frontchannel_logout_session_required {
+                uri.query_pairs_mut().append_pair("iss", &issuer.id).append_pair("sid", &ended.sid);
+            }
+            frontchannel.push(uri.to_string());
+        }
+        if let Err(e) = session::end(issuer, &key, &ended).await {
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        }
+        tracing::info!(sid = %ended.sid, clients = ended.clients.len(), "session ended");
+    }
+    let mut response = match (&continue_to, frontchannel.is_empty()) {
+        (Some(target), true) => {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            if let Ok(value) = HeaderValue::from_str(target) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        _ => logged_out(&frontchannel, continue_to.as_deref()),
+    };
+    response.headers_mut().append(header::SET_COOKIE, session::clear_cookie(issuer, SSO_COOKIE));
+    response
+}

@@ -1,0 +1,274 @@
+//! `/token`: the authorization-code, refresh-token, client-credentials and JWT-bearer grants.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use subtle::ConstantTimeEq;
+
+use super::assertion::{self, Purpose};
+use super::clients::{self, Authenticated, excerpt};
+use super::errors::{ErrorCode, Mp, OAuthError};
+use super::model::{CodeRecord, Grant, RefreshRecord, Session};
+use super::scopes::{ScopeRefusal, parse_scope};
+use super::store::Space;
+use super::tokens::{Issued, MachineExtras};
+use super::{Issuer, random_token, storage_key};
+use crate::config::AuthMethod;
+use crate::token::verify::unix_now;
+
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+pub async fn token(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: String) -> Response {
+    let form = match parse_form(&body) {
+        Ok(form) => form,
+        Err(e) => return e.into_response(),
+    };
+    let result = match form.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => authorization_code(&issuer, &headers, &form).await,
+        Some("refresh_token") => refresh_token(&issuer, &headers, &form).await,
+        Some("client_credentials") => client_credentials(&issuer, &headers, &form).await,
+        Some(JWT_BEARER) => jwt_bearer(&issuer, &form).await,
+        Some(other) => Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant_type {:?} is not supported", excerpt(other)),
+        )),
+        None => Err(OAuthError::invalid_request("grant_type is required")),
+    };
+    match result {
+        Ok(issued) => issued.into_response(),
+        Err(error) => {
+            tracing::info!(error = %error, "token request refused");
+            error.into_response()
+        }
+    }
+}
+
+pub fn parse_form(body: &str) -> Result<HashMap<String, String>, OAuthError> {
+    let mut form = HashMap::new();
+    for (name, value) in url::form_urlencoded::parse(body.as_bytes()) {
+        if form.insert(name.clone().into_owned(), value.into_owned()).is_some() {
+            return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")));
+        }
+    }
+    Ok(form)
+}
+
+fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
+    form.get(name).map(String::as_str).filter(|v| !v.is_empty()).ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
+}
+
+/// RFC 7636: `BASE64URL(SHA256(code_verifier)) == code_challenge`.
+fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let hash = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
+    bool::from(hash.as_bytes().ct_eq(challenge.as_bytes()))
+}
+
+fn valid_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+async fn authorization_code(issuer: &Issuer, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Issued, OAuthError> {
+    let Authenticated { client, amr, .. } = clients::authenticate(issuer, headers, form).await?;
+    let code = required(form, "code")?;
+    let key = storage_key(code);
+    // Taken, so two redemptions racing cannot both pass; put back marked as redeemed.
+    let record: CodeRecord = issuer
+        .state
+        .take(Space::AuthorizationCode, &key)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the authorization code is unknown or expired"))?;
+    let now = unix_now();
+    if let Some(grant) = &record.redeemed_grant {
+        issuer.revoke_grant(grant).await?;
+        return Err(OAuthError::invalid_grant("the authorization code was already used; the tokens issued for it are revoked"));
+    }
+    if now > record.expires_at {
+        return Err(OAuthError::invalid_grant("the authorization code has expired"));
+    }
+    if record.request.client_id != client.id {
+        return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
+    }
+    if form.get("redirect_uri") != Some(&record.request.redirect_uri) {
+        return Err(OAuthError::invalid_grant("redirect_uri differs from the authorization request's"));
+    }
+    match (&record.request.code_challenge, form.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) => {
+            if !valid_verifier(verifier) {
+                return Err(OAuthError::invalid_request("code_verifier must be 43 to 128 unreserved characters"));
+            }
+            if !pkce_matches(verifier, challenge) {
+                return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"));
+            }
+        }
+        (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required (PKCE)")),
+        (None, Some(_)) => return Err(OAuthError::invalid_grant("code_verifier sent, but the authorization had no code_challenge")),
+        (None, None) => {}
+    }
+    let scopes = record.granted_scopes.clone();
+    let grant = Grant {
+        id: random_token(),
+        client_id: client.id.clone(),
+        scopes: scopes.clone(),
+        auth: record.auth.clone(),
+        session_key: record.session_key.clone(),
+        sid: record.sid.clone(),
+        expires_at: now + issuer.grant_lifetime(client, &scopes) as i64,
+    };
+    let mut redeemed = record.clone();
+    redeemed.redeemed_grant = Some(grant.id.clone());
+    let keep = Duration::from_secs(issuer.lifetimes.access_token_seconds.max(60));
+    issuer.state.put(Space::AuthorizationCode, &key, &redeemed, keep).await?;
+    issuer.save_grant(&grant).await?;
+    if let Some(mut session) = issuer.state.get::<Session>(Space::Session, &record.session_key).await? {
+        session.grants.push(grant.id.clone());
+        super::session::save(issuer, &record.session_key, &session).await?;
+    }
+    issuer.issue_for_grant(client, &grant, amr, record.request.nonce.as_deref(), &scopes).await
+}
+
+async fn refresh_token(issuer: &Issuer, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Issued, OAuthError> {
+    let Authenticated { client, amr, method } = clients::authenticate(issuer, headers, form).await?;
+    if method == AuthMethod::None {
+        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "public clients get no refresh tokens"));
+    }
+    let token = required(form, "refresh_token")?;
+    let key = storage_key(token);
+    let mut record: RefreshRecord = issuer
+        .state
+        .take(Space::RefreshToken, &key)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the refresh token is unknown or expired"))?;
+    let now = unix_now();
+    if record.client_id != client.id {
+        return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+    }
+    if record.used {
+        // Reuse means the token leaked (or the client lost track): the whole grant dies.
+        issuer.revoke_grant(&record.grant_id).await?;
+        tracing::warn!(client = %client.id, "a refresh token was reused; its grant is revoked");
+        return Err(OAuthError::invalid_grant("the refresh token was already used; the grant is revoked"));
+    }
+    record.used = true;
+    let remaining = Duration::from_secs((record.expires_at - now).max(1) as u64);
+    issuer.state.put(Space::RefreshToken, &key, &record, remaining).await?;
+    let grant: Grant = issuer
+        .state
+        .get(Space::Grant, &record.grant_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the grant behind this refresh token is revoked or expired"))?;
+    let scopes = match form.get("scope") {
+        Some(scope) => {
+            let asked = parse_scope(scope).map_err(OAuthError::invalid_scope)?;
+            if let Some(extra) = asked.iter().find(|s| !grant.scopes.contains(s)) {
+                return Err(OAuthError::invalid_scope(format!("scope {extra:?} was not part of the grant")));
+            }
+            asked
+        }
+        None => grant.scopes.clone(),
+    };
+    issuer.issue_for_grant(client, &grant, amr, None, &scopes).await
+}
+
+fn scope_error(refusal: ScopeRefusal, issuer: &Issuer) -> OAuthError {
+    let mp = match refusal {
+        ScopeRefusal::Unknown(_) => Mp::Mp200,
+        ScopeRefusal::WrongIntegrationType(_) => Mp::Mp201,
+        ScopeRefusal::NotGranted(_) => Mp::Mp250,
+    };
+    let description = match mp {
+        Mp::Mp200 => format!("Token request contains invalid scopes for client: {}", refusal.describe()),
+        Mp::Mp201 => format!("Token request contains scopes not allowed for maskinporten: {}", refusal.describe()),
+        _ => format!("Invalid scope: {}", refusal.describe()),
+    };
+    OAuthError::mp(mp, description, &issuer.error_uri_base)
+}
+
+async fn client_credentials(issuer: &Issuer, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Issued, OAuthError> {
+    let Authenticated { client, amr, method } = clients::authenticate(issuer, headers, form).await?;
+    if method == AuthMethod::None {
+        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "a public client cannot use client_credentials"));
+    }
+    let scopes = parse_scope(required(form, "scope")?).map_err(OAuthError::invalid_scope)?;
+    issuer.scopes.check(&scopes, client.integration_type, &client.scopes).map_err(|r| scope_error(r, issuer))?;
+    let audience = form.get("resource").map(|r| vec![r.clone()]).unwrap_or_default();
+    issuer.issue_machine(client, &scopes, amr, MachineExtras { audience, ..MachineExtras::default() }).await
+}
+
+/// Maskinporten's grant: steps 1–9 in `assertion`, then scopes (10) and delegation (11).
+async fn jwt_bearer(issuer: &Issuer, form: &HashMap<String, String>) -> Result<Issued, OAuthError> {
+    let assertion = required(form, "assertion")?;
+    let verified = assertion::verify(issuer, assertion, Purpose::Grant).await.map_err(|e| match e.mp {
+        Some(mp) => OAuthError::mp(mp, e.description, &issuer.error_uri_base),
+        None => OAuthError::invalid_grant(e.description),
+    })?;
+    let client = verified.client;
+    let claims = verified.claims;
+    let scope = claims.scope.as_deref().unwrap_or_default();
+    let scopes = parse_scope(scope).map_err(|e| OAuthError::mp(Mp::Mp011, format!("Invalid assertion. Invalid parameter value: {e}"), &issuer.error_uri_base))?;
+    if scopes.is_empty() {
+        return Err(OAuthError::mp(Mp::Mp200, "Token request contains invalid scopes for client: no scope", &issuer.error_uri_base));
+    }
+    let mut extras = MachineExtras { audience: claims.resource.clone(), ..MachineExtras::default() };
+    if let Some(pid) = &claims.pid {
+        if !crate::personid::is_valid(pid) {
+            return Err(OAuthError::mp(Mp::Mp011, "Invalid assertion. Invalid parameter value: pid", &issuer.error_uri_base));
+        }
+        extras.pid = Some(pid.clone());
+    }
+    match (&claims.consumer_org, &claims.iss_onbehalfof) {
+        (Some(_), Some(_)) => return Err(OAuthError::invalid_request("consumer_org and iss_onbehalfof cannot be combined")),
+        (None, Some(_)) => return Err(OAuthError::invalid_request("iss_onbehalfof is not registered for this client")),
+        (Some(consumer), None) => {
+            let allowed = issuer.delegations.iter().any(|d| {
+                d.consumer_orgno == *consumer
+                    && d.supplier_clients.contains(&client.id)
+                    && scopes.iter().all(|s| d.scopes.contains(s))
+            });
+            if !allowed {
+                return Err(OAuthError::invalid_request(
+                    "Validation of JWT claim failed: The combination consumer_org in claim and delegation scope on client is invalid",
+                ));
+            }
+            extras.consumer_orgno = Some(consumer.clone());
+            // A delegated scope need not be the supplier's own; its integration type still counts.
+            issuer.scopes.check(&scopes, client.integration_type, &scopes).map_err(|r| scope_error(r, issuer))?;
+        }
+        (None, None) => {
+            issuer.scopes.check(&scopes, client.integration_type, &client.scopes).map_err(|r| scope_error(r, issuer))?;
+        }
+    }
+    issuer.issue_machine(client, &scopes, verified.amr, extras).await
+}
+
+impl Issuer {
+    pub async fn save_grant(&self, grant: &Grant) -> Result<(), OAuthError> {
+        let ttl = Duration::from_secs((grant.expires_at - unix_now()).max(1) as u64);
+        Ok(self.state.put(Space::Grant, &grant.id, grant, ttl).await?)
+    }
+
+    /// Revoke a grant: its refresh tokens and opaque access tokens stop working at once.
+    pub async fn revoke_grant(&self, grant_id: &str) -> Result<(), OAuthError> {
+        Ok(self.state.delete(Space::Grant, grant_id).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_follows_rfc_7636_appendix_b() {
+        assert!(pkce_matches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(!pkce_matches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(valid_verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
+        assert!(!valid_verifier("short"));
+        assert!(!valid_verifier(&"a".repeat(129)));
+    }
+}

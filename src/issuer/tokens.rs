@@ -1,0 +1,218 @@
+//! Minting tokens: self-contained or opaque access tokens, id_tokens and refresh tokens.
+
+use std::time::Duration;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::clients::Client;
+use super::errors::OAuthError;
+use super::model::{AccessRecord, Grant, RefreshRecord};
+use super::store::Space;
+use super::{Issuer, random_token, storage_key};
+use crate::config::AccessTokenKind;
+use crate::token::Iso6523;
+use crate::token::sign::at_hash;
+use crate::token::verify::unix_now;
+
+/// RFC 9068's media type for JWT access tokens.
+const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// A successful token response (RFC 6749 §5.1).
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub scope: String,
+    pub id_token: Option<String>,
+    pub refresh_token: Option<String>,
+}
+
+impl IntoResponse for Issued {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        });
+        if let Some(id_token) = self.id_token {
+            body["id_token"] = json!(id_token);
+        }
+        if let Some(refresh_token) = self.refresh_token {
+            body["refresh_token"] = json!(refresh_token);
+        }
+        ([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], axum::Json(body)).into_response()
+    }
+}
+
+/// What a machine token says beyond the client and its scopes.
+#[derive(Default)]
+pub struct MachineExtras {
+    pub audience: Vec<String>,
+    pub pid: Option<String>,
+    /// Set when a supplier asks for a consumer (`consumer_org`).
+    pub consumer_orgno: Option<String>,
+}
+
+fn jti() -> String {
+    random_token().trim_end_matches('=').to_owned()
+}
+
+impl Issuer {
+    pub fn access_lifetime(&self, client: &Client, scopes: &[String]) -> u64 {
+        let base = client.access_token_seconds.unwrap_or(self.lifetimes.access_token_seconds);
+        self.scopes.access_token_cap(scopes).map_or(base, |cap| base.min(cap))
+    }
+
+    pub fn grant_lifetime(&self, client: &Client, scopes: &[String]) -> u64 {
+        let base = client.authorization_seconds.unwrap_or(self.lifetimes.authorization_seconds);
+        self.scopes.authorization_cap(scopes).map_or(base, |cap| base.min(cap))
+    }
+
+    /// Sign the claims, or keep them behind an opaque handle, as the client is registered.
+    async fn access_token(
+        &self,
+        client: &Client,
+        claims: Value,
+        lifetime: u64,
+        grant_id: Option<&str>,
+        pid: Option<&str>,
+        no_pid: bool,
+    ) -> Result<String, OAuthError> {
+        match client.access_token {
+            AccessTokenKind::Jwt => self.signing_key().sign_jwt(Some(ACCESS_TOKEN_TYP), &claims).map_err(OAuthError::server_error),
+            AccessTokenKind::Opaque => {
+                let handle = random_token();
+                let record = AccessRecord { claims, grant_id: grant_id.map(str::to_owned), no_pid, pid: pid.map(str::to_owned) };
+                self.state
+                    .put(Space::AccessToken, &storage_key(&handle), &record, Duration::from_secs(lifetime))
+                    .await?;
+                Ok(handle)
+            }
+        }
+    }
+
+    /// Tokens for a citizen's grant: access token, id_token (with `openid`), refresh token
+    /// (confidential clients only).
+    pub async fn issue_for_grant(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        client_amr: &str,
+        nonce: Option<&str>,
+        scopes: &[String],
+    ) -> Result<Issued, OAuthError> {
+        let now = unix_now();
+        let lifetime = self.access_lifetime(client, scopes).min((grant.expires_at - now).max(1) as u64);
+        let no_pid = scopes.iter().any(|s| s == "no_pid");
+        let sub = self.pairwise_sub(&client.id, &grant.auth.pid);
+        let mut claims = json!({
+            "iss": self.id,
+            "client_id": client.id,
+            "client_amr": client_amr,
+            "sub": sub,
+            "acr": grant.auth.acr.name(),
+            "scope": scopes.join(" "),
+            "aud": "unspecified",
+            "token_type": "Bearer",
+            "iat": now,
+            "exp": now + lifetime as i64,
+            "jti": jti(),
+        });
+        if !no_pid {
+            claims["pid"] = json!(grant.auth.pid);
+        }
+        if let Some(orgno) = &client.orgno {
+            claims["consumer"] = json!(Iso6523::norwegian(orgno));
+            claims["client_orgno"] = json!(orgno);
+        }
+        let access_token = self
+            .access_token(client, claims, lifetime, Some(&grant.id), Some(&grant.auth.pid), no_pid)
+            .await?;
+        let id_token = if scopes.iter().any(|s| s == "openid") {
+            let mut id = json!({
+                "iss": self.id,
+                "sub": sub,
+                "aud": client.id,
+                "iat": now,
+                "exp": now + self.lifetimes.id_token_seconds as i64,
+                "auth_time": grant.auth.auth_time,
+                "acr": grant.auth.acr.name(),
+                "amr": [grant.auth.amr],
+                "locale": grant.auth.locale,
+                "sid": grant.sid,
+                "at_hash": at_hash(&access_token),
+                "jti": jti(),
+            });
+            if let Some(nonce) = nonce {
+                id["nonce"] = json!(nonce);
+            }
+            if !no_pid {
+                id["pid"] = json!(grant.auth.pid);
+            }
+            Some(self.signing_key().sign_jwt(None, &id).map_err(OAuthError::server_error)?)
+        } else {
+            None
+        };
+        let refresh_token = if client.is_public() { None } else { Some(self.issue_refresh_token(client, grant).await?) };
+        self.metrics.issued_tokens.with_label_values(&["citizen"]).inc();
+        Ok(Issued { access_token, expires_in: lifetime, scope: scopes.join(" "), id_token, refresh_token })
+    }
+
+    pub async fn issue_refresh_token(&self, client: &Client, grant: &Grant) -> Result<String, OAuthError> {
+        let now = unix_now();
+        let lifetime = client.refresh_token_seconds.unwrap_or(self.lifetimes.refresh_token_seconds) as i64;
+        let expires_at = (now + lifetime).min(grant.expires_at);
+        let token = random_token();
+        let record = RefreshRecord { grant_id: grant.id.clone(), client_id: client.id.clone(), used: false, expires_at };
+        let ttl = Duration::from_secs((expires_at - now).max(1) as u64);
+        self.state.put(Space::RefreshToken, &storage_key(&token), &record, ttl).await?;
+        Ok(token)
+    }
+
+    /// A Maskinporten token: no `sub`, the client's organisation as `consumer`.
+    pub async fn issue_machine(
+        &self,
+        client: &Client,
+        scopes: &[String],
+        client_amr: &str,
+        extras: MachineExtras,
+    ) -> Result<Issued, OAuthError> {
+        let now = unix_now();
+        let lifetime = self.access_lifetime(client, scopes);
+        let orgno = client.orgno.clone().unwrap_or_default();
+        let mut claims = json!({
+            "iss": self.id,
+            "client_id": client.id,
+            "client_amr": client_amr,
+            "scope": scopes.join(" "),
+            "token_type": "Bearer",
+            "iat": now,
+            "exp": now + lifetime as i64,
+            "jti": jti(),
+        });
+        match &extras.consumer_orgno {
+            Some(consumer) => {
+                claims["consumer"] = json!(Iso6523::norwegian(consumer));
+                claims["supplier"] = json!(Iso6523::norwegian(&orgno));
+                claims["delegation_source"] = json!(self.id);
+            }
+            None => {
+                claims["consumer"] = json!(Iso6523::norwegian(&orgno));
+                claims["client_orgno"] = json!(orgno);
+            }
+        }
+        match extras.audience.len() {
+            0 => {}
+            1 => claims["aud"] = json!(extras.audience[0]),
+            _ => claims["aud"] = json!(extras.audience),
+        }
+        if let Some(pid) = &extras.pid {
+            claims["pid"] = json!(pid);
+        }
+        let access_token = self.access_token(client, claims, lifetime, None, extras.pid.as_deref(), false).await?;
+        self.metrics.issued_tokens.with_label_values(&["machine"]).inc();
+        Ok(Issued { access_token, expires_in: lifetime, scope: scopes.join(" "), id_token: None, refresh_token: None })
+    }
+}

@@ -1,0 +1,191 @@
+//! Virksomhetssertifikater: `x5c` chains checked against the configured trust anchors (the
+//! dev test CA for the demo; Buypass and Commfides in production), and the organisation number
+//! read from the certificate.
+
+use std::path::PathBuf;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use x509_parser::prelude::*;
+
+/// A chain longer than this is refused unread.
+const MAX_CHAIN: usize = 5;
+const MAX_CERT_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainError {
+    /// The `x5c` value itself is wrong (not an array of base64 DER certificates).
+    Malformed(String),
+    /// The chain does not lead to a trust anchor, or a signature in it is wrong.
+    Untrusted(String),
+    /// The leaf certificate is outside its validity period.
+    Expired(String),
+}
+
+/// The leaf certificate's key and what Portvakt reads from it.
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    pub spki_der: Vec<u8>,
+    pub orgno: Option<String>,
+    pub subject: String,
+}
+
+#[derive(Default)]
+pub struct TrustAnchors {
+    anchors: Vec<Vec<u8>>,
+}
+
+impl TrustAnchors {
+    pub fn load(paths: &[PathBuf]) -> Result<TrustAnchors, String> {
+        let mut anchors = Vec::new();
+        for path in paths {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if certs.is_empty() {
+                return Err(format!("{} holds no certificate", path.display()));
+            }
+            for cert in certs {
+                X509Certificate::from_der(&cert).map_err(|e| format!("{}: {e}", path.display()))?;
+                anchors.push(cert.to_vec());
+            }
+        }
+        Ok(TrustAnchors { anchors })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+
+    /// Check an `x5c` chain (leaf first) at `now` and return the leaf.
+    pub fn verify(&self, x5c: &serde_json::Value, now: i64) -> Result<Leaf, ChainError> {
+        let entries = x5c
+            .as_array()
+            .ok_or_else(|| ChainError::Malformed("x5c must be a JSON array of base64 certificates".into()))?;
+        if entries.is_empty() || entries.len() > MAX_CHAIN {
+            return Err(ChainError::Malformed(format!("x5c must hold 1 to {MAX_CHAIN} certificates")));
+        }
+        let ders = entries
+            .iter()
+            .map(|entry| {
+                let text = entry.as_str().ok_or_else(|| ChainError::Malformed("x5c entries must be strings".into()))?;
+                if text.len() > MAX_CERT_BYTES * 4 / 3 + 4 {
+                    return Err(ChainError::Malformed("an x5c certificate is too large".into()));
+                }
+                STANDARD.decode(text).map_err(|_| ChainError::Malformed("an x5c entry is not base64".into()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let certs = ders
+            .iter()
+            .map(|der| {
+                X509Certificate::from_der(der)
+                    .map(|(_, cert)| cert)
+                    .map_err(|e| ChainError::Malformed(format!("an x5c entry is not a certificate: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let at = ASN1Time::from_timestamp(now).map_err(|e| ChainError::Untrusted(e.to_string()))?;
+        let leaf = &certs[0];
+        if !leaf.validity().is_valid_at(at) {
+            return Err(ChainError::Expired(format!(
+                "the certificate is valid from {} to {}",
+                leaf.validity().not_before,
+                leaf.validity().not_after
+            )));
+        }
+        for pair in certs.windows(2) {
+            let (child, parent) = (&pair[0], &pair[1]);
+            if !is_ca(parent) {
+                return Err(ChainError::Untrusted(format!("{} is not a CA", parent.subject())));
+            }
+            if !parent.validity().is_valid_at(at) {
+                return Err(ChainError::Untrusted(format!("{} is outside its validity period", parent.subject())));
+            }
+            if child.issuer() != parent.subject() || child.verify_signature(Some(parent.public_key())).is_err() {
+                return Err(ChainError::Untrusted(format!("{} is not signed by {}", child.subject(), parent.subject())));
+            }
+        }
+        let last = &certs[certs.len() - 1];
+        let last_der = &ders[ders.len() - 1];
+        let anchored = self.anchors.iter().any(|anchor_der| {
+            if anchor_der == last_der {
+                return true;
+            }
+            let Ok((_, anchor)) = X509Certificate::from_der(anchor_der) else { return false };
+            anchor.validity().is_valid_at(at)
+                && last.issuer() == anchor.subject()
+                && last.verify_signature(Some(anchor.public_key())).is_ok()
+        });
+        if !anchored {
+            return Err(ChainError::Untrusted(format!("the chain of {} does not lead to a trusted CA", leaf.subject())));
+        }
+        Ok(Leaf { spki_der: leaf.public_key().raw.to_vec(), orgno: orgno(leaf), subject: leaf.subject().to_string() })
+    }
+}
+
+fn is_ca(cert: &X509Certificate<'_>) -> bool {
+    matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca)
+}
+
+/// A virksomhetssertifikat names its organisation in `serialNumber` (the 9-digit number) or, in
+/// newer profiles, in `organizationIdentifier` as `NTRNO-<number>`.
+pub fn orgno(cert: &X509Certificate<'_>) -> Option<String> {
+    cert.subject().iter_attributes().find_map(|attr| {
+        let value = attr.as_str().ok()?;
+        let candidate = match attr.attr_type().to_id_string().as_str() {
+            "2.5.4.97" => value.strip_prefix("NTRNO-")?,
+            "2.5.4.5" => value,
+            _ => return None,
+        };
+        crate::personid::is_orgno(candidate).then(|| candidate.to_owned())
+    })
+}
+
+/// Read the public key (SubjectPublicKeyInfo DER) from a PEM certificate or public key.
+pub fn public_key_from_pem(pem: &[u8]) -> Result<Vec<u8>, String> {
+    if let Ok(cert) = CertificateDer::from_pem_slice(pem) {
+        let (_, parsed) = X509Certificate::from_der(&cert).map_err(|e| format!("not a certificate: {e}"))?;
+        return Ok(parsed.public_key().raw.to_vec());
+    }
+    rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(pem)
+        .map(|spki| spki.to_vec())
+        .map_err(|e| format!("neither a PEM certificate nor a PEM public key: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dev(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/dev").join(path)
+    }
+
+    fn chain(path: &str) -> serde_json::Value {
+        let cert = CertificateDer::from_pem_file(dev(path)).unwrap();
+        json!([STANDARD.encode(cert.as_ref())])
+    }
+
+    #[test]
+    fn the_demo_certificate_leads_to_the_test_ca() {
+        let anchors = TrustAnchors::load(&[dev("test-ca.cert.pem")]).unwrap();
+        let leaf = anchors.verify(&chain("demo-maskinporten.cert.pem"), crate::token::verify::unix_now()).unwrap();
+        assert_eq!(leaf.orgno.as_deref(), Some("991825827"));
+    }
+
+    #[test]
+    fn untrusted_expired_and_malformed_chains_are_told_apart() {
+        let anchors = TrustAnchors::load(&[dev("test-ca.cert.pem")]).unwrap();
+        let now = crate::token::verify::unix_now();
+        let nobody = TrustAnchors::default();
+        assert!(matches!(nobody.verify(&chain("demo-maskinporten.cert.pem"), now), Err(ChainError::Untrusted(_))));
+        assert!(matches!(anchors.verify(&chain("demo-maskinporten.cert.pem"), now + 20 * 365 * 86400), Err(ChainError::Expired(_))));
+        assert!(matches!(anchors.verify(&json!("MIIB"), now), Err(ChainError::Malformed(_))));
+        assert!(matches!(anchors.verify(&json!(["not base64!"]), now), Err(ChainError::Malformed(_))));
+        // The CA certificate alone is trusted (it is an anchor) but is not the client's.
+        let ca = anchors.verify(&chain("test-ca.cert.pem"), now).unwrap();
+        assert_eq!(ca.orgno, None);
+    }
+}

@@ -1,0 +1,695 @@
+//! The issuer end to end on the default config: an independent OpenID Connect client
+//! (`openidconnect`) and a cookie-keeping browser drive login, consent, tokens, refresh,
+//! revocation, logout and PAR; Maskinporten grants are signed with the demo client's real key.
+
+mod common;
+
+use common::*;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, RedirectUrl, RefreshToken, Scope, TokenResponse,
+};
+use portvakt::client::MaskinportenClient;
+use serde_json::{Value, json};
+
+const RP: &str = "demo-rp";
+const RP_SECRET: &str = "demo-rp-secret";
+const RP_REDIRECT: &str = "http://127.0.0.1:8765/callback";
+const SPA_REDIRECT: &str = "http://127.0.0.1:8765/spa-callback";
+const CITIZEN: &str = "23079421936";
+
+struct Stack {
+    portvakt: Portvakt,
+    ports: Ports,
+    upstream: EchoUpstream,
+    issuer: String,
+    http: openidconnect::reqwest::Client,
+}
+
+async fn stack() -> Stack {
+    let upstream = EchoUpstream::start().await;
+    let ports = Ports::new();
+    let extra = format!(
+        "[[gateway.routes]]\nname = \"echo-citizen\"\npath = \"/echo\"\nupstreams = [\"{}\"]\ntoken = \"citizen\"\nscopes_any = [\"krr:user/kontaktinformasjon.read\", \"user/kontaktinformasjon.read\"]\n",
+        upstream.url
+    );
+    let portvakt = Portvakt::start(&default_config(&ports, &extra), &ports).await;
+    let http = openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Stack { issuer: issuer_url(&ports), portvakt, ports, upstream, http }
+}
+
+/// Log in at the test IdP's form as served, answering `pid` and `acr`.
+async fn log_in(browser: &Browser, stack: &Stack, authorize_url: &str, pid: &str, acr: &str) -> Page {
+    let page = browser.get(authorize_url).await;
+    assert_eq!(page.status, 200, "the login form: {}", page.body);
+    let form = forms(&page.body).into_iter().find(|f| f.action == "/authorize/login").expect("a login form");
+    browser.submit(&stack.issuer, &form.set("pid", pid).set("acr", acr)).await
+}
+
+fn machine_client(stack: &Stack, by_kid: bool) -> MaskinportenClient {
+    let dev = project_path("config/dev");
+    MaskinportenClient::from_files(
+        &stack.issuer,
+        "demo-maskinporten",
+        &dev.join("demo-maskinporten.key.pem"),
+        Some(&dev.join("demo-maskinporten.cert.pem")),
+        by_kid.then_some("demo-maskinporten"),
+    )
+    .unwrap()
+}
+
+async fn grant(stack: &Stack, assertion: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/token", stack.issuer))
+        .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion)])
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_and_keys_describe_the_issuer() {
+    let stack = stack().await;
+    let metadata: Value = reqwest::get(format!("{}/.well-known/openid-configuration", stack.issuer)).await.unwrap().json().await.unwrap();
+    assert_eq!(metadata["issuer"], stack.issuer);
+    assert_eq!(metadata["token_endpoint"], format!("{}/token", stack.issuer));
+    assert_eq!(metadata["response_types_supported"], json!(["code"]));
+    assert!(metadata["grant_types_supported"].as_array().unwrap().contains(&json!("urn:ietf:params:oauth:grant-type:jwt-bearer")));
+    assert_eq!(metadata["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(metadata["subject_types_supported"], json!(["pairwise"]));
+    let rfc8414: Value = reqwest::get(format!("{}/.well-known/oauth-authorization-server", stack.issuer)).await.unwrap().json().await.unwrap();
+    assert_eq!(rfc8414["token_endpoint_auth_methods_supported"], json!(["private_key_jwt"]));
+    let jwks: Value = reqwest::get(format!("{}/jwk", stack.issuer)).await.unwrap().json().await.unwrap();
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids, vec!["portvakt-dev-rs256", "portvakt-dev-es256"], "one signs, both are published");
+    // An independent client library accepts the document.
+    CoreProviderMetadata::discover_async(IssuerUrl::new(stack.issuer.clone()).unwrap(), &stack.http).await.expect("discovery");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_citizen_logs_in_with_pkce_and_the_tokens_work_until_revoked() {
+    let stack = stack().await;
+    let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(stack.issuer.clone()).unwrap(), &stack.http).await.unwrap();
+    let client = CoreClient::from_provider_metadata(metadata, ClientId::new(RP.into()), Some(ClientSecret::new(RP_SECRET.into())))
+        .set_redirect_uri(RedirectUrl::new(RP_REDIRECT.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state, nonce) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("user/kontaktinformasjon.read".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let browser = Browser::new();
+    let answer = log_in(&browser, &stack, url.as_str(), CITIZEN, "Level3").await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert!(answer.location.as_deref().unwrap().starts_with(RP_REDIRECT));
+    assert_eq!(answer.redirect_param("state").as_deref(), Some(state.secret().as_str()));
+    assert_eq!(answer.redirect_param("iss").as_deref(), Some(stack.issuer.as_str()));
+    assert!(browser.cookie("portvakt_sso").is_some(), "an SSO session cookie");
+    let code = answer.redirect_param("code").unwrap();
+
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&stack.http)
+        .await
+        .expect("the code exchange");
+    let id_token = tokens.id_token().expect("an id_token");
+    let verifier = client.id_token_verifier();
+    let claims = id_token.claims(&verifier, &nonce).expect("a valid id_token");
+    assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("Level3"));
+    assert_eq!(claims.subject().as_str().len(), 44, "a pairwise sub");
+    let at_hash = AccessTokenHash::from_token(tokens.access_token(), id_token.signing_alg().unwrap(), id_token.signing_key(&verifier).unwrap()).unwrap();
+    assert_eq!(claims.access_token_hash(), Some(&at_hash));
+    let raw: Value = decode_jwt(&id_token.to_string());
+    assert_eq!(raw["pid"], CITIZEN);
+    assert_eq!(raw["amr"], json!(["TestID"]));
+    assert_eq!(raw["locale"], "nb");
+    assert!(raw["sid"].is_string());
+
+    // userinfo with the access token.
+    let info: Value = reqwest::Client::new()
+        .get(format!("{}/userinfo", stack.issuer))
+        .bearer_auth(tokens.access_token().secret())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["pid"], CITIZEN);
+    assert_eq!(info["sub"], claims.subject().as_str());
+
+    // The code is single use: a second redemption fails and revokes what the first one got.
+    let again = client.exchange_code(AuthorizationCode::new(code)).unwrap().request_async(&stack.http).await;
+    assert!(again.is_err());
+
+    // A refresh token was issued to this confidential client... but the replayed code revoked
+    // its grant, so log in again (SSO: no form) and use the fresh one.
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let answer = browser.get(url.as_str()).await;
+    assert_eq!(answer.status, 303, "SSO answers without the form");
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(answer.redirect_param("code").unwrap()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&stack.http)
+        .await
+        .unwrap();
+    let first_refresh = tokens.refresh_token().expect("a refresh token").clone();
+    let refreshed = client.exchange_refresh_token(&first_refresh).unwrap().request_async(&stack.http).await.expect("refresh");
+    let second_refresh = refreshed.refresh_token().expect("a rotated refresh token").clone();
+    assert_ne!(first_refresh.secret(), second_refresh.secret());
+    // Reusing the first refresh token revokes the whole grant: the rotated one dies too.
+    assert!(client.exchange_refresh_token(&first_refresh).unwrap().request_async(&stack.http).await.is_err());
+    assert!(client.exchange_refresh_token(&second_refresh).unwrap().request_async(&stack.http).await.is_err());
+
+    // Revocation (RFC 7009) of a live refresh token.
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let answer = browser.get(url.as_str()).await;
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(answer.redirect_param("code").unwrap()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&stack.http)
+        .await
+        .unwrap();
+    let refresh = tokens.refresh_token().unwrap().secret().clone();
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/revoke", stack.issuer))
+        .basic_auth(RP, Some(RP_SECRET))
+        .form(&[("token", refresh.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let after = client.exchange_refresh_token(&RefreshToken::new(refresh)).unwrap().request_async(&stack.http).await;
+    assert!(after.is_err(), "a revoked grant cannot be refreshed");
+    assert_eq!(browser.get(url.as_str()).await.status, 200, "revocation also ended the SSO session: the form is back");
+}
+
+fn decode_jwt(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+fn authorize_url(stack: &Stack, client: &str, redirect: &str, scope: &str, extra: &[(&str, &str)]) -> String {
+    let mut url = url::Url::parse(&format!("{}/authorize", stack.issuer)).unwrap();
+    url.query_pairs_mut()
+        .append_pair("client_id", client)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("response_type", "code")
+        .append_pair("scope", scope)
+        .append_pair("state", "the-state")
+        .append_pair("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+        .append_pair("code_challenge_method", "S256");
+    for (k, v) in extra {
+        url.query_pairs_mut().append_pair(k, v);
+    }
+    url.to_string()
+}
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+async fn redeem(stack: &Stack, client: &str, redirect: &str, code: &str) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(format!("{}/token", stack.issuer));
+    let mut form = vec![
+        ("grant_type", "authorization_code".to_string()),
+        ("code", code.to_string()),
+        ("redirect_uri", redirect.to_string()),
+        ("code_verifier", VERIFIER.to_string()),
+    ];
+    if client == RP {
+        request = request.basic_auth(RP, Some(RP_SECRET));
+    } else {
+        form.push(("client_id", client.to_string()));
+    }
+    let response = request.form(&form).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sso_serves_a_second_client_until_prompt_login_or_a_higher_level_asks_again() {
+    let stack = stack().await;
+    let browser = Browser::new();
+    let answer = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]), CITIZEN, "Level3").await;
+    assert_eq!(answer.status, 303);
+    // A second client: no form, a code at once.
+    let spa = browser.get(&authorize_url(&stack, "demo-spa", SPA_REDIRECT, "openid profile", &[])).await;
+    assert_eq!(spa.status, 303, "{}", spa.body);
+    let (status, tokens) = redeem(&stack, "demo-spa", SPA_REDIRECT, &spa.redirect_param("code").unwrap()).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens.get("refresh_token").is_none(), "a public client gets no refresh token");
+    assert!(!tokens["access_token"].as_str().unwrap().contains('.'), "demo-spa's access tokens are opaque");
+    let rp_sub = decode_jwt(&redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await.1["id_token"].as_str().unwrap().to_owned())["sub"].clone();
+    let spa_sub = decode_jwt(tokens["id_token"].as_str().unwrap())["sub"].clone();
+    assert_ne!(rp_sub, spa_sub, "sub is pairwise: different per client");
+    // prompt=login and a higher acr force the form again.
+    assert_eq!(browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("prompt", "login")])).await.status, 200);
+    let level4 = authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("acr_values", "Level4")]);
+    assert_eq!(browser.get(&level4).await.status, 200);
+    // Choosing Level3 when Level4 is required is refused on the form.
+    let page = browser.get(&level4).await;
+    let form = forms(&page.body).into_iter().find(|f| f.action == "/authorize/login").unwrap();
+    let refused = browser.submit(&stack.issuer, &form.set("pid", CITIZEN).set("acr", "Level3")).await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("requires Level4"), "{}", refused.body);
+    let answer = log_in(&browser, &stack, &level4, CITIZEN, "Level4").await;
+    let (_, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
+    assert_eq!(decode_jwt(tokens["id_token"].as_str().unwrap())["acr"], "Level4");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consent_is_asked_remembered_and_a_declined_scope_is_left_out() {
+    let stack = stack().await;
+    let scope = "openid user/kontaktinformasjon.read demo:consent.read";
+    let browser = Browser::new();
+    let page = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, scope, &[]), CITIZEN, "Level3").await;
+    assert_eq!(page.status, 200, "a consent page");
+    assert!(page.body.contains("demo:consent.read"));
+    let consent = forms(&page.body).into_iter().find(|f| f.action == "/authorize/consent").unwrap();
+    let answer = browser.submit(&stack.issuer, &consent.set("decision", "deny")).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let (_, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").expect(answer.location.as_deref().unwrap_or_default())).await;
+    assert_eq!(tokens["scope"], "openid user/kontaktinformasjon.read", "the declined scope is left out");
+    // The decision is remembered: no page the second time.
+    let again = browser.get(&authorize_url(&stack, RP, RP_REDIRECT, scope, &[])).await;
+    assert_eq!(again.status, 303);
+
+    // Another citizen is asked, approves, and gets the scope.
+    let other = Browser::new();
+    let page = log_in(&other, &stack, &authorize_url(&stack, RP, RP_REDIRECT, scope, &[]), "08023549930", "Level4").await;
+    let consent = forms(&page.body).into_iter().find(|f| f.action == "/authorize/consent").expect(&page.body);
+    let answer = other.submit(&stack.issuer, &consent.set("decision", "approve")).await;
+    let (_, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
+    assert_eq!(tokens["scope"], scope);
+    // Login-based (implicit) consent: user/kontaktinformasjon.read never asked anyone.
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushed_requests_are_used_once() {
+    let stack = stack().await;
+    let pushed = reqwest::Client::new()
+        .post(format!("{}/par", stack.issuer))
+        .basic_auth(RP, Some(RP_SECRET))
+        .form(&[
+            ("response_type", "code"),
+            ("redirect_uri", RP_REDIRECT),
+            ("scope", "openid"),
+            ("state", "par-state"),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 201);
+    let pushed: Value = pushed.json().await.unwrap();
+    assert_eq!(pushed["expires_in"], 120);
+    let request_uri = pushed["request_uri"].as_str().unwrap();
+    assert!(request_uri.starts_with("urn:portvakt:par:"));
+    let mut url = url::Url::parse(&format!("{}/authorize", stack.issuer)).unwrap();
+    url.query_pairs_mut().append_pair("client_id", RP).append_pair("request_uri", request_uri);
+    let browser = Browser::new();
+    let answer = log_in(&browser, &stack, url.as_str(), CITIZEN, "Level3").await;
+    assert_eq!(answer.redirect_param("state").as_deref(), Some("par-state"));
+    let (status, _) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
+    assert_eq!(status, 200);
+    let reused = Browser::new().get(url.as_str()).await;
+    assert_eq!(reused.status, 400);
+    assert!(reused.body.contains("already used"), "{}", reused.body);
+    // A pushed request is checked when pushed.
+    let bad = reqwest::Client::new()
+        .post(format!("{}/par", stack.issuer))
+        .basic_auth(RP, Some(RP_SECRET))
+        .form(&[("response_type", "code"), ("redirect_uri", "http://evil.example/cb"), ("scope", "openid")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let unauthenticated = reqwest::Client::new()
+        .post(format!("{}/par", stack.issuer))
+        .form(&[("client_id", RP), ("response_type", "code"), ("redirect_uri", RP_REDIRECT), ("scope", "openid")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn untrusted_clients_get_an_error_page_and_other_errors_go_back_to_the_client() {
+    let stack = stack().await;
+    let browser = Browser::new();
+    let unknown = browser.get(&authorize_url(&stack, "nobody", RP_REDIRECT, "openid", &[])).await;
+    assert_eq!((unknown.status, unknown.location.is_none()), (400, true));
+    assert!(unknown.body.contains("Unknown client"));
+    let evil = browser.get(&authorize_url(&stack, RP, "http://127.0.0.1:8765/callback/evil", "openid", &[])).await;
+    assert_eq!((evil.status, evil.location.is_none()), (400, true), "never a redirect to an unregistered URI");
+    // A known client with a registered URI gets the error by redirect, with its state.
+    let scope = browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid global/kontaktinformasjon.read", &[])).await;
+    assert_eq!(scope.redirect_param("error").as_deref(), Some("invalid_scope"));
+    assert_eq!(scope.redirect_param("state").as_deref(), Some("the-state"));
+    let mut no_pkce = url::Url::parse(&format!("{}/authorize", stack.issuer)).unwrap();
+    no_pkce.query_pairs_mut()
+        .append_pair("client_id", "demo-spa")
+        .append_pair("redirect_uri", SPA_REDIRECT)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid")
+        .append_pair("state", "s");
+    let answer = browser.get(no_pkce.as_str()).await;
+    assert_eq!(answer.redirect_param("error").as_deref(), Some("invalid_request"));
+    assert!(answer.redirect_param("error_description").unwrap().contains("PKCE"));
+    let token_flow = browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("response_type", "token")])).await;
+    assert_eq!(token_flow.status, 400, "a repeated parameter is refused: {}", token_flow.body);
+    // response_mode=form_post answers with a self-submitting form to the client.
+    let page = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("response_mode", "form_post")]), CITIZEN, "Level3").await;
+    assert_eq!(page.status, 200);
+    let posted = forms(&page.body).into_iter().next().unwrap();
+    assert_eq!(posted.action, RP_REDIRECT);
+    assert!(posted.fields.iter().any(|(k, _)| k == "code"));
+    assert!(posted.fields.iter().any(|(k, v)| k == "state" && v == "the-state"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_login_form_takes_only_valid_personal_numbers() {
+    let stack = stack().await;
+    let browser = Browser::new();
+    let url = authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]);
+    for (pid, message) in [("12345678900", "check digits"), ("1234", "11 digits"), ("2307942193x", "11 digits")] {
+        let page = log_in(&browser, &stack, &url, pid, "Level3").await;
+        assert_eq!(page.status, 400, "{pid}");
+        assert!(page.body.contains(message), "{pid}: {}", page.body);
+    }
+    // A d-nummer (first digit + 4) with valid check digits is a valid login.
+    let d_number = "41018036736";
+    assert!(portvakt::personid::is_valid(d_number) && portvakt::personid::is_d_number(d_number));
+    assert_eq!(log_in(&browser, &stack, &url, d_number, "Level3").await.status, 303);
+    // A form posted from another browser (no interaction cookie) is refused.
+    let page = Browser::new().get(&url).await;
+    let form = forms(&page.body).into_iter().find(|f| f.action == "/authorize/login").unwrap();
+    let stranger = Browser::new().submit(&stack.issuer, &form.set("pid", CITIZEN).set("acr", "Level3")).await;
+    assert_eq!(stranger.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codes_are_bound_to_client_redirect_and_verifier() {
+    let stack = stack().await;
+    let browser = Browser::new();
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        let answer = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("prompt", "login")]), CITIZEN, "Level3").await;
+        codes.push(answer.redirect_param("code").unwrap());
+    }
+    let (status, body) = redeem(&stack, "demo-spa", SPA_REDIRECT, &codes[0]).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    let response = reqwest::Client::new()
+        .post(format!("{}/token", stack.issuer))
+        .basic_auth(RP, Some(RP_SECRET))
+        .form(&[("grant_type", "authorization_code"), ("code", &codes[1]), ("redirect_uri", RP_REDIRECT), ("code_verifier", &"x".repeat(43))])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap().contains("code_verifier does not match"), "{body}");
+    let wrong_secret = reqwest::Client::new()
+        .post(format!("{}/token", stack.issuer))
+        .basic_auth(RP, Some("wrong"))
+        .form(&[("grant_type", "authorization_code"), ("code", &codes[2]), ("redirect_uri", RP_REDIRECT), ("code_verifier", VERIFIER)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_secret.status(), 401);
+    assert!(wrong_secret.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    let wrong_redirect = reqwest::Client::new()
+        .post(format!("{}/token", stack.issuer))
+        .form(&[("grant_type", "authorization_code"), ("code", &codes[2]), ("redirect_uri", "http://127.0.0.1:8765/other"), ("code_verifier", VERIFIER), ("client_id", RP), ("client_secret", RP_SECRET)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_redirect.status(), 400);
+    let unsupported = reqwest::Client::new().post(format!("{}/token", stack.issuer)).form(&[("grant_type", "password")]).send().await.unwrap();
+    let body: Value = unsupported.json().await.unwrap();
+    assert_eq!(body["error"], "unsupported_grant_type");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_ends_the_session_and_calls_the_other_clients_front_channel() {
+    let stack = stack().await;
+    let browser = Browser::new();
+    let answer = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]), CITIZEN, "Level3").await;
+    let (_, rp_tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
+    let spa = browser.get(&authorize_url(&stack, "demo-spa", SPA_REDIRECT, "openid", &[])).await;
+    let (_, spa_tokens) = redeem(&stack, "demo-spa", SPA_REDIRECT, &spa.redirect_param("code").unwrap()).await;
+    let sid = decode_jwt(rp_tokens["id_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
+
+    let mut logout = url::Url::parse(&format!("{}/endsession", stack.issuer)).unwrap();
+    logout
+        .query_pairs_mut()
+        .append_pair("id_token_hint", rp_tokens["id_token"].as_str().unwrap())
+        .append_pair("post_logout_redirect_uri", "http://127.0.0.1:8765/logged-out")
+        .append_pair("state", "bye");
+    let page = browser.get(logout.as_str()).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    // demo-spa is told in a front-channel iframe, with iss and sid; demo-rp (which asked) is not.
+    let expected = format!(
+        "http://127.0.0.1:8765/spa-frontchannel-logout?iss={}&amp;sid={}",
+        url::form_urlencoded::byte_serialize(stack.issuer.as_bytes()).collect::<String>(),
+        url::form_urlencoded::byte_serialize(sid.as_bytes()).collect::<String>()
+    );
+    assert!(page.body.contains(&expected), "{}\n{expected}", page.body);
+    assert!(!page.body.contains("8765/frontchannel-logout"));
+    assert!(page.body.contains("http://127.0.0.1:8765/logged-out?state=bye"));
+    assert!(browser.cookie("portvakt_sso").is_none(), "the session cookie is cleared");
+    // The session's tokens died with it: the refresh token and the opaque access token.
+    let refresh = reqwest::Client::new()
+        .post(format!("{}/token", stack.issuer))
+        .basic_auth(RP, Some(RP_SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", rp_tokens["refresh_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refresh.status(), 400);
+    let info = reqwest::Client::new()
+        .post(format!("{}/tokeninfo", stack.issuer))
+        .basic_auth(RP, Some(RP_SECRET))
+        .form(&[("token", spa_tokens["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.json::<Value>().await.unwrap(), json!({"active": false}));
+    // An unregistered post-logout URI is refused.
+    let mut evil = url::Url::parse(&format!("{}/endsession", stack.issuer)).unwrap();
+    evil.query_pairs_mut()
+        .append_pair("id_token_hint", rp_tokens["id_token"].as_str().unwrap())
+        .append_pair("post_logout_redirect_uri", "http://evil.example/");
+    assert_eq!(browser.get(evil.as_str()).await.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokeninfo_needs_an_authenticated_caller_and_tells_active_from_not() {
+    let stack = stack().await;
+    let client = machine_client(&stack, false);
+    let http = reqwest::Client::new();
+    let machine = client.token(&http, &["global/kontaktinformasjon.read"], &json!({})).await.unwrap();
+    let token = machine["access_token"].as_str().unwrap();
+    let anonymous = http.post(format!("{}/tokeninfo", stack.issuer)).form(&[("token", token)]).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let info: Value = http
+        .post(format!("{}/tokeninfo", stack.issuer))
+        .basic_auth(RP, Some(RP_SECRET))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["active"], true);
+    assert_eq!(info["client_id"], "demo-maskinporten");
+    assert_eq!(info["consumer"]["ID"], "0192:991825827");
+    assert!(info["expires_in"].as_i64().unwrap() > 0);
+    for unknown in ["garbage", "a.b.c"] {
+        let info: Value = http
+            .post(format!("{}/tokeninfo", stack.issuer))
+            .basic_auth(RP, Some(RP_SECRET))
+            .form(&[("token", unknown)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info, json!({"active": false}));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_jwt_bearer_grant_works_with_x5c_and_kid_and_its_tokens_pass_the_gateway() {
+    let stack = stack().await;
+    let http = reqwest::Client::new();
+    for by_kid in [false, true] {
+        let answer = machine_client(&stack, by_kid).token(&http, &["global/idporten.authlevel.read"], &json!({})).await.unwrap();
+        assert_eq!(answer["token_type"], "Bearer");
+        assert_eq!(answer["expires_in"], 120);
+        let claims = decode_jwt(answer["access_token"].as_str().unwrap());
+        assert_eq!(claims["client_amr"], if by_kid { "private_key_jwt" } else { "virksomhetssertifikat" });
+        assert_eq!(claims["consumer"], json!({"authority": "iso6523-actorid-upis", "ID": "0192:991825827"}));
+        assert!(claims.get("sub").is_none(), "machine tokens have no sub");
+        // The gateway accepts it and the issuer's authlevel resource answers (no logins yet: 404).
+        let response = http
+            .post(format!("{}/authlevel/rest/v1/sikkerhetsnivaa", stack.portvakt.gateway))
+            .bearer_auth(answer["access_token"].as_str().unwrap())
+            .json(&json!({"personidentifikator": CITIZEN}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+    }
+    // resource makes the token audience-restricted.
+    let answer = machine_client(&stack, true).token(&http, &["global/kontaktinformasjon.read"], &json!({"resource": ["https://api.example/"]})).await.unwrap();
+    assert_eq!(decode_jwt(answer["access_token"].as_str().unwrap())["aud"], "https://api.example/");
+    // A grant signed by jsonwebtoken (not by Portvakt's own client code) is accepted too.
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(project_path("config/dev/demo-maskinporten.key.pem")).unwrap()).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("demo-maskinporten".into());
+    let now = now();
+    let assertion = jsonwebtoken::encode(
+        &header,
+        &json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": "global/sertifikat.read", "iat": now, "exp": now + 60, "jti": "independent-1"}),
+        &key,
+    )
+    .unwrap();
+    let (status, body) = grant(&stack, &assertion).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
+    let stack = stack().await;
+    let client = machine_client(&stack, false);
+    let scope = ["global/kontaktinformasjon.read"];
+    let now = now();
+    let mut cases: Vec<(String, &str, &str)> = vec![
+        (client.assertion(&scope, &json!({"aud": "https://maskinporten.no/"})).unwrap(), "MP-110", "aud"),
+        (client.assertion(&scope, &json!({"iat": now - 300, "exp": now - 200})).unwrap(), "MP-130", "expired"),
+        (client.assertion(&scope, &json!({"iat": now, "exp": now + 121})).unwrap(), "MP-130", "exp − iat"),
+        (client.assertion(&scope, &json!({"iat": now + 60, "exp": now + 100})).unwrap(), "MP-130", "iat"),
+        (client.assertion(&["global/kontaktinformasjon.read", "user/kontaktinformasjon.read"], &json!({})).unwrap(), "MP-201", "not allowed"),
+        (client.assertion(&["made-up/scope"], &json!({})).unwrap(), "MP-200", "does not exist"),
+        (client.assertion(&scope, &json!({"iss": "nobody"})).unwrap(), "MP-100", "Unknown client"),
+    ];
+    // Reused jti.
+    let once = client.assertion(&scope, &json!({"jti": "only-once"})).unwrap();
+    assert_eq!(grant(&stack, &once).await.0, 200);
+    cases.push((once, "MP-012", "used before"));
+    // Bad signature: the real certificate, a different key.
+    let forged = {
+        let mut parts: Vec<String> = client.assertion(&scope, &json!({})).unwrap().split('.').map(str::to_owned).collect();
+        let other = machine_client(&stack, false).assertion(&scope, &json!({"scope": "global/sertifikat.read"})).unwrap();
+        parts[1] = other.split('.').nth(1).unwrap().to_owned();
+        parts.join(".")
+    };
+    cases.push((forged, "MP-124", "signature"));
+    // alg none.
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let unsigned = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "kid": "demo-maskinporten"})),
+        b64(&json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": scope[0], "iat": now, "exp": now + 60}))
+    );
+    cases.push((unsigned, "MP-011", "none"));
+    // x5c as a string instead of an array.
+    let x5c_string = {
+        let cert = std::fs::read_to_string(project_path("config/dev/demo-maskinporten.cert.pem")).unwrap();
+        let der: String = cert.lines().filter(|l| !l.starts_with("-----")).collect();
+        let header = json!({"alg": "RS256", "x5c": der});
+        let key = portvakt::token::sign::SigningKey::from_pem_file(&project_path("config/dev/demo-maskinporten.key.pem"), portvakt::token::Alg::RS256, None).unwrap();
+        portvakt::token::sign::sign_compact(&header, &json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": scope[0], "iat": now, "exp": now + 60}), |m| key.sign_bytes(m)).unwrap()
+    };
+    cases.push((x5c_string, "MP-123", "x5c"));
+    // A certificate from an untrusted CA (self-signed, with the right organisation number).
+    let untrusted = {
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "DEMO VIRKSOMHET AS");
+        params.distinguished_name.push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), "991825827");
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let cert = params.self_signed(&pair).unwrap();
+        let key = portvakt::token::sign::SigningKey::from_pem(pair.serialize_pem().as_bytes(), portvakt::token::Alg::RS256, None).unwrap();
+        let header = json!({"alg": "RS256", "x5c": [base64::engine::general_purpose::STANDARD.encode(cert.der())]});
+        portvakt::token::sign::sign_compact(&header, &json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": scope[0], "iat": now, "exp": now + 60}), |m| key.sign_bytes(m)).unwrap()
+    };
+    cases.push((untrusted, "MP-120", "invalid certificate"));
+
+    for (assertion, code, words) in cases {
+        let (status, body) = grant(&stack, &assertion).await;
+        assert_eq!(status, 400, "{code}: {body}");
+        assert_eq!(body["error_uri"], format!("{}/errors/{code}", stack.issuer), "{body}");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(description.contains(words), "{code}: {description}");
+        assert!(description.contains("(trace_id: "), "{description}");
+        let expected_error = match code {
+            "MP-011" => "invalid_request",
+            "MP-200" | "MP-201" | "MP-250" => "invalid_scope",
+            _ => "invalid_grant",
+        };
+        assert_eq!(body["error"], expected_error, "{code}: {body}");
+    }
+    // client_credentials with a private_key_jwt client assertion works for the same client.
+    let assertion = client.assertion(&[], &json!({"sub": "demo-maskinporten", "aud": format!("{}/token", stack.issuer)})).unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/token", stack.issuer))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "global/sertifikat.read"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", &assertion),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["scope"], "global/sertifikat.read", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_answer() {
+    let stack = stack().await;
+    let browser = Browser::new();
+    let answer = log_in(&browser, &stack, &authorize_url(&stack, "demo-spa", SPA_REDIRECT, "openid krr:user/kontaktinformasjon.read", &[]), CITIZEN, "Level4").await;
+    let (_, tokens) = redeem(&stack, "demo-spa", SPA_REDIRECT, &answer.redirect_param("code").unwrap()).await;
+    let opaque = tokens["access_token"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let response = http.get(format!("{}/echo", stack.portvakt.gateway)).bearer_auth(opaque).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["headers"]["x-portvakt-pid"][0], CITIZEN);
+        assert_eq!(body["headers"]["x-portvakt-client-id"][0], "demo-spa");
+        assert_eq!(body["headers"]["x-portvakt-acr"][0], "Level4");
+    }
+    let metrics = stack.portvakt.metrics().await;
+    assert_eq!(metric(&metrics, "portvakt_introspections_total{result=\"active\"}"), 1.0, "cached after the first call: {metrics}");
+    // An unknown opaque token is inactive: 401.
+    let response = http.get(format!("{}/echo", stack.portvakt.gateway)).bearer_auth("IxC0B76vlWl3fiQhAwZUmD0hr_PPwC9hSIXRdoUslPU=").send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap().contains("not active"), "{body}");
+    assert_eq!(stack.upstream.hits(), 3);
+    let _ = &stack.ports;
+}
