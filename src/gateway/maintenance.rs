@@ -68,14 +68,16 @@ pub struct HealthChecker {
 #[async_trait]
 impl BackgroundService for HealthChecker {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        // Backends start healthy; the first probe waits one interval so services starting in
+        // the same process (the issuer behind the authlevel route) have bound their listeners.
         loop {
-            let state = self.state.load_full();
-            for upstream in state.upstreams() {
-                upstream.health_check().await;
-            }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
                 _ = shutdown.changed() => return,
+            }
+            let state = self.state.load_full();
+            for upstream in state.upstreams() {
+                upstream.health_check().await;
             }
         }
     }

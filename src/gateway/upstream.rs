@@ -41,7 +41,10 @@ impl Upstream {
             }
         }
         let mut backends = Backends::new(Static::new(backends));
-        backends.set_health_check(TcpHealthCheck::new());
+        let mut check = TcpHealthCheck::new();
+        // One lost probe is not an outage: mark a backend down after two in a row.
+        check.consecutive_failure = 2;
+        backends.set_health_check(check);
         let lb = LoadBalancer::from_backends(backends);
         // Static discovery answers at once; this fills the selector before the first request.
         ready_now(lb.update())
@@ -57,9 +60,10 @@ impl Upstream {
         })
     }
 
-    /// The next healthy backend as a peer, or `None` when every backend is down.
+    /// The next healthy backend as a peer. When every backend is marked down, any backend is
+    /// tried anyway ("panic routing"): a wrong health verdict must not turn into a full outage.
     pub fn peer(&self) -> Option<Box<HttpPeer>> {
-        let backend = self.lb.select(b"", 256)?;
+        let backend = self.lb.select(b"", 256).or_else(|| self.lb.select_with(b"", 256, |_, _| true))?;
         let target = backend.ext.get::<Target>()?;
         let mut peer = HttpPeer::new(backend.addr.clone(), target.tls, target.host.clone());
         peer.options.connection_timeout = Some(self.connect_timeout);
