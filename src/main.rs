@@ -35,6 +35,74 @@ enum Command {
     /// Get a machine token from a running issuer with the JWT-bearer grant (Maskinporten) and
     /// print it. The defaults are the demo client of the default config.
     Token(TokenArgs),
+    /// The synthetic KRR register behind the Oppslagstjenesten simulator.
+    #[command(subcommand)]
+    Register(RegisterCommand),
+}
+
+#[derive(Subcommand)]
+enum RegisterCommand {
+    /// Write a synthetic register (valid check digits, every case covered) as JSON.
+    Generate {
+        #[arg(long, default_value_t = 2000)]
+        persons: usize,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// Where to write it; `-` is standard output.
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
+    /// Print one personidentifikator of each kind in a register, for trying the API.
+    Cases {
+        #[arg(long, default_value = "config/register.json")]
+        register: PathBuf,
+    },
+}
+
+fn register(command: RegisterCommand) -> ExitCode {
+    match command {
+        RegisterCommand::Generate { persons, seed, out } => {
+            let file = match portvakt::oppslag::generate::generate(persons, seed) {
+                Ok(file) => file,
+                Err(e) => {
+                    eprintln!("portvakt register generate: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let json = match serde_json::to_string_pretty(&file) {
+                Ok(json) => json + "\n",
+                Err(e) => {
+                    eprintln!("portvakt register generate: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let written = if out.as_os_str() == "-" {
+                use std::io::Write;
+                std::io::stdout().write_all(json.as_bytes())
+            } else {
+                std::fs::write(&out, json)
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("portvakt register generate: cannot write {}: {e}", out.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        RegisterCommand::Cases { register } => match portvakt::oppslag::register::Register::load(&register, true) {
+            Ok(register) => {
+                for (case, id) in portvakt::oppslag::register::cases(&register) {
+                    println!("{id}  {case}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portvakt register cases: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
 }
 
 #[derive(clap::Args)]
@@ -136,6 +204,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Token(args) => token(args),
+        Command::Register(command) => register(command),
         Command::CheckConfig { config } => {
             let config = match load(&config) {
                 Ok(config) => config,

@@ -256,7 +256,7 @@ async fn sso_serves_a_second_client_until_prompt_login_or_a_higher_level_asks_ag
     assert_eq!(status, 200, "{tokens}");
     assert!(tokens.get("refresh_token").is_none(), "a public client gets no refresh token");
     assert!(!tokens["access_token"].as_str().unwrap().contains('.'), "demo-spa's access tokens are opaque");
-    let rp_sub = decode_jwt(&redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await.1["id_token"].as_str().unwrap().to_owned())["sub"].clone();
+    let rp_sub = decode_jwt(&redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await.1["id_token"].as_str().unwrap())["sub"].clone();
     let spa_sub = decode_jwt(tokens["id_token"].as_str().unwrap())["sub"].clone();
     assert_ne!(rp_sub, spa_sub, "sub is pairwise: different per client");
     // prompt=login and a higher acr force the form again.
@@ -285,7 +285,7 @@ async fn consent_is_asked_remembered_and_a_declined_scope_is_left_out() {
     let consent = forms(&page.body).into_iter().find(|f| f.action == "/authorize/consent").unwrap();
     let answer = browser.submit(&stack.issuer, &consent.set("decision", "deny")).await;
     assert_eq!(answer.status, 303, "{}", answer.body);
-    let (_, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").expect(answer.location.as_deref().unwrap_or_default())).await;
+    let (_, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap_or_else(|| panic!("{:?}", answer.location))).await;
     assert_eq!(tokens["scope"], "openid user/kontaktinformasjon.read", "the declined scope is left out");
     // The decision is remembered: no page the second time.
     let again = browser.get(&authorize_url(&stack, RP, RP_REDIRECT, scope, &[])).await;
@@ -294,7 +294,7 @@ async fn consent_is_asked_remembered_and_a_declined_scope_is_left_out() {
     // Another citizen is asked, approves, and gets the scope.
     let other = Browser::new();
     let page = log_in(&other, &stack, &authorize_url(&stack, RP, RP_REDIRECT, scope, &[]), "08023549930", "Level4").await;
-    let consent = forms(&page.body).into_iter().find(|f| f.action == "/authorize/consent").expect(&page.body);
+    let consent = forms(&page.body).into_iter().find(|f| f.action == "/authorize/consent").unwrap_or_else(|| panic!("{}", page.body));
     let answer = other.submit(&stack.issuer, &consent.set("decision", "approve")).await;
     let (_, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
     assert_eq!(tokens["scope"], scope);

@@ -68,6 +68,8 @@ pub struct GatewayState {
     pub forward: ForwardHeaders,
     pub retry_after_seconds: u64,
     pub max_body_bytes: usize,
+    /// The KRR REST facade behind the `krr-*` handlers.
+    pub krr: Option<Arc<crate::krr::Krr>>,
 }
 
 impl GatewayState {
@@ -147,7 +149,12 @@ impl GatewayState {
                 rate_limit: route.rate_limit.as_ref().map(|l| RateLimit::new(l.requests_per_second)),
             });
         }
+        let krr = match &settings.krr {
+            Some(krr) => Some(Arc::new(crate::krr::Krr::new(krr, metrics.clone()).map_err(|e| format!("gateway.krr: {e}"))?)),
+            None => None,
+        };
         Ok(GatewayState {
+            krr,
             routes: RouteTable::new(routes),
             validator,
             forward: ForwardHeaders::new(&settings.forward)?,

@@ -11,6 +11,7 @@ use pingora::ErrorType;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Result, Session};
 use pingora::proxy::FailToProxy;
+use bytes::{Bytes, BytesMut};
 use serde_json::json;
 
 use crate::web::bearer::{self, BearerError};
@@ -19,6 +20,7 @@ use super::respond::{self, Answer};
 use super::routes::{Denial, Lookup, Route, Target};
 use super::GatewayState;
 use crate::admin::metrics::Metrics;
+use crate::config::Handler;
 use crate::personid;
 use crate::token::VerifiedToken;
 
@@ -102,7 +104,56 @@ impl Gateway {
         }
         match &route.target {
             Target::Upstream(_) => None,
-            Target::Handler(_) => Some(Answer::error(501, "not_implemented", "this handler is not available")),
+            Target::Handler(handler) => Some(self.handle(session, &state, *handler, &verified).await),
+        }
+    }
+
+    /// A built-in handler: the gateway answers itself.
+    async fn handle(&self, session: &mut Session, state: &GatewayState, handler: Handler, token: &VerifiedToken) -> Answer {
+        let Some(krr) = &state.krr else {
+            return Answer::error(503, "temporarily_unavailable", "the KRR facade is not configured");
+        };
+        let headers = session.req_header().headers.clone();
+        match handler {
+            Handler::KrrPersoner => match read_body(session, state.max_body_bytes).await {
+                Ok(body) => krr.personer(&headers, &body, token).await,
+                Err(answer) => answer,
+            },
+            Handler::KrrPerson => krr.person(&headers, token).await,
+        }
+    }
+}
+
+/// Read a request body the gateway answers itself, refusing more than `max` bytes.
+async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, Answer> {
+    let too_large = || Answer::error(413, "invalid_request", &format!("the request body is larger than {max} bytes"));
+    let header = session.req_header();
+    let declared = header.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return Err(too_large());
+    }
+    let expects_continue = header
+        .headers
+        .get(http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue {
+        let go_on = ResponseHeader::build(100, None).map_err(|_| too_large())?;
+        if session.write_response_header(Box::new(go_on), false).await.is_err() {
+            return Err(Answer::error(400, "invalid_request", "the client went away"));
+        }
+    }
+    let mut body = BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => return Err(Answer::error(400, "invalid_request", &format!("the request body could not be read: {e}"))),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::gateway::maintenance::{HealthChecker, KeyRefresher};
 use crate::gateway::{Gateway, GatewayState};
 use crate::issuer::Issuer;
+use crate::oppslag::Simulator;
 use crate::web::app::AxumApp;
 
 /// Admin requests are tiny.
@@ -30,6 +31,7 @@ pub struct Roles {
     pub metrics: Arc<Metrics>,
     pub gateway: Option<Arc<ArcSwap<GatewayState>>>,
     pub issuer: Option<Arc<Issuer>>,
+    pub oppslag: Option<Arc<Simulator>>,
 }
 
 impl Roles {
@@ -46,7 +48,11 @@ impl Roles {
             Some(settings) => Some(Arc::new(Issuer::build(settings, metrics.clone()).map_err(|e| config.error("issuer", e))?)),
             None => None,
         };
-        Ok(Roles { metrics, gateway, issuer })
+        let oppslag = match &config.oppslag {
+            Some(settings) => Some(Arc::new(Simulator::build(settings, metrics.clone()).map_err(|e| config.error("oppslag.register", e))?)),
+            None => None,
+        };
+        Ok(Roles { metrics, gateway, issuer, oppslag })
     }
 
     /// What the process still waits for; empty when every role can take traffic.
@@ -107,6 +113,13 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
         server.add_service(service);
     }
 
+    if let (Some(settings), Some(simulator)) = (&config.oppslag, &roles.oppslag) {
+        let app = AxumApp::new(simulator.clone().router(), settings.max_request_bytes);
+        let mut service = Service::new("oppslagstjenesten".into(), app);
+        service.add_tcp(&settings.listen.to_string());
+        server.add_service(service);
+    }
+
     let probe_roles = roles.clone();
     let admin_state = AdminState {
         metrics: roles.metrics.clone(),
@@ -130,6 +143,9 @@ fn print_banner(config: &Config) {
     }
     if let Some(issuer) = &config.issuer {
         tracing::info!("issuer     {}  (listening on {})", issuer.issuer, issuer.listen);
+    }
+    if let Some(oppslag) = &config.oppslag {
+        tracing::info!("oppslag    http://{}{}  (?wsdl for the WSDL)", oppslag.listen, crate::oppslag::PATH);
     }
     tracing::info!("admin      http://{}  (/metrics /healthz /readyz)", config.admin.listen);
 }

@@ -1,0 +1,124 @@
+//! The SOAP client to Oppslagstjenesten: pooled, with connect and total timeouts, bounded
+//! answers, and every failure told apart (fault, unreachable, timeout, bad answer).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use crate::admin::metrics::Metrics;
+use crate::config::KrrSettings;
+use crate::soap::model::{Header, Informasjonsbehov, Person, Request, Response};
+use crate::soap::{self, read, write};
+use crate::web::client::{BodyError, error_chain, read_limited};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendError {
+    /// The service answered with a SOAP fault: 502 with its reason.
+    Fault(String),
+    /// No connection: 503.
+    Unreachable(String),
+    /// No (complete) answer in time: 504.
+    Timeout,
+    /// An answer that is not a valid, complete Oppslagstjenesten answer: 502.
+    BadAnswer(String),
+}
+
+pub struct SoapClient {
+    http: reqwest::Client,
+    endpoint: Url,
+    timeout: Duration,
+    max_response_bytes: usize,
+    header: Header,
+    metrics: Arc<Metrics>,
+}
+
+impl SoapClient {
+    pub fn new(settings: &KrrSettings, metrics: Arc<Metrics>) -> Result<SoapClient, String> {
+        let http = crate::web::client::build(Duration::from_millis(settings.connect_timeout_ms), "portvakt-krr")
+            .map_err(|e| format!("cannot build the SOAP client: {e}"))?;
+        Ok(SoapClient {
+            http,
+            endpoint: settings.soap_endpoint.clone(),
+            timeout: Duration::from_millis(settings.timeout_ms),
+            max_response_bytes: settings.max_response_bytes,
+            header: Header { paa_vegne_av: settings.paa_vegne_av.clone() },
+            metrics,
+        })
+    }
+
+    /// HentPersoner for `ids` (distinct, validated). The answer must hold exactly one Person per
+    /// id, in order: anything else is refused rather than passed on in part.
+    pub async fn hent_personer(&self, ids: &[String], informasjonsbehov: Vec<Informasjonsbehov>) -> Result<Vec<Person>, BackendError> {
+        let request = Request::HentPersoner { informasjonsbehov, personidentifikatorer: ids.to_vec() };
+        let started = Instant::now();
+        let result = match self.call(&request).await {
+            Ok(Response::HentPersoner(persons)) => check_complete(ids, persons),
+            Ok(_) => Err(BackendError::BadAnswer("the service answered another operation".into())),
+            Err(e) => Err(e),
+        };
+        self.metrics.soap_duration.with_label_values(&["HentPersoner"]).observe(started.elapsed().as_secs_f64());
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(BackendError::Fault(_)) => "fault",
+            Err(BackendError::Unreachable(_)) => "unreachable",
+            Err(BackendError::Timeout) => "timeout",
+            Err(BackendError::BadAnswer(_)) => "bad_answer",
+        };
+        self.metrics.soap_calls.with_label_values(&[label]).inc();
+        result
+    }
+
+    async fn call(&self, request: &Request) -> Result<Response, BackendError> {
+        let body = write::request(&self.header, request).map_err(|e| BackendError::BadAnswer(e.to_string()))?;
+        let exchange = async {
+            let response = self
+                .http
+                .post(self.endpoint.clone())
+                .header(http::header::CONTENT_TYPE, soap::CONTENT_TYPE)
+                .header("SOAPAction", "\"\"")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| {
+                    if e.is_timeout() {
+                        BackendError::Timeout
+                    } else if e.is_connect() {
+                        BackendError::Unreachable(error_chain(&e))
+                    } else {
+                        BackendError::BadAnswer(error_chain(&e))
+                    }
+                })?;
+            let status = response.status();
+            let bytes = read_limited(response, self.max_response_bytes).await.map_err(|e| match e {
+                BodyError::TooLarge(max) => BackendError::BadAnswer(format!("the answer is larger than {max} bytes")),
+                BodyError::Read(e) => BackendError::BadAnswer(error_chain(&e)),
+            })?;
+            if !(status.is_success() || status.as_u16() == 500) {
+                return Err(BackendError::BadAnswer(format!("the service answered HTTP {status}")));
+            }
+            let text = std::str::from_utf8(&bytes).map_err(|_| BackendError::BadAnswer("the answer is not UTF-8".into()))?;
+            match read::response(text) {
+                Ok(Ok(answer)) if status.is_success() => Ok(answer),
+                Ok(Ok(_)) => Err(BackendError::BadAnswer(format!("the service answered HTTP {status} without a fault"))),
+                Ok(Err(fault)) => Err(BackendError::Fault(format!("{}: {}", fault.code.name(), fault.reason))),
+                Err(e) => Err(BackendError::BadAnswer(format!("the answer is not valid: {e}"))),
+            }
+        };
+        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| BackendError::Timeout)?
+    }
+}
+
+fn check_complete(ids: &[String], persons: Vec<Person>) -> Result<Vec<Person>, BackendError> {
+    if persons.len() != ids.len() {
+        return Err(BackendError::BadAnswer(format!("asked for {} persons, the answer holds {}", ids.len(), persons.len())));
+    }
+    if let Some((asked, got)) = ids.iter().zip(&persons).find(|(id, p)| **id != p.personidentifikator) {
+        return Err(BackendError::BadAnswer(format!(
+            "the answer names {} where {} was asked for",
+            crate::personid::mask(&got.personidentifikator),
+            crate::personid::mask(asked)
+        )));
+    }
+    Ok(persons)
+}

@@ -1,0 +1,117 @@
+//! The Oppslagstjenesten simulator: SOAP 1.2 at `/kontaktinfo-external/ws-v5` over a synthetic
+//! register, answering as the 16-02 service does, and serving its WSDL and schemas.
+
+pub mod generate;
+pub mod register;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::Utc;
+
+use crate::admin::metrics::Metrics;
+use crate::config::OppslagSettings;
+use crate::soap::model::{Fault, FaultCode, Request};
+use crate::soap::{self, read, write};
+use register::Register;
+
+pub const PATH: &str = "/kontaktinfo-external/ws-v5";
+const XSD_WS_PATH: &str = "/kontaktinfo-external/oppslagstjeneste-ws-16-02.xsd";
+const XSD_METADATA_PATH: &str = "/kontaktinfo-external/oppslagstjeneste-metadata-16-02.xsd";
+
+pub struct Simulator {
+    pub register: Register,
+    /// Where clients reach the service: the WSDL's address.
+    pub address: String,
+    pub max_request_bytes: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Simulator {
+    pub fn build(settings: &OppslagSettings, metrics: Arc<Metrics>) -> Result<Simulator, String> {
+        let register = Register::load(&settings.register, settings.rebase_timestamps)?;
+        Ok(Simulator {
+            register,
+            address: format!("http://{}{PATH}", settings.listen),
+            max_request_bytes: settings.max_request_bytes,
+            metrics,
+        })
+    }
+
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route(PATH, get(wsdl).post(soap_call))
+            .route(XSD_WS_PATH, get(|| async { xml(soap::XSD_WS.to_owned()) }))
+            .route(XSD_METADATA_PATH, get(|| async { xml(soap::XSD_METADATA.to_owned()) }))
+            .with_state(self)
+    }
+
+    /// Answer one SOAP request (the body of a POST).
+    pub fn answer(&self, headers: &HeaderMap, body: &str) -> (StatusCode, String) {
+        match self.handle(headers, body) {
+            Ok(xml) => (StatusCode::OK, xml),
+            Err(fault) => {
+                self.metrics.soap_calls.with_label_values(&[&format!("simulator_fault_{}", fault.code.name())]).inc();
+                tracing::info!(code = fault.code.name(), reason = %crate::personid::mask_in_text(&fault.reason), "SOAP fault");
+                let xml = write::fault(&fault).unwrap_or_default();
+                (StatusCode::INTERNAL_SERVER_ERROR, xml)
+            }
+        }
+    }
+
+    fn handle(&self, headers: &HeaderMap, body: &str) -> Result<String, Fault> {
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let media = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        match media.as_str() {
+            "application/soap+xml" => {}
+            "text/xml" => {
+                return Err(Fault { code: FaultCode::VersionMismatch, reason: "SOAP 1.1 (text/xml) is not supported: send application/soap+xml".into() });
+            }
+            _ => return Err(Fault::sender(format!("Content-Type must be application/soap+xml, not {:?}", content_type))),
+        }
+        let (header, request) = read::request(body)?;
+        if let Some(org) = &header.paa_vegne_av
+            && !crate::personid::is_orgno(org)
+        {
+            return Err(Fault::sender(format!("PaaVegneAv {:?} is not a valid organisation number", org.chars().take(20).collect::<String>())));
+        }
+        let now = Utc::now().fixed_offset();
+        let response = match &request {
+            Request::HentPersoner { informasjonsbehov, personidentifikatorer } => {
+                soap::model::Response::HentPersoner(self.register.hent_personer(personidentifikatorer, informasjonsbehov, now))
+            }
+            Request::HentEndringer { fra_endrings_nummer, informasjonsbehov } => {
+                self.register.hent_endringer(*fra_endrings_nummer, informasjonsbehov, now)
+            }
+            Request::HentPrintSertifikat => self.register.hent_print_sertifikat(),
+        };
+        self.metrics.soap_calls.with_label_values(&["simulator_ok"]).inc();
+        write::response(&response).map_err(|e| Fault::receiver(format!("the answer could not be written: {e}")))
+    }
+}
+
+fn xml(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
+}
+
+/// `GET …/ws-v5?wsdl`: the published WSDL with this simulator's address.
+async fn wsdl(State(simulator): State<Arc<Simulator>>, RawQuery(query): RawQuery) -> Response {
+    if !query.is_some_and(|q| q.eq_ignore_ascii_case("wsdl")) {
+        let mut response = (StatusCode::METHOD_NOT_ALLOWED, "POST a SOAP 1.2 request, or GET ?wsdl\n").into_response();
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        return response;
+    }
+    let published = "https://kontaktinfo-ws-ver2.difi.no/kontaktinfo-external/ws-v5";
+    xml(soap::WSDL.replace(published, &simulator.address))
+}
+
+async fn soap_call(State(simulator): State<Arc<Simulator>>, headers: HeaderMap, body: String) -> Response {
+    let started = std::time::Instant::now();
+    let (status, xml) = simulator.answer(&headers, &body);
+    simulator.metrics.soap_duration.with_label_values(&["simulator"]).observe(started.elapsed().as_secs_f64());
+    (status, [(header::CONTENT_TYPE, soap::CONTENT_TYPE)], xml).into_response()
+}
