@@ -256,7 +256,7 @@ async fn sso_serves_a_second_client_until_prompt_login_or_a_higher_level_asks_ag
     assert_eq!(status, 200, "{tokens}");
     assert!(tokens.get("refresh_token").is_none(), "a public client gets no refresh token");
     assert!(!tokens["access_token"].as_str().unwrap().contains('.'), "demo-spa's access tokens are opaque");
-    let rp_sub = decode_jwt(&redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await.1["id_token"].as_str().unwrap())["sub"].clone();
+    let rp_sub = decode_jwt(redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await.1["id_token"].as_str().unwrap())["sub"].clone();
     let spa_sub = decode_jwt(tokens["id_token"].as_str().unwrap())["sub"].clone();
     assert_ne!(rp_sub, spa_sub, "sub is pairwise: different per client");
     // prompt=login and a higher acr force the form again.
