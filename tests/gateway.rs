@@ -37,6 +37,7 @@ listen = "127.0.0.1:{gateway}"
 refresh_seconds = 3600
 unknown_kid_cooldown_seconds = 30
 retry_after_seconds = 7
+startup_wait_seconds = 1
 
 [gateway.upstream]
 health_check_seconds = 1
@@ -472,12 +473,13 @@ async fn an_issuer_without_keys_gets_503_with_retry_after_and_blocks_readiness()
     let down = TestKey::new("d1", Algorithm::RS256);
     let mut claims = machine("demo:read");
     claims["iss"] = json!("https://down.test");
-    let response = reqwest::Client::new()
-        .get(format!("{}/down", portvakt.gateway))
-        .bearer_auth(down.sign(&claims))
-        .send()
-        .await
-        .unwrap();
+    let token = down.sign(&claims);
+    // The listener opens after the startup wait even though one issuer never answered.
+    let response = eventually("the gateway's listener", || {
+        let request = reqwest::Client::new().get(format!("{}/down", portvakt.gateway)).bearer_auth(token.clone()).send();
+        async move { request.await.ok() }
+    })
+    .await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "7");
     let body: Value = response.json().await.unwrap();
@@ -573,4 +575,43 @@ async fn an_unreachable_upstream_is_a_json_502_or_503() {
     assert!(matches!(response.status().as_u16(), 502 | 503), "{}", response.status());
     let body: Value = response.json().await.unwrap();
     assert!(body["error"].is_string(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
+    let rsa = TestKey::new("rsa-1", Algorithm::RS256);
+    let jwks_server = JwksServer::start(jwks(&[&rsa])).await;
+    let upstream = EchoUpstream::start().await;
+    let ports = Ports::new();
+    let extra = format!(
+        "[[gateway.routes]]\nname = \"limited\"\npath = \"/limited\"\nupstreams = [\"{}\"]\nrate_limit = {{ requests_per_second = 5 }}\n",
+        upstream.url
+    );
+    let config = config(&ports, &jwks_server.url, &upstream.url, &extra);
+    let mut portvakt = Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
+    portvakt.wait_for("/readyz").await;
+    let client = reqwest::Client::new();
+    let greedy = rsa.sign(&machine("x"));
+    let mut other = machine("x");
+    other["client_id"] = json!("another-client");
+    let polite = rsa.sign(&other);
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        let response = client.get(format!("{}/limited", portvakt.gateway)).bearer_auth(&greedy).send().await.unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(response.headers()["retry-after"], "1");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "rate_limited");
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    assert!(statuses.iter().filter(|s| **s == 200).count() >= 5, "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    // The limit is per client: another client is not affected.
+    let response = client.get(format!("{}/limited", portvakt.gateway)).bearer_auth(&polite).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let metrics = portvakt.metrics().await;
+    assert!(metric(&metrics, "portvakt_rate_limited_total{route=\"limited\"}") >= 1.0);
 }

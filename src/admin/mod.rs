@@ -17,13 +17,16 @@ use metrics::Metrics;
 pub type ReadinessProbe = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
 /// Reloads the configuration; `Err` carries the reason the new one was refused.
-pub type Reloader = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+#[async_trait::async_trait]
+pub trait Reload: Send + Sync {
+    async fn reload(&self) -> Result<String, String>;
+}
 
 #[derive(Clone)]
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub readiness: ReadinessProbe,
-    pub reload: Option<Reloader>,
+    pub reload: Option<Arc<dyn Reload>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -48,18 +51,14 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     }
 }
 
+/// `POST /reload`: reread the config file; a refused config leaves the running one in place.
 async fn reload(State(state): State<AdminState>) -> Response {
     let Some(reload) = state.reload.clone() else {
         return (StatusCode::NOT_IMPLEMENTED, axum::Json(json!({"reloaded": false, "error": "reload is not available"})))
             .into_response();
     };
-    // Building the new state reads files and resolves names: keep it off the async workers.
-    match tokio::task::spawn_blocking(move || reload()).await {
-        Ok(Ok(summary)) => (StatusCode::OK, axum::Json(json!({"reloaded": true, "summary": summary}))).into_response(),
-        Ok(Err(reason)) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"reloaded": false, "error": reason}))).into_response()
-        }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"reloaded": false, "error": e.to_string()})))
-            .into_response(),
+    match reload.reload().await {
+        Ok(summary) => (StatusCode::OK, axum::Json(json!({"reloaded": true, "summary": summary}))).into_response(),
+        Err(reason) => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"reloaded": false, "error": reason}))).into_response(),
     }
 }

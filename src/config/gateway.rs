@@ -83,6 +83,8 @@ pub struct JwksSettings {
     pub max_document_bytes: usize,
     /// `Retry-After` on the 503 sent while an issuer's keys cannot be had.
     pub retry_after_seconds: u64,
+    /// The gateway's listener opens once every issuer's keys are held, or after this long.
+    pub startup_wait_seconds: u64,
 }
 
 impl Default for JwksSettings {
@@ -93,6 +95,7 @@ impl Default for JwksSettings {
             fetch_timeout_ms: 5000,
             max_document_bytes: 256 * 1024,
             retry_after_seconds: 10,
+            startup_wait_seconds: 10,
         }
     }
 }

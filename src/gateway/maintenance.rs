@@ -7,15 +7,21 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
+use pingora::services::ServiceReadyNotifier;
 use pingora::services::background::BackgroundService;
 
 use super::GatewayState;
 
 /// Fetches every issuer's keys at start (retrying quickly until it has them), then refreshes
 /// them every `refresh`; a failed refresh is retried sooner but keeps the old keys.
+///
+/// It reports ready once every issuer's keys are held (or `startup_wait` has passed), and the
+/// gateway's listener waits for that: a new process taking over listeners never answers 503
+/// for keys it is still fetching.
 pub struct KeyRefresher {
     pub state: Arc<ArcSwap<GatewayState>>,
     pub refresh: Duration,
+    pub startup_wait: Duration,
 }
 
 const FIRST_RETRY: Duration = Duration::from_millis(200);
@@ -24,7 +30,9 @@ const TICK: Duration = Duration::from_millis(100);
 
 #[async_trait]
 impl BackgroundService for KeyRefresher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+    async fn start_with_ready_notifier(&self, mut shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
+        let started = Instant::now();
+        let mut ready = Some(ready);
         // issuer → (when next due, current retry backoff)
         let mut schedule: HashMap<Arc<str>, (Instant, Duration)> = HashMap::new();
         loop {
@@ -45,11 +53,24 @@ impl BackgroundService for KeyRefresher {
                         (Instant::now() + backoff.max(Duration::from_secs(5)).min(self.refresh), (backoff * 2).min(MAX_RETRY))
                     }
                     Err(e) => {
-                        tracing::warn!(issuer = %issuer.issuer, error = %e, retry_in = ?backoff, "no signing keys yet for this issuer");
+                        // The first misses are expected when the issuer starts in this process.
+                        if backoff >= Duration::from_secs(1) {
+                            tracing::warn!(issuer = %issuer.issuer, error = %e, retry_in = ?backoff, "no signing keys yet for this issuer");
+                        } else {
+                            tracing::debug!(issuer = %issuer.issuer, error = %e, retry_in = ?backoff, "no signing keys yet for this issuer");
+                        }
                         (Instant::now() + backoff, (backoff * 2).min(MAX_RETRY))
                     }
                 };
                 schedule.insert(issuer.issuer.clone(), next);
+            }
+            if ready.is_some() && (state.is_ready() || started.elapsed() >= self.startup_wait) {
+                if !state.is_ready() {
+                    tracing::warn!(waited = ?self.startup_wait, "the gateway starts without the keys of every issuer");
+                }
+                if let Some(ready) = ready.take() {
+                    ready.notify_ready();
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}

@@ -1,10 +1,15 @@
-//! `portvakt serve`: one Pingora server running the configured roles on their listeners.
+//! `portvakt serve`: one Pingora server running the configured roles on their listeners, with
+//! graceful shutdown (SIGTERM), listener hand-over to a new process (SIGQUIT + `--upgrade`) and
+//! configuration reload (SIGHUP or `POST /reload` on the admin listener).
 
-use std::path::{Path, PathBuf};
+mod reload;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use axum::Router;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
@@ -15,8 +20,11 @@ use crate::config::{Config, ConfigError};
 use crate::gateway::maintenance::{HealthChecker, KeyRefresher};
 use crate::gateway::{Gateway, GatewayState};
 use crate::issuer::Issuer;
+use crate::issuer::idp::{IdentityProvider, TestIdp};
+use crate::issuer::store::{MemoryStore, Store};
 use crate::oppslag::Simulator;
-use crate::web::app::AxumApp;
+use crate::web::app::{AxumApp, SharedRouter};
+use reload::{ReloadOnHangup, Reloader};
 
 /// Admin requests are tiny.
 const ADMIN_MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -26,33 +34,71 @@ pub struct ServeOptions {
     pub upgrade: bool,
 }
 
+/// The issuer's state lives as long as the process: a reload builds a new issuer on it.
+pub struct IssuerRole {
+    pub router: SharedRouter,
+    pub store: Arc<dyn Store>,
+    pub idp: Arc<dyn IdentityProvider>,
+}
+
 /// Every role built from one config, before any listener opens. `check-config` stops here.
 pub struct Roles {
     pub metrics: Arc<Metrics>,
     pub gateway: Option<Arc<ArcSwap<GatewayState>>>,
-    pub issuer: Option<Arc<Issuer>>,
-    pub oppslag: Option<Arc<Simulator>>,
+    pub issuer: Option<IssuerRole>,
+    pub oppslag: Option<SharedRouter>,
+}
+
+/// Newly built state for every role, not yet in use.
+pub struct Built {
+    gateway: Option<GatewayState>,
+    issuer: Option<Router>,
+    oppslag: Option<Router>,
 }
 
 impl Roles {
     pub fn build(config: &Config) -> Result<Roles, ConfigError> {
         crate::token::self_test().map_err(|e| config.error("", e))?;
         let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let idp: Arc<dyn IdentityProvider> = Arc::new(TestIdp);
+        let built = Roles::build_states(config, &metrics, None, &store, &idp)?;
+        let shared = |router: Router| Arc::new(ArcSwap::from_pointee(router));
+        Ok(Roles {
+            gateway: built.gateway.map(|g| Arc::new(ArcSwap::from_pointee(g))),
+            issuer: built.issuer.map(|router| IssuerRole { router: shared(router), store, idp }),
+            oppslag: built.oppslag.map(shared),
+            metrics,
+        })
+    }
+
+    /// Build every configured role; the gateway takes over what it can from `previous`.
+    fn build_states(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+        previous: Option<&GatewayState>,
+        store: &Arc<dyn Store>,
+        idp: &Arc<dyn IdentityProvider>,
+    ) -> Result<Built, ConfigError> {
         let gateway = match &config.gateway {
-            Some(settings) => Some(Arc::new(ArcSwap::from_pointee(
-                GatewayState::build(settings, &metrics, None).map_err(|e| config.error("gateway", e))?,
-            ))),
+            Some(settings) => Some(GatewayState::build(settings, metrics, previous).map_err(|e| config.error("gateway", e))?),
             None => None,
         };
         let issuer = match &config.issuer {
-            Some(settings) => Some(Arc::new(Issuer::build(settings, metrics.clone()).map_err(|e| config.error("issuer", e))?)),
+            Some(settings) => {
+                let issuer = Issuer::build_with(settings, metrics.clone(), store.clone(), idp.clone())
+                    .map_err(|e| config.error("issuer", e))?;
+                Some(Arc::new(issuer).router())
+            }
             None => None,
         };
         let oppslag = match &config.oppslag {
-            Some(settings) => Some(Arc::new(Simulator::build(settings, metrics.clone()).map_err(|e| config.error("oppslag.register", e))?)),
+            Some(settings) => Some(
+                Arc::new(Simulator::build(settings, metrics.clone()).map_err(|e| config.error("oppslag.register", e))?).router(),
+            ),
             None => None,
         };
-        Ok(Roles { metrics, gateway, issuer, oppslag })
+        Ok(Built { gateway, issuer, oppslag })
     }
 
     /// What the process still waits for; empty when every role can take traffic.
@@ -81,6 +127,7 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
     };
     let opt = Opt { upgrade: options.upgrade, ..Opt::default() };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
+    // With --upgrade this waits for the old process to hand its listeners over.
     server.bootstrap();
 
     if let (Some(settings), Some(state)) = (&config.gateway, &roles.gateway) {
@@ -93,11 +140,16 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
                 .map_err(|e| config.error("gateway.tls", e.to_string()))?,
             None => service.add_tcp(&addr),
         }
-        server.add_service(service);
-        server.add_service(background_service(
+        let gateway_handle = server.add_service(service);
+        let keys_handle = server.add_service(background_service(
             "issuer keys",
-            KeyRefresher { state: state.clone(), refresh: Duration::from_secs(settings.jwks.refresh_seconds) },
+            KeyRefresher {
+                state: state.clone(),
+                refresh: Duration::from_secs(settings.jwks.refresh_seconds),
+                startup_wait: Duration::from_secs(settings.jwks.startup_wait_seconds),
+            },
         ));
+        gateway_handle.add_dependency(&keys_handle);
         if settings.upstream.health_check_seconds > 0 {
             server.add_service(background_service(
                 "upstream health",
@@ -105,34 +157,32 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
             ));
         }
     }
-
     if let (Some(settings), Some(issuer)) = (&config.issuer, &roles.issuer) {
-        let app = AxumApp::new(issuer.clone().router(), crate::issuer::MAX_REQUEST_BYTES);
-        let mut service = Service::new("issuer".into(), app);
+        let mut service = Service::new("issuer".into(), AxumApp::new(issuer.router.clone(), crate::issuer::MAX_REQUEST_BYTES));
+        service.add_tcp(&settings.listen.to_string());
+        server.add_service(service);
+    }
+    if let (Some(settings), Some(router)) = (&config.oppslag, &roles.oppslag) {
+        let mut service = Service::new("oppslagstjenesten".into(), AxumApp::new(router.clone(), settings.max_request_bytes));
         service.add_tcp(&settings.listen.to_string());
         server.add_service(service);
     }
 
-    if let (Some(settings), Some(simulator)) = (&config.oppslag, &roles.oppslag) {
-        let app = AxumApp::new(simulator.clone().router(), settings.max_request_bytes);
-        let mut service = Service::new("oppslagstjenesten".into(), app);
-        service.add_tcp(&settings.listen.to_string());
-        server.add_service(service);
-    }
-
+    let reloader = Arc::new(Reloader::new(&config, roles.clone()));
+    server.add_service(background_service("reload on SIGHUP", ReloadOnHangup(reloader.clone())));
     let probe_roles = roles.clone();
     let admin_state = AdminState {
         metrics: roles.metrics.clone(),
         readiness: Arc::new(move || probe_roles.waiting_for()),
-        reload: None,
+        reload: Some(reloader),
     };
-    let mut admin_service =
-        Service::new("admin".into(), AxumApp::new(admin::router(admin_state), ADMIN_MAX_REQUEST_BYTES));
+    let mut admin_service = Service::new("admin".into(), AxumApp::fixed(admin::router(admin_state), ADMIN_MAX_REQUEST_BYTES));
     admin_service.add_tcp(&config.admin.listen.to_string());
     server.add_service(admin_service);
 
     print_banner(&config);
     server.run(RunArgs::default());
+    tracing::info!("portvakt stopped");
     Ok(())
 }
 
@@ -142,14 +192,17 @@ fn print_banner(config: &Config) {
         tracing::info!("gateway    http://{}", gateway.listen);
     }
     if let Some(issuer) = &config.issuer {
-        tracing::info!("issuer     {}  (listening on {})", issuer.issuer, issuer.listen);
+        tracing::info!("issuer     {}  (discovery: {}/.well-known/openid-configuration)", issuer.issuer, issuer.issuer.trim_end_matches('/'));
     }
     if let Some(oppslag) = &config.oppslag {
-        tracing::info!("oppslag    http://{}{}  (?wsdl for the WSDL)", oppslag.listen, crate::oppslag::PATH);
+        tracing::info!("oppslag    http://{}{}  (WSDL: ?wsdl)", oppslag.listen, crate::oppslag::PATH);
     }
-    tracing::info!("admin      http://{}  (/metrics /healthz /readyz)", config.admin.listen);
+    tracing::info!("admin      http://{}  (/metrics /healthz /readyz, POST /reload)", config.admin.listen);
+    if config.issuer.as_ref().is_some_and(|i| i.clients.iter().any(|c| c.client_id == "demo-maskinporten")) {
+        tracing::info!("get a machine token:  portvakt token   (then: curl -H \"Authorization: Bearer $TOKEN\" ...)");
+    }
 }
 
 fn path_string(path: &Path) -> String {
-    PathBuf::from(path).to_string_lossy().into_owned()
+    path.to_string_lossy().into_owned()
 }

@@ -3,7 +3,9 @@
 //! the same graceful shutdown and the same zero-downtime listener hand-over as the gateway.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -14,14 +16,21 @@ use tower::ServiceExt;
 /// Answers larger than this are a bug, not a response: refuse rather than buffer them.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
+/// The router is swappable: a configuration reload replaces it between two requests.
+pub type SharedRouter = Arc<ArcSwap<Router>>;
+
 pub struct AxumApp {
-    router: Router,
+    router: SharedRouter,
     max_request_bytes: usize,
 }
 
 impl AxumApp {
-    pub fn new(router: Router, max_request_bytes: usize) -> AxumApp {
+    pub fn new(router: SharedRouter, max_request_bytes: usize) -> AxumApp {
         AxumApp { router, max_request_bytes }
+    }
+
+    pub fn fixed(router: Router, max_request_bytes: usize) -> AxumApp {
+        AxumApp::new(Arc::new(ArcSwap::from_pointee(router)), max_request_bytes)
     }
 }
 
@@ -58,7 +67,8 @@ impl ServeHttp for AxumApp {
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(*addr));
         }
-        let response = match self.router.clone().oneshot(request).await {
+        let router: Router = Router::clone(&self.router.load());
+        let response = match router.oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
         };
