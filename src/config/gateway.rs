@@ -295,6 +295,11 @@ pub struct RouteSettings {
     /// Pass the `Authorization` header on to the upstream (for upstreams that check it too).
     #[serde(default)]
     pub forward_token: bool,
+    /// The upstream treats every request here as a read, so even a POST may be sent again when
+    /// a pooled connection turns out to be closed (an upstream restarting, say). Off by default:
+    /// RFC 9110 forbids retrying non-idempotent requests without such knowledge.
+    #[serde(default)]
+    pub idempotent: bool,
     pub rate_limit: Option<RateLimitSettings>,
 }
 

@@ -22,9 +22,10 @@ pub struct ServerSettings {
     pub environment: Environment,
     /// Worker threads per listener.
     pub threads: usize,
-    /// After SIGTERM: seconds to keep accepting before stopping (lets a load balancer notice).
+    /// After SIGTERM (or after handing the listeners to a new process): the listeners are
+    /// closed at once and in-flight requests get this long to finish before the process exits.
     pub grace_period_seconds: u64,
-    /// After SIGTERM: the longest wait for in-flight requests to finish.
+    /// Then the runtimes get this long to wind down their remaining work.
     pub graceful_shutdown_timeout_seconds: u64,
     /// The Unix socket over which an upgrading process takes over the listeners.
     pub upgrade_socket: PathBuf,
@@ -36,8 +37,8 @@ impl Default for ServerSettings {
         ServerSettings {
             environment: Environment::Development,
             threads: 1,
-            grace_period_seconds: 0,
-            graceful_shutdown_timeout_seconds: 10,
+            grace_period_seconds: 3,
+            graceful_shutdown_timeout_seconds: 5,
             upgrade_socket: PathBuf::from("/tmp/portvakt-upgrade.sock"),
             pid_file: PathBuf::from("/tmp/portvakt.pid"),
         }
@@ -48,6 +49,9 @@ impl ServerSettings {
     pub(super) fn validate(&self, check: &mut Checker<'_>) {
         if self.threads == 0 || self.threads > 256 {
             check.error("server.threads", "must be between 1 and 256");
+        }
+        if self.grace_period_seconds > 3600 {
+            check.error("server.grace_period_seconds", "must be at most 3600");
         }
         if self.graceful_shutdown_timeout_seconds > 3600 {
             check.error("server.graceful_shutdown_timeout_seconds", "must be at most 3600");

@@ -146,6 +146,7 @@ impl GatewayState {
                 target,
                 policy: Policy::from_settings(route),
                 forward_token: route.forward_token,
+                idempotent: route.idempotent,
                 rate_limit: route.rate_limit.as_ref().map(|l| RateLimit::new(l.requests_per_second)),
             });
         }

@@ -103,7 +103,13 @@ impl Gateway {
             );
         }
         match &route.target {
-            Target::Upstream(_) => None,
+            Target::Upstream(_) => {
+                if route.idempotent {
+                    // Keep the body so a retry on another connection can send it again.
+                    session.as_mut().enable_retry_buffering();
+                }
+                None
+            }
             Target::Handler(handler) => Some(self.handle(session, &state, *handler, &verified).await),
         }
     }
@@ -266,6 +272,26 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         response.insert_header("x-request-id", ctx.request_id.as_str())
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<pingora::Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<pingora::Error> {
+        // Pingora's rule (retry only idempotent methods, and only on a reused connection),
+        // widened to every method on routes declared idempotent.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let idempotent = session.req_header().method.is_idempotent() || self.route(ctx).is_some_and(|r| r.idempotent);
+        if !idempotent || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
     }
 
     fn fail_to_connect(

@@ -127,6 +127,8 @@ pub struct Route {
     pub target: Target,
     pub policy: Policy,
     pub forward_token: bool,
+    /// Requests may be retried on a stale pooled connection whatever their method.
+    pub idempotent: bool,
     pub rate_limit: Option<RateLimit>,
 }
 

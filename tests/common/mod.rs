@@ -358,7 +358,7 @@ pub fn metric(text: &str, series: &str) -> f64 {
 
 /// A `[server]` section keeping the test's pid file and upgrade socket in its own folder.
 pub fn server_section() -> String {
-    "[server]\nupgrade_socket = \"{dir}/upgrade.sock\"\npid_file = \"{dir}/portvakt.pid\"\ngraceful_shutdown_timeout_seconds = 5\n".into()
+    "[server]\nupgrade_socket = \"{dir}/upgrade.sock\"\npid_file = \"{dir}/portvakt.pid\"\ngrace_period_seconds = 1\ngraceful_shutdown_timeout_seconds = 2\n".into()
 }
 
 pub fn project_path(relative: &str) -> PathBuf {
