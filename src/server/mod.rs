@@ -181,7 +181,17 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
     server.add_service(admin_service);
 
     print_banner(&config);
+    // Pingora writes a pid file only when it daemonizes; an operator signalling the process
+    // (SIGHUP, SIGQUIT for an upgrade) needs it either way. The newest process owns it.
+    let pid_file = config.server.pid_file.clone();
+    let pid = std::process::id().to_string();
+    if let Err(e) = std::fs::write(&pid_file, &pid) {
+        tracing::warn!(pid_file = %pid_file.display(), error = %e, "cannot write the pid file");
+    }
     server.run(RunArgs::default());
+    if std::fs::read_to_string(&pid_file).is_ok_and(|owner| owner == pid) {
+        let _ = std::fs::remove_file(&pid_file);
+    }
     tracing::info!("portvakt stopped");
     Ok(())
 }
