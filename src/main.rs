@@ -1,5 +1,8 @@
 //! The `portvakt` command.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -129,6 +132,11 @@ struct TokenArgs {
     /// Print the whole token response as JSON, not just the access token.
     #[arg(long)]
     json: bool,
+    /// For load tests: print N signed grant assertions (one per line, each with its own jti)
+    /// instead of asking for a token. They are dated 9 s ahead, so a batch made now stays
+    /// within the issuer's ±10 s window for about 20 s.
+    #[arg(long, value_name = "N")]
+    assertions: Option<usize>,
 }
 
 const DEMO_MACHINE_SCOPES: [&str; 7] = [
@@ -141,6 +149,39 @@ const DEMO_MACHINE_SCOPES: [&str; 7] = [
     "global/idporten.authlevel.read",
 ];
 
+/// Sign `count` assertions on every core and print them, one per line.
+fn print_assertions(client: &MaskinportenClient, scopes: &[&str], extra: &serde_json::Value, count: usize) -> ExitCode {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_worker = count.div_ceil(workers);
+    let batches: Vec<Result<Vec<String>, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let n = per_worker.min(count.saturating_sub(w * per_worker));
+                scope.spawn(move || (0..n).map(|_| client.assertion(scopes, extra)).collect::<Result<Vec<_>, _>>())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a signing thread failed".into()))).collect()
+    });
+    let mut out = String::with_capacity(count * 1800);
+    for batch in batches {
+        match batch {
+            Ok(assertions) => assertions.iter().for_each(|a| {
+                out.push_str(a);
+                out.push('\n');
+            }),
+            Err(e) => {
+                eprintln!("portvakt token: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    use std::io::Write;
+    match std::io::stdout().write_all(out.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
 fn token(args: TokenArgs) -> ExitCode {
     let client = match MaskinportenClient::from_files(&args.issuer, &args.client, &args.key, Some(&args.cert), args.kid.as_deref()) {
         Ok(client) => client,
@@ -150,10 +191,16 @@ fn token(args: TokenArgs) -> ExitCode {
         }
     };
     let scopes: Vec<&str> = if args.scopes.is_empty() { DEMO_MACHINE_SCOPES.to_vec() } else { args.scopes.iter().map(String::as_str).collect() };
-    let extra = match &args.resource {
+    let mut extra = match &args.resource {
         Some(resource) => serde_json::json!({"resource": resource}),
         None => serde_json::json!({}),
     };
+    if let Some(count) = args.assertions {
+        let iat = portvakt::token::verify::unix_now() + 9;
+        extra["iat"] = serde_json::json!(iat);
+        extra["exp"] = serde_json::json!(iat + 60);
+        return print_assertions(&client, &scopes, &extra, count);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -119,6 +119,7 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
     let roles = Arc::new(Roles::build(&config)?);
     let conf = ServerConf {
         threads: config.server.threads,
+        work_stealing: config.server.work_stealing,
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout_seconds),
         upgrade_sock: path_string(&config.server.upgrade_socket),

@@ -17,6 +17,7 @@ const provider = new Provider("http://127.0.0.1:9200", {
   }],
   jwks: { keys: [jwk] },
   scopes: ["bench:read"],
+  ttl: { ClientCredentials: 120 },
   features: {
     clientCredentials: { enabled: true },
     resourceIndicators: {

@@ -1,0 +1,492 @@
+#!/usr/bin/env python3
+"""Portvakt against the edges an operator would pick instead, side by side in one run.
+
+Started by benches/load/run.sh (which installs the peers and builds Portvakt). Every case
+proxies to the same fast upstream on loopback with the same signed token and the same checks
+(signature, iss, aud, exp, a scope); wrk generates a bounded load (fixed duration and
+connections) and reports requests/s and p50/p99/p99.9 latency. The results go to
+benches/load/results/<time>.json and .md, and docs/benchmarks.md.
+"""
+
+import argparse
+import base64
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+PORTVAKT = ROOT / "target" / "release" / "portvakt"
+UPSTREAM_PORT, NGINX_PORT, HAPROXY_PORT, ENVOY_PORT, PORTVAKT_PORT, PORTVAKT_ADMIN = 8081, 8082, 8083, 8084, 8085, 9911
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def wait_port(port, deadline=30.0):
+    start = time.monotonic()
+    while time.monotonic() - start < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {deadline} s")
+
+
+def wait_free(port, deadline=30.0):
+    start = time.monotonic()
+    while time.monotonic() - start < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} is still taken after {deadline} s")
+
+
+class Process:
+    def __init__(self, name, argv, run_dir, env=None, cwd=None):
+        self.name = name
+        self.log_path = run_dir / f"{name}.log"
+        self.process = subprocess.Popen(
+            argv, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+        )
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def cpu_seconds(self):
+        """User + system CPU used so far by the process and its children (nginx and HAProxy
+        workers): every process of its process group."""
+        total = 0
+        found = False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.process.pid:
+                total += int(fields[11]) + int(fields[12])
+                found = True
+        return total / os.sysconf("SC_CLK_TCK") if found else None
+
+
+def wrk(url, args, script_env, run_dir, label):
+    """Warm up, then one measured run; returns the parsed figures."""
+    env = dict(os.environ, WRK_REPORT=str(HERE / "wrk-report.lua"), **script_env)
+    script = script_env.get("WRK_SCRIPT", str(HERE / "wrk-report.lua"))
+    base = ["wrk", f"-t{args.threads}", f"-c{args.connections}", "--timeout", "5s", "-s", script, url]
+    subprocess.run(base[:1] + ["-d", f"{args.warmup}s"] + base[1:], env=env, capture_output=True, check=False)
+    result = subprocess.run(base[:1] + ["-d", f"{args.duration}s"] + base[1:], env=env, capture_output=True, text=True, check=False)
+    (run_dir / f"wrk-{label}.txt").write_text(result.stdout + result.stderr)
+    line = next((l for l in result.stdout.splitlines() if l.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result for {label}:\n{result.stdout}\n{result.stderr}")
+    figures = json.loads(line[len("WRK_JSON "):])
+    seconds = figures["duration_us"] / 1e6
+    errors = sum(figures["errors"].values())
+    return {
+        "requests_per_second": round((figures["requests"] - figures["errors"]["status"]) / seconds, 1),
+        "p50_ms": round(figures["p50_us"] / 1000, 3),
+        "p99_ms": round(figures["p99_us"] / 1000, 3),
+        "p999_ms": round(figures["p999_us"] / 1000, 3),
+        "requests": figures["requests"],
+        "errors": errors,
+    }
+
+
+def measure(case, url, args, run_dir, process=None, script_env=None):
+    log(f"{case}: {url}")
+    cpu_before = process.cpu_seconds() if process else None
+    result = wrk(url, args, script_env or {}, run_dir, case.replace(" ", "-").replace("/", "-"))
+    cpu_after = process.cpu_seconds() if process else None
+    if cpu_before is not None and cpu_after is not None and result["requests"]:
+        # warm-up and run together: an estimate of the proxy's own CPU per request
+        result["cpu_us_per_request"] = round((cpu_after - cpu_before) * 1e6 / (result["requests"] * (1 + args.warmup / args.duration)), 1)
+    result["case"] = case
+    log(f"  {result['requests_per_second']} req/s, p99 {result['p99_ms']} ms, errors {result['errors']}")
+    return result
+
+
+def keys(run_dir):
+    """Bench keys (RS256, ES256), their PEMs for HAProxy, a JWKS for Envoy and Portvakt."""
+    rsa = RSAKey.generate_key(2048, parameters={"kid": "rsa1", "use": "sig", "alg": "RS256"}, private=True)
+    ec = ECKey.generate_key("P-256", parameters={"kid": "ec1", "use": "sig", "alg": "ES256"}, private=True)
+    (run_dir / "rsa_pub.pem").write_bytes(rsa.as_pem(private=False))
+    (run_dir / "ec_pub.pem").write_bytes(ec.as_pem(private=False))
+    jwks = {"keys": [rsa.as_dict(private=False), ec.as_dict(private=False)]}
+    (run_dir / "jwks.json").write_text(json.dumps(jwks))
+    return rsa, ec, jwks
+
+
+def sign(key, alg, kid, **extra):
+    now = int(time.time())
+    claims = {"iss": "bench-issuer", "aud": "bench-api", "sub": "bench-subject", "client_id": "bench-client",
+              "scope": "bench:read other:scope", "iat": now, "exp": now + 3600}
+    claims.update(extra)
+    return jwt.encode({"alg": alg, "kid": kid}, claims, key)
+
+
+def portvakt_edge_config(run_dir, threads, cache, cache_entries=100000):
+    path = run_dir / f"portvakt-edge-{threads}-{cache}-{cache_entries}.toml"
+    path.write_text(f"""
+[server]
+threads = {threads}
+work_stealing = false
+grace_period_seconds = 0
+graceful_shutdown_timeout_seconds = 1
+upgrade_socket = "{run_dir}/edge-upgrade.sock"
+pid_file = "{run_dir}/edge.pid"
+
+[log]
+level = "warn"
+access_log = false
+
+[admin]
+listen = "127.0.0.1:{PORTVAKT_ADMIN}"
+
+[gateway]
+listen = "127.0.0.1:{PORTVAKT_PORT}"
+
+[gateway.validation_cache]
+enabled = {str(cache).lower()}
+max_entries = {cache_entries}
+
+[[gateway.issuers]]
+issuer = "bench-issuer"
+jwks_file = "{run_dir}/jwks.json"
+algorithms = ["RS256", "ES256"]
+
+[[gateway.routes]]
+name = "bench"
+path = "/"
+upstreams = ["http://127.0.0.1:{UPSTREAM_PORT}"]
+scopes_any = ["bench:read"]
+audience = "bench-api"
+""")
+    return path
+
+
+def start_portvakt(run_dir, config, name, cwd=None):
+    wait_free(PORTVAKT_PORT)
+    wait_free(PORTVAKT_ADMIN)
+    process = Process(name, [str(PORTVAKT), "serve", "--config", str(config)], run_dir, cwd=cwd)
+    wait_port(PORTVAKT_PORT)
+    return process
+
+
+def edge_cases(args, run_dir, results):
+    rsa, ec, jwks = keys(run_dir)
+    rs_token = sign(rsa, "RS256", "rsa1")
+    es_token = sign(ec, "ES256", "ec1")
+    (run_dir / "rs256.token").write_text(rs_token + "\n")
+    (run_dir / "es256.token").write_text(es_token + "\n")
+    log(f"signing {args.distinct_tokens} distinct RS256 tokens for the cache-miss case")
+    (run_dir / "distinct.tokens").write_text("\n".join(sign(rsa, "RS256", "rsa1", jti=str(i)) for i in range(args.distinct_tokens)) + "\n")
+    rs = {"WRK_SCRIPT": str(HERE / "wrk-tokens.lua"), "TOKENS_FILE": str(run_dir / "rs256.token")}
+    es = {"WRK_SCRIPT": str(HERE / "wrk-tokens.lua"), "TOKENS_FILE": str(run_dir / "es256.token")}
+    distinct = {"WRK_SCRIPT": str(HERE / "wrk-tokens.lua"), "TOKENS_FILE": str(run_dir / "distinct.tokens")}
+
+    def template(name):
+        text = (HERE / "peers" / name).read_text().replace("RUN_DIR", str(run_dir)).replace("KEY_DIR", str(run_dir))
+        text = text.replace("JWKS_JSON", json.dumps(jwks))
+        out = run_dir / name
+        out.write_text(text)
+        return out
+
+    upstream = Process("nginx-upstream", ["nginx", "-c", str(template("nginx-upstream.conf"))], run_dir)
+    wait_port(UPSTREAM_PORT)
+    try:
+        results.append(measure("upstream directly (the ceiling)", f"http://127.0.0.1:{UPSTREAM_PORT}/", args, run_dir, upstream, rs))
+
+        nginx = Process("nginx-proxy", ["nginx", "-c", str(template("nginx-proxy.conf"))], run_dir)
+        wait_port(NGINX_PORT)
+        results.append(measure("nginx reverse proxy, no auth", f"http://127.0.0.1:{NGINX_PORT}/", args, run_dir, nginx, rs))
+        nginx.stop()
+
+        haproxy = Process("haproxy", ["haproxy", "-f", str(template("haproxy.cfg"))], run_dir)
+        wait_port(HAPROXY_PORT)
+        results.append(measure("HAProxy jwt_verify RS256", f"http://127.0.0.1:{HAPROXY_PORT}/", args, run_dir, haproxy, rs))
+        results.append(measure("HAProxy jwt_verify ES256", f"http://127.0.0.1:{HAPROXY_PORT}/", args, run_dir, haproxy, es))
+        haproxy.stop()
+
+        envoy = Process("envoy", [args.envoy, "-c", str(template("envoy.yaml")), "--concurrency", "1", "--base-id", "7", "--log-level", "warn"], run_dir)
+        wait_port(ENVOY_PORT, deadline=60)
+        results.append(measure("Envoy jwt_authn RS256", f"http://127.0.0.1:{ENVOY_PORT}/", args, run_dir, envoy, rs))
+        results.append(measure("Envoy jwt_authn ES256", f"http://127.0.0.1:{ENVOY_PORT}/", args, run_dir, envoy, es))
+        envoy.stop()
+
+        for threads in (1, 2):
+            for cache in (True, False):
+                portvakt = start_portvakt(run_dir, portvakt_edge_config(run_dir, threads, cache), f"portvakt-{threads}-{cache}")
+                suffix = f"{threads} thread{'s' if threads > 1 else ''}"
+                state = "cache on" if cache else "cache off"
+                results.append(measure(f"Portvakt RS256, {state}, {suffix}", f"http://127.0.0.1:{PORTVAKT_PORT}/", args, run_dir, portvakt, rs))
+                if threads == 1:
+                    results.append(measure(f"Portvakt ES256, {state}, {suffix}", f"http://127.0.0.1:{PORTVAKT_PORT}/", args, run_dir, portvakt, es))
+                portvakt.stop()
+        # Distinct tokens: a small cache, so almost every request is a miss (the hit ratio is kept).
+        portvakt = start_portvakt(run_dir, portvakt_edge_config(run_dir, 1, True, cache_entries=1000), "portvakt-distinct")
+        result = measure(f"Portvakt RS256, {args.distinct_tokens} distinct tokens (cache misses), 1 thread",
+                         f"http://127.0.0.1:{PORTVAKT_PORT}/", args, run_dir, portvakt, distinct)
+        metrics = urlopen(f"http://127.0.0.1:{PORTVAKT_ADMIN}/metrics")
+        result["cache_hit_ratio"] = hit_ratio(metrics)
+        results.append(result)
+        portvakt.stop()
+    finally:
+        upstream.stop()
+
+
+def urlopen(url, data=None, headers=None):
+    import urllib.request
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
+def hit_ratio(metrics):
+    values = {}
+    for line in metrics.splitlines():
+        for result in ("hit", "miss"):
+            if line.startswith(f'portvakt_validation_cache_total{{result="{result}"}}'):
+                values[result] = float(line.split()[-1])
+    total = values.get("hit", 0) + values.get("miss", 0)
+    return round(values.get("hit", 0) / total, 3) if total else None
+
+
+def stack_config(run_dir):
+    """The default config for the KRR and issuer cases: no rate limits (they would cap the
+    measurement), no access log, and a client-credentials client for the issuer comparison."""
+    config_dir = run_dir / "config"
+    if config_dir.exists():
+        shutil.rmtree(config_dir)
+    shutil.copytree(ROOT / "config", config_dir)
+    text = (config_dir / "portvakt.toml").read_text()
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("rate_limit"))
+    text = text.replace("access_log = true", "access_log = false").replace('level = "info"', 'level = "warn"')
+    text = text.replace("[server]\n", f'[server]\nupgrade_socket = "{run_dir}/stack-upgrade.sock"\npid_file = "{run_dir}/stack.pid"\n')
+    text = text.replace("grace_period_seconds = 3", "grace_period_seconds = 0")
+    text += """
+[[issuer.clients]]
+client_id = "bench-client"
+integration_type = "maskinporten"
+auth_methods = ["client_secret_basic"]
+client_secret = "bench-secret"
+orgno = "991825827"
+scopes = ["global/kontaktinformasjon.read"]
+"""
+    (config_dir / "portvakt.toml").write_text(text)
+    return config_dir / "portvakt.toml"
+
+
+def stack_cases(args, run_dir, results):
+    for port in (8080, 9000, 9100, 9901):
+        wait_free(port)
+    stack = Process("portvakt-stack", [str(PORTVAKT), "serve", "--config", str(stack_config(run_dir))], run_dir, cwd=ROOT)
+    try:
+        start = time.monotonic()
+        while "true" not in (urlopen_quiet("http://127.0.0.1:9901/readyz") or ""):
+            if time.monotonic() - start > 30:
+                raise RuntimeError("the stack never became ready")
+            time.sleep(0.05)
+        token = subprocess.run([str(PORTVAKT), "token", "--scope", "global/kontaktinformasjon.read", "--scope", "global/varslingsstatus.read",
+                                "--scope", "global/sikkerdigitalpost.read", "--scope", "global/sertifikat.read"],
+                               cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        (run_dir / "machine.token").write_text(token + "\n")
+        register = json.loads((ROOT / "config" / "register.json").read_text())
+        ids = [p["personidentifikator"] for p in register["persons"][:1000]]
+        behov = "".join(f"<ns:informasjonsbehov>{b}</ns:informasjonsbehov>" for b in ["Person", "Kontaktinfo", "Sertifikat", "SikkerDigitalPost", "VarslingsStatus"])
+        for n in (1, 1000):
+            (run_dir / f"rest-{n}.json").write_text(json.dumps({"personidentifikatorer": ids[:n]}))
+            envelope = ('<?xml version="1.0" encoding="UTF-8"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" '
+                        'xmlns:ns="http://kontaktinfo.difi.no/xsd/oppslagstjeneste/16-02"><env:Header/><env:Body><ns:HentPersonerForespoersel>'
+                        + behov + "".join(f"<ns:personidentifikator>{i}</ns:personidentifikator>" for i in ids[:n])
+                        + "</ns:HentPersonerForespoersel></env:Body></env:Envelope>")
+            (run_dir / f"soap-{n}.xml").write_text(envelope)
+            rest_env = {"WRK_SCRIPT": str(HERE / "wrk-tokens.lua"), "TOKENS_FILE": str(run_dir / "machine.token"),
+                        "BODY_FILE": str(run_dir / f"rest-{n}.json"), "METHOD": "POST"}
+            soap_env = {"WRK_SCRIPT": str(HERE / "wrk-tokens.lua"), "TOKENS_FILE": str(run_dir / "machine.token"),
+                        "BODY_FILE": str(run_dir / f"soap-{n}.xml"), "METHOD": "POST", "CONTENT_TYPE": "application/soap+xml; charset=utf-8"}
+            results.append(measure(f"KRR: SOAP directly to the simulator, {n} person{'s' if n > 1 else ''}",
+                                   "http://127.0.0.1:9100/kontaktinfo-external/ws-v5", args, run_dir, stack, soap_env))
+            results.append(measure(f"KRR: REST through Portvakt (REST→SOAP→REST), {n} person{'s' if n > 1 else ''}",
+                                   "http://127.0.0.1:8080/rest/v1/personer", args, run_dir, stack, rest_env))
+
+        # The issuer: JWT-bearer grants (each assertion used once) and client credentials.
+        count = args.assertions
+        log(f"signing {count} grant assertions")
+        assertions = subprocess.run([str(PORTVAKT), "token", "--assertions", str(count), "--scope", "global/kontaktinformasjon.read"],
+                                    cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+        forms = "\n".join(f"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={a}" for a in assertions)
+        (run_dir / "grants.forms").write_text(forms + "\n")
+        grant_args = argparse.Namespace(**{**vars(args), "warmup": 0})
+        grant_env = {"WRK_SCRIPT": str(HERE / "wrk-form.lua"), "FORMS_FILE": str(run_dir / "grants.forms"), "WRK_THREADS": str(args.threads)}
+        result = measure("Issuer: JWT-bearer grants (Portvakt, RS256 x5c, RS256 tokens)", "http://127.0.0.1:9000/token", grant_args, run_dir, stack, grant_env)
+        result["assertions_available"] = count
+        results.append(result)
+        (run_dir / "cc.forms").write_text("grant_type=client_credentials&scope=global%2Fkontaktinformasjon.read\n")
+        cc_env = {"WRK_SCRIPT": str(HERE / "wrk-form.lua"), "FORMS_FILE": str(run_dir / "cc.forms"),
+                  "BASIC_AUTH": base64.b64encode(b"bench-client:bench-secret").decode()}
+        results.append(measure("Issuer: client credentials (Portvakt, RS256 tokens)", "http://127.0.0.1:9000/token", args, run_dir, stack, cc_env))
+        log("authorization-code logins per second")
+        out = subprocess.run(["cargo", "bench", "--quiet", "--bench", "logins", "--", "--issuer", "http://127.0.0.1:9000",
+                              "--seconds", str(args.duration), "--concurrency", str(args.connections // 5 or 1)],
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        logins = json.loads(next(l for l in out.splitlines() if l.startswith("LOGINS_JSON "))[len("LOGINS_JSON "):])
+        results.append({"case": "Issuer: authorization-code logins (authorize, login form, code + PKCE → tokens)",
+                        "requests_per_second": round(logins["per_second"], 1), "p50_ms": round(logins["p50_ms"], 3),
+                        "p99_ms": round(logins["p99_ms"], 3), "p999_ms": None, "requests": logins["logins"], "errors": logins["errors"]})
+        log(f"  {results[-1]['requests_per_second']} logins/s")
+    finally:
+        stack.stop()
+
+    if args.node_provider:
+        wait_free(9200)
+        node = Process("oidc-provider", ["node", str(HERE / "oidc-provider" / "server.js")], run_dir, cwd=HERE / "oidc-provider")
+        try:
+            wait_port(9200)
+            (run_dir / "node-cc.forms").write_text("grant_type=client_credentials&scope=bench%3Aread\n")
+            env = {"WRK_SCRIPT": str(HERE / "wrk-form.lua"), "FORMS_FILE": str(run_dir / "node-cc.forms"),
+                   "BASIC_AUTH": base64.b64encode(b"bench-client:bench-secret").decode()}
+            results.append(measure("Issuer: client credentials (node-oidc-provider, RS256 JWT tokens)", "http://127.0.0.1:9200/token", args, run_dir, node, env))
+        finally:
+            node.stop()
+
+
+def urlopen_quiet(url):
+    try:
+        return urlopen(url)
+    except Exception:  # noqa: BLE001 - readiness polling
+        return None
+
+
+def find(results, case):
+    return next((r for r in results if r["case"] == case), None)
+
+
+def ratios(results):
+    """The ratios the goals are stated in, all from this run."""
+    out = {}
+
+    def ratio(name, ours, theirs):
+        a, b = find(results, ours), find(results, theirs)
+        if a and b and b["requests_per_second"]:
+            out[name] = {"ratio": round(a["requests_per_second"] / b["requests_per_second"], 2),
+                         "ours": ours, "theirs": theirs, "p99_ours_ms": a["p99_ms"], "p99_theirs_ms": b["p99_ms"]}
+
+    best = "Portvakt RS256, cache on, 1 thread"
+    ratio("vs HAProxy jwt_verify (goal ≥ 1.5)", best, "HAProxy jwt_verify RS256")
+    ratio("vs Envoy jwt_authn (goal ≥ 2.5)", best, "Envoy jwt_authn RS256")
+    ratio("vs nginx plain proxying (goal ≥ 0.8)", best, "nginx reverse proxy, no auth")
+    ratio("cache off vs HAProxy jwt_verify", "Portvakt RS256, cache off, 1 thread", "HAProxy jwt_verify RS256")
+    ratio("cache off vs Envoy jwt_authn", "Portvakt RS256, cache off, 1 thread", "Envoy jwt_authn RS256")
+    ratio("ES256 cache off vs HAProxy ES256", "Portvakt ES256, cache off, 1 thread", "HAProxy jwt_verify ES256")
+    ratio("ES256 cache off vs Envoy ES256", "Portvakt ES256, cache off, 1 thread", "Envoy jwt_authn ES256")
+    for n in ("1 person", "1000 persons"):
+        ratio(f"KRR {n}: through Portvakt vs SOAP directly", f"KRR: REST through Portvakt (REST→SOAP→REST), {n}", f"KRR: SOAP directly to the simulator, {n}")
+    ratio("issuer client credentials vs node-oidc-provider", "Issuer: client credentials (Portvakt, RS256 tokens)", "Issuer: client credentials (node-oidc-provider, RS256 JWT tokens)")
+    ratio("issuer JWT-bearer grants vs node-oidc-provider client credentials", "Issuer: JWT-bearer grants (Portvakt, RS256 x5c, RS256 tokens)", "Issuer: client credentials (node-oidc-provider, RS256 JWT tokens)")
+    return out
+
+
+def machine():
+    model = ""
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = ""
+    try:
+        kib = int(next(l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")))
+        memory = f"{kib / 1024 / 1024:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    def version(argv):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "not found"
+    return {"cpu": model, "cores": os.cpu_count(), "memory": memory, "kernel": platform.release(),
+            "nginx": version(["nginx", "-v"]), "haproxy": version(["haproxy", "-v"]), "wrk": version(["wrk", "--version"]),
+            "envoy": version([ARGS.envoy, "--version"]) if ARGS.envoy else "not found", "node": version(["node", "--version"])}
+
+
+def markdown(report):
+    lines = [f"Run {report['started']} on {report['machine']['cpu']} ({report['machine']['cores']} cores, {report['machine']['memory']}, "
+             f"Linux {report['machine']['kernel']}). Load: `{report['load']}`; every proxy has one worker thread unless the case says otherwise.", "",
+             "| case | requests/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | errors |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in report["results"]:
+        cpu = r.get("cpu_us_per_request", "")
+        extra = f" (cache hit ratio {r['cache_hit_ratio']})" if r.get("cache_hit_ratio") is not None else ""
+        lines.append(f"| {r['case']}{extra} | {r['requests_per_second']:,} | {r['p50_ms']} | {r['p99_ms']} | {r['p999_ms'] if r['p999_ms'] is not None else ''} | {cpu} | {r['errors']} |")
+    lines += ["", "| ratio (same run) | value | p99 ours / theirs (ms) |", "| --- | ---: | --- |"]
+    for name, r in report["ratios"].items():
+        lines.append(f"| {name} | {r['ratio']}× | {r['p99_ours_ms']} / {r['p99_theirs_ms']} |")
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items() if k in ("nginx", "haproxy", "envoy", "wrk", "node")) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=8, help="seconds of measured load per case")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections")
+    parser.add_argument("--distinct-tokens", type=int, default=4000)
+    parser.add_argument("--assertions", type=int, default=8000)
+    parser.add_argument("--envoy", default=shutil.which("envoy") or "")
+    parser.add_argument("--node-provider", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--only", choices=["edge", "stack"], default=None)
+    ARGS = args = parser.parse_args()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    run_dir = HERE / "results" / started.strftime("run-%Y%m%dT%H%M%SZ")
+    run_dir.mkdir(parents=True)
+    results = []
+    if args.only in (None, "edge"):
+        edge_cases(args, run_dir, results)
+    if args.only in (None, "stack"):
+        stack_cases(args, run_dir, results)
+    report = {
+        "started": started.isoformat(timespec="seconds"),
+        "command": "benches/load/run.sh " + " ".join(sys.argv[1:]),
+        "load": f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s (after {args.warmup} s of warm-up)",
+        "machine": machine(),
+        "results": results,
+        "ratios": ratios(results),
+    }
+    (run_dir / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    table = markdown(report)
+    (run_dir / "results.md").write_text(table)
+    shutil.copy(run_dir / "results.json", HERE / "results" / "latest.json")
+    write_docs(report, table)
+    print(table)
+
+
+def write_docs(report, table):
+    docs = ROOT / "docs" / "benchmarks.md"
+    intro = (docs.read_text().split("<!-- results -->")[0] if docs.exists() else "# Benchmarks\n\n")
+    docs.write_text(intro + "<!-- results -->\n\n" + f"Command: `{report['command']}`\n\n" + table)
+    (ROOT / "docs" / "benchmarks.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
