@@ -18,7 +18,8 @@ fn soap(c: &mut Criterion) {
     for n in [1usize, 100, 1000] {
         let ids: Vec<String> = register.entries().iter().take(n).map(|e| e.personidentifikator.clone()).collect();
         let request = Request::HentPersoner { informasjonsbehov: behov.clone(), personidentifikatorer: ids.clone() };
-        let answer = write::response(&Response::HentPersoner(register.hent_personer(&ids, &behov, now))).expect("an answer");
+        let answer =
+            write::response(&Response::HentPersoner(register.hent_personer(&ids, &behov, now))).expect("an answer");
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("build_request", n), &request, |b, request| {
             b.iter(|| write::request(&Header::default(), request).expect("a request"))
@@ -27,7 +28,9 @@ fn soap(c: &mut Criterion) {
             b.iter(|| read::response(answer).expect("readable").expect("not a fault"))
         });
         group.bench_with_input(BenchmarkId::new("write_response", n), &ids, |b, ids| {
-            b.iter(|| write::response(&Response::HentPersoner(register.hent_personer(ids, &behov, now))).expect("an answer"))
+            b.iter(|| {
+                write::response(&Response::HentPersoner(register.hent_personer(ids, &behov, now))).expect("an answer")
+            })
         });
     }
     group.finish();

@@ -22,11 +22,17 @@ fn key(alg: Alg) -> SigningKey {
             .and_then(|k| k.as_der())
             .map(|d| d.as_ref().to_vec())
             .expect("an RSA key"),
-        Alg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).expect("an EC key").as_ref().to_vec(),
+        Alg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .expect("an EC key")
+            .as_ref()
+            .to_vec(),
         _ => Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("an Ed25519 key").as_ref().to_vec(),
     };
     use base64::Engine;
-    let pem = format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", base64::engine::general_purpose::STANDARD.encode(pkcs8));
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(pkcs8)
+    );
     SigningKey::from_pem(pem.as_bytes(), alg, Some(format!("{alg}-bench"))).expect("a signing key")
 }
 

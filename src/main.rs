@@ -41,6 +41,43 @@ enum Command {
     /// The synthetic KRR register behind the Oppslagstjenesten simulator.
     #[command(subcommand)]
     Register(RegisterCommand),
+    /// Load generators for the benchmarks (benches/load).
+    #[command(subcommand, hide = true)]
+    Loadgen(LoadgenCommand),
+}
+
+#[derive(Subcommand)]
+enum LoadgenCommand {
+    /// Authorization-code logins per second against a running issuer (demo-rp, the test IdP).
+    Logins {
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        issuer: String,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+}
+
+fn loadgen(command: LoadgenCommand) -> ExitCode {
+    let LoadgenCommand::Logins { issuer, seconds, concurrency } = command;
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("portvakt loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(portvakt::client::logins::run(&issuer, seconds, concurrency)) {
+        Ok(figures) => {
+            println!("LOGINS_JSON {figures}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("portvakt loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -183,14 +220,24 @@ fn print_assertions(client: &MaskinportenClient, scopes: &[&str], extra: &serde_
 }
 
 fn token(args: TokenArgs) -> ExitCode {
-    let client = match MaskinportenClient::from_files(&args.issuer, &args.client, &args.key, Some(&args.cert), args.kid.as_deref()) {
+    let client = match MaskinportenClient::from_files(
+        &args.issuer,
+        &args.client,
+        &args.key,
+        Some(&args.cert),
+        args.kid.as_deref(),
+    ) {
         Ok(client) => client,
         Err(e) => {
             eprintln!("portvakt token: {e}");
             return ExitCode::from(2);
         }
     };
-    let scopes: Vec<&str> = if args.scopes.is_empty() { DEMO_MACHINE_SCOPES.to_vec() } else { args.scopes.iter().map(String::as_str).collect() };
+    let scopes: Vec<&str> = if args.scopes.is_empty() {
+        DEMO_MACHINE_SCOPES.to_vec()
+    } else {
+        args.scopes.iter().map(String::as_str).collect()
+    };
     let mut extra = match &args.resource {
         Some(resource) => serde_json::json!({"resource": resource}),
         None => serde_json::json!({}),
@@ -215,7 +262,11 @@ fn token(args: TokenArgs) -> ExitCode {
         }
         Ok(answer) => {
             println!("{}", answer["access_token"].as_str().unwrap_or_default());
-            eprintln!("portvakt token: scope \"{}\", expires in {} s", answer["scope"].as_str().unwrap_or_default(), answer["expires_in"]);
+            eprintln!(
+                "portvakt token: scope \"{}\", expires in {} s",
+                answer["scope"].as_str().unwrap_or_default(),
+                answer["expires_in"]
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -252,6 +303,7 @@ fn main() -> ExitCode {
         }
         Command::Token(args) => token(args),
         Command::Register(command) => register(command),
+        Command::Loadgen(command) => loadgen(command),
         Command::CheckConfig { config } => {
             let config = match load(&config) {
                 Ok(config) => config,

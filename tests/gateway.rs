@@ -234,7 +234,8 @@ async fn alg_none_and_hmac_with_the_public_key_are_refused() {
     let public_pem = reqwest::get(&edge.jwks.url).await.unwrap().text().await.unwrap();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("rsa-1".into());
-    let forged = jsonwebtoken::encode(&header, &machine("demo:read"), &EncodingKey::from_secret(public_pem.as_bytes())).unwrap();
+    let forged =
+        jsonwebtoken::encode(&header, &machine("demo:read"), &EncodingKey::from_secret(public_pem.as_bytes())).unwrap();
     let (status, _, body) = edge.get("/api", Some(&forged)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body["error_description"].as_str().unwrap().contains("HMAC"), "{body}");
@@ -331,7 +332,10 @@ async fn audience_scope_level_and_token_kind_are_enforced_per_route() {
     let (status, _, body) = edge.get("/citizen", Some(&machine_on_citizen)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body["error_description"].as_str().unwrap().contains("citizen"), "{body}");
-    assert_eq!(edge.get("/machine", Some(&edge.rsa.sign(&machine("global/kontaktinformasjon.read")))).await.0, StatusCode::OK);
+    assert_eq!(
+        edge.get("/machine", Some(&edge.rsa.sign(&machine("global/kontaktinformasjon.read")))).await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -463,7 +467,8 @@ async fn an_issuer_without_keys_gets_503_with_retry_after_and_blocks_readiness()
         upstream.url
     );
     let config = config(&ports, &jwks_server.url, &upstream.url, &extra);
-    let mut portvakt = Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
+    let mut portvakt =
+        Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
     portvakt.wait_for("/healthz").await;
     let ready = reqwest::get(format!("{}/readyz", portvakt.admin)).await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -476,7 +481,8 @@ async fn an_issuer_without_keys_gets_503_with_retry_after_and_blocks_readiness()
     let token = down.sign(&claims);
     // The listener opens after the startup wait even though one issuer never answered.
     let response = eventually("the gateway's listener", || {
-        let request = reqwest::Client::new().get(format!("{}/down", portvakt.gateway)).bearer_auth(token.clone()).send();
+        let request =
+            reqwest::Client::new().get(format!("{}/down", portvakt.gateway)).bearer_auth(token.clone()).send();
         async move { request.await.ok() }
     })
     .await;
@@ -505,10 +511,10 @@ async fn a_repeated_token_is_served_from_the_validation_cache() {
 async fn confusing_paths_unknown_paths_and_wrong_methods_are_refused() {
     let edge = Edge::start().await;
     let token = edge.rsa.sign(&machine("demo:read user/kontaktinformasjon.read"));
-    for path in ["/api%2Fx", "/citizen/../api", "/api/./x", "/api;x=1", "/api/%2e%2e/x", "//api", "/api/%00", "/api\\x"] {
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-        );
+    for path in ["/api%2Fx", "/citizen/../api", "/api/./x", "/api;x=1", "/api/%2e%2e/x", "//api", "/api/%00", "/api\\x"]
+    {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
         let (status, body) = raw_request(&edge.portvakt.gateway, &request).await;
         assert_eq!(status, 400, "{path}: {body}");
         assert!(body.contains("invalid_request"), "{path}: {body}");
@@ -517,13 +523,8 @@ async fn confusing_paths_unknown_paths_and_wrong_methods_are_refused() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, _, _) = edge.get("/apix", Some(&token)).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "prefixes match whole segments");
-    let response = edge
-        .client
-        .post(format!("{}/citizen", edge.portvakt.gateway))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response =
+        edge.client.post(format!("{}/citizen", edge.portvakt.gateway)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()["allow"], "GET");
     assert_eq!(edge.upstream.hits(), 0);
@@ -563,7 +564,8 @@ async fn an_unreachable_upstream_is_a_json_502_or_503() {
     let ports = Ports::new();
     let extra = format!("[[gateway.routes]]\nname = \"dead\"\npath = \"/dead\"\nupstreams = [\"{dead}\"]\n");
     let config = config(&ports, &jwks_server.url, &upstream.url, &extra);
-    let mut portvakt = Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
+    let mut portvakt =
+        Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
     portvakt.wait_for("/readyz").await;
     let response = reqwest::Client::new()
         .get(format!("{}/dead", portvakt.gateway))
@@ -588,7 +590,8 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
         upstream.url
     );
     let config = config(&ports, &jwks_server.url, &upstream.url, &extra);
-    let mut portvakt = Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
+    let mut portvakt =
+        Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
     portvakt.wait_for("/readyz").await;
     let client = reqwest::Client::new();
     let greedy = rsa.sign(&machine("x"));

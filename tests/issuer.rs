@@ -75,28 +75,46 @@ async fn grant(stack: &Stack, assertion: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread")]
 async fn discovery_and_keys_describe_the_issuer() {
     let stack = stack().await;
-    let metadata: Value = reqwest::get(format!("{}/.well-known/openid-configuration", stack.issuer)).await.unwrap().json().await.unwrap();
+    let metadata: Value =
+        reqwest::get(format!("{}/.well-known/openid-configuration", stack.issuer)).await.unwrap().json().await.unwrap();
     assert_eq!(metadata["issuer"], stack.issuer);
     assert_eq!(metadata["token_endpoint"], format!("{}/token", stack.issuer));
     assert_eq!(metadata["response_types_supported"], json!(["code"]));
-    assert!(metadata["grant_types_supported"].as_array().unwrap().contains(&json!("urn:ietf:params:oauth:grant-type:jwt-bearer")));
+    assert!(
+        metadata["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("urn:ietf:params:oauth:grant-type:jwt-bearer"))
+    );
     assert_eq!(metadata["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(metadata["subject_types_supported"], json!(["pairwise"]));
-    let rfc8414: Value = reqwest::get(format!("{}/.well-known/oauth-authorization-server", stack.issuer)).await.unwrap().json().await.unwrap();
+    let rfc8414: Value = reqwest::get(format!("{}/.well-known/oauth-authorization-server", stack.issuer))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(rfc8414["token_endpoint_auth_methods_supported"], json!(["private_key_jwt"]));
     let jwks: Value = reqwest::get(format!("{}/jwk", stack.issuer)).await.unwrap().json().await.unwrap();
     let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert_eq!(kids, vec!["portvakt-dev-rs256", "portvakt-dev-es256"], "one signs, both are published");
     // An independent client library accepts the document.
-    CoreProviderMetadata::discover_async(IssuerUrl::new(stack.issuer.clone()).unwrap(), &stack.http).await.expect("discovery");
+    CoreProviderMetadata::discover_async(IssuerUrl::new(stack.issuer.clone()).unwrap(), &stack.http)
+        .await
+        .expect("discovery");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_citizen_logs_in_with_pkce_and_the_tokens_work_until_revoked() {
     let stack = stack().await;
-    let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(stack.issuer.clone()).unwrap(), &stack.http).await.unwrap();
-    let client = CoreClient::from_provider_metadata(metadata, ClientId::new(RP.into()), Some(ClientSecret::new(RP_SECRET.into())))
-        .set_redirect_uri(RedirectUrl::new(RP_REDIRECT.into()).unwrap());
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(stack.issuer.clone()).unwrap(), &stack.http).await.unwrap();
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(RP.into()),
+        Some(ClientSecret::new(RP_SECRET.into())),
+    )
+    .set_redirect_uri(RedirectUrl::new(RP_REDIRECT.into()).unwrap());
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state, nonce) = client
         .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
@@ -125,7 +143,12 @@ async fn a_citizen_logs_in_with_pkce_and_the_tokens_work_until_revoked() {
     let claims = id_token.claims(&verifier, &nonce).expect("a valid id_token");
     assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("Level3"));
     assert_eq!(claims.subject().as_str().len(), 44, "a pairwise sub");
-    let at_hash = AccessTokenHash::from_token(tokens.access_token(), id_token.signing_alg().unwrap(), id_token.signing_key(&verifier).unwrap()).unwrap();
+    let at_hash = AccessTokenHash::from_token(
+        tokens.access_token(),
+        id_token.signing_alg().unwrap(),
+        id_token.signing_key(&verifier).unwrap(),
+    )
+    .unwrap();
     assert_eq!(claims.access_token_hash(), Some(&at_hash));
     let raw: Value = decode_jwt(&id_token.to_string());
     assert_eq!(raw["pid"], CITIZEN);
@@ -167,7 +190,8 @@ async fn a_citizen_logs_in_with_pkce_and_the_tokens_work_until_revoked() {
         .await
         .unwrap();
     let first_refresh = tokens.refresh_token().expect("a refresh token").clone();
-    let refreshed = client.exchange_refresh_token(&first_refresh).unwrap().request_async(&stack.http).await.expect("refresh");
+    let refreshed =
+        client.exchange_refresh_token(&first_refresh).unwrap().request_async(&stack.http).await.expect("refresh");
     let second_refresh = refreshed.refresh_token().expect("a rotated refresh token").clone();
     assert_ne!(first_refresh.secret(), second_refresh.secret());
     // Reusing the first refresh token revokes the whole grant: the rotated one dies too.
@@ -247,7 +271,8 @@ async fn redeem(stack: &Stack, client: &str, redirect: &str, code: &str) -> (u16
 async fn sso_serves_a_second_client_until_prompt_login_or_a_higher_level_asks_again() {
     let stack = stack().await;
     let browser = Browser::new();
-    let answer = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]), CITIZEN, "Level3").await;
+    let answer =
+        log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]), CITIZEN, "Level3").await;
     assert_eq!(answer.status, 303);
     // A second client: no form, a code at once.
     let spa = browser.get(&authorize_url(&stack, "demo-spa", SPA_REDIRECT, "openid profile", &[])).await;
@@ -256,11 +281,17 @@ async fn sso_serves_a_second_client_until_prompt_login_or_a_higher_level_asks_ag
     assert_eq!(status, 200, "{tokens}");
     assert!(tokens.get("refresh_token").is_none(), "a public client gets no refresh token");
     assert!(!tokens["access_token"].as_str().unwrap().contains('.'), "demo-spa's access tokens are opaque");
-    let rp_sub = decode_jwt(redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await.1["id_token"].as_str().unwrap())["sub"].clone();
+    let rp_sub = decode_jwt(
+        redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await.1["id_token"].as_str().unwrap(),
+    )["sub"]
+        .clone();
     let spa_sub = decode_jwt(tokens["id_token"].as_str().unwrap())["sub"].clone();
     assert_ne!(rp_sub, spa_sub, "sub is pairwise: different per client");
     // prompt=login and a higher acr force the form again.
-    assert_eq!(browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("prompt", "login")])).await.status, 200);
+    assert_eq!(
+        browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("prompt", "login")])).await.status,
+        200
+    );
     let level4 = authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("acr_values", "Level4")]);
     assert_eq!(browser.get(&level4).await.status, 200);
     // Choosing Level3 when Level4 is required is refused on the form.
@@ -285,7 +316,13 @@ async fn consent_is_asked_remembered_and_a_declined_scope_is_left_out() {
     let consent = forms(&page.body).into_iter().find(|f| f.action == "/authorize/consent").unwrap();
     let answer = browser.submit(&stack.issuer, &consent.set("decision", "deny")).await;
     assert_eq!(answer.status, 303, "{}", answer.body);
-    let (_, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap_or_else(|| panic!("{:?}", answer.location))).await;
+    let (_, tokens) = redeem(
+        &stack,
+        RP,
+        RP_REDIRECT,
+        &answer.redirect_param("code").unwrap_or_else(|| panic!("{:?}", answer.location)),
+    )
+    .await;
     assert_eq!(tokens["scope"], "openid user/kontaktinformasjon.read", "the declined scope is left out");
     // The decision is remembered: no page the second time.
     let again = browser.get(&authorize_url(&stack, RP, RP_REDIRECT, scope, &[])).await;
@@ -293,8 +330,12 @@ async fn consent_is_asked_remembered_and_a_declined_scope_is_left_out() {
 
     // Another citizen is asked, approves, and gets the scope.
     let other = Browser::new();
-    let page = log_in(&other, &stack, &authorize_url(&stack, RP, RP_REDIRECT, scope, &[]), "08023549930", "Level4").await;
-    let consent = forms(&page.body).into_iter().find(|f| f.action == "/authorize/consent").unwrap_or_else(|| panic!("{}", page.body));
+    let page =
+        log_in(&other, &stack, &authorize_url(&stack, RP, RP_REDIRECT, scope, &[]), "08023549930", "Level4").await;
+    let consent = forms(&page.body)
+        .into_iter()
+        .find(|f| f.action == "/authorize/consent")
+        .unwrap_or_else(|| panic!("{}", page.body));
     let answer = other.submit(&stack.issuer, &consent.set("decision", "approve")).await;
     let (_, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
     assert_eq!(tokens["scope"], scope);
@@ -361,11 +402,13 @@ async fn untrusted_clients_get_an_error_page_and_other_errors_go_back_to_the_cli
     let evil = browser.get(&authorize_url(&stack, RP, "http://127.0.0.1:8765/callback/evil", "openid", &[])).await;
     assert_eq!((evil.status, evil.location.is_none()), (400, true), "never a redirect to an unregistered URI");
     // A known client with a registered URI gets the error by redirect, with its state.
-    let scope = browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid global/kontaktinformasjon.read", &[])).await;
+    let scope =
+        browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid global/kontaktinformasjon.read", &[])).await;
     assert_eq!(scope.redirect_param("error").as_deref(), Some("invalid_scope"));
     assert_eq!(scope.redirect_param("state").as_deref(), Some("the-state"));
     let mut no_pkce = url::Url::parse(&format!("{}/authorize", stack.issuer)).unwrap();
-    no_pkce.query_pairs_mut()
+    no_pkce
+        .query_pairs_mut()
         .append_pair("client_id", "demo-spa")
         .append_pair("redirect_uri", SPA_REDIRECT)
         .append_pair("response_type", "code")
@@ -374,10 +417,18 @@ async fn untrusted_clients_get_an_error_page_and_other_errors_go_back_to_the_cli
     let answer = browser.get(no_pkce.as_str()).await;
     assert_eq!(answer.redirect_param("error").as_deref(), Some("invalid_request"));
     assert!(answer.redirect_param("error_description").unwrap().contains("PKCE"));
-    let token_flow = browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("response_type", "token")])).await;
+    let token_flow =
+        browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("response_type", "token")])).await;
     assert_eq!(token_flow.status, 400, "a repeated parameter is refused: {}", token_flow.body);
     // response_mode=form_post answers with a self-submitting form to the client.
-    let page = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("response_mode", "form_post")]), CITIZEN, "Level3").await;
+    let page = log_in(
+        &browser,
+        &stack,
+        &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("response_mode", "form_post")]),
+        CITIZEN,
+        "Level3",
+    )
+    .await;
     assert_eq!(page.status, 200);
     let posted = forms(&page.body).into_iter().next().unwrap();
     assert_eq!(posted.action, RP_REDIRECT);
@@ -412,7 +463,14 @@ async fn codes_are_bound_to_client_redirect_and_verifier() {
     let browser = Browser::new();
     let mut codes = Vec::new();
     for _ in 0..3 {
-        let answer = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("prompt", "login")]), CITIZEN, "Level3").await;
+        let answer = log_in(
+            &browser,
+            &stack,
+            &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("prompt", "login")]),
+            CITIZEN,
+            "Level3",
+        )
+        .await;
         codes.push(answer.redirect_param("code").unwrap());
     }
     let (status, body) = redeem(&stack, "demo-spa", SPA_REDIRECT, &codes[0]).await;
@@ -420,7 +478,12 @@ async fn codes_are_bound_to_client_redirect_and_verifier() {
     let response = reqwest::Client::new()
         .post(format!("{}/token", stack.issuer))
         .basic_auth(RP, Some(RP_SECRET))
-        .form(&[("grant_type", "authorization_code"), ("code", &codes[1]), ("redirect_uri", RP_REDIRECT), ("code_verifier", &"x".repeat(43))])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &codes[1]),
+            ("redirect_uri", RP_REDIRECT),
+            ("code_verifier", &"x".repeat(43)),
+        ])
         .send()
         .await
         .unwrap();
@@ -429,7 +492,12 @@ async fn codes_are_bound_to_client_redirect_and_verifier() {
     let wrong_secret = reqwest::Client::new()
         .post(format!("{}/token", stack.issuer))
         .basic_auth(RP, Some("wrong"))
-        .form(&[("grant_type", "authorization_code"), ("code", &codes[2]), ("redirect_uri", RP_REDIRECT), ("code_verifier", VERIFIER)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &codes[2]),
+            ("redirect_uri", RP_REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
         .send()
         .await
         .unwrap();
@@ -437,12 +505,24 @@ async fn codes_are_bound_to_client_redirect_and_verifier() {
     assert!(wrong_secret.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
     let wrong_redirect = reqwest::Client::new()
         .post(format!("{}/token", stack.issuer))
-        .form(&[("grant_type", "authorization_code"), ("code", &codes[2]), ("redirect_uri", "http://127.0.0.1:8765/other"), ("code_verifier", VERIFIER), ("client_id", RP), ("client_secret", RP_SECRET)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &codes[2]),
+            ("redirect_uri", "http://127.0.0.1:8765/other"),
+            ("code_verifier", VERIFIER),
+            ("client_id", RP),
+            ("client_secret", RP_SECRET),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(wrong_redirect.status(), 400);
-    let unsupported = reqwest::Client::new().post(format!("{}/token", stack.issuer)).form(&[("grant_type", "password")]).send().await.unwrap();
+    let unsupported = reqwest::Client::new()
+        .post(format!("{}/token", stack.issuer))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
     let body: Value = unsupported.json().await.unwrap();
     assert_eq!(body["error"], "unsupported_grant_type");
 }
@@ -451,7 +531,8 @@ async fn codes_are_bound_to_client_redirect_and_verifier() {
 async fn logout_ends_the_session_and_calls_the_other_clients_front_channel() {
     let stack = stack().await;
     let browser = Browser::new();
-    let answer = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]), CITIZEN, "Level3").await;
+    let answer =
+        log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]), CITIZEN, "Level3").await;
     let (_, rp_tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
     let spa = browser.get(&authorize_url(&stack, "demo-spa", SPA_REDIRECT, "openid", &[])).await;
     let (_, spa_tokens) = redeem(&stack, "demo-spa", SPA_REDIRECT, &spa.redirect_param("code").unwrap()).await;
@@ -543,7 +624,8 @@ async fn the_jwt_bearer_grant_works_with_x5c_and_kid_and_its_tokens_pass_the_gat
     let stack = stack().await;
     let http = reqwest::Client::new();
     for by_kid in [false, true] {
-        let answer = machine_client(&stack, by_kid).token(&http, &["global/idporten.authlevel.read"], &json!({})).await.unwrap();
+        let answer =
+            machine_client(&stack, by_kid).token(&http, &["global/idporten.authlevel.read"], &json!({})).await.unwrap();
         assert_eq!(answer["token_type"], "Bearer");
         assert_eq!(answer["expires_in"], 120);
         let claims = decode_jwt(answer["access_token"].as_str().unwrap());
@@ -561,10 +643,16 @@ async fn the_jwt_bearer_grant_works_with_x5c_and_kid_and_its_tokens_pass_the_gat
         assert_eq!(response.status(), 404);
     }
     // resource makes the token audience-restricted.
-    let answer = machine_client(&stack, true).token(&http, &["global/kontaktinformasjon.read"], &json!({"resource": ["https://api.example/"]})).await.unwrap();
+    let answer = machine_client(&stack, true)
+        .token(&http, &["global/kontaktinformasjon.read"], &json!({"resource": ["https://api.example/"]}))
+        .await
+        .unwrap();
     assert_eq!(decode_jwt(answer["access_token"].as_str().unwrap())["aud"], "https://api.example/");
     // A grant signed by jsonwebtoken (not by Portvakt's own client code) is accepted too.
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(project_path("config/dev/demo-maskinporten.key.pem")).unwrap()).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(project_path("config/dev/demo-maskinporten.key.pem")).unwrap(),
+    )
+    .unwrap();
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("demo-maskinporten".into());
     let now = now();
@@ -589,7 +677,11 @@ async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
         (client.assertion(&scope, &json!({"iat": now - 300, "exp": now - 200})).unwrap(), "MP-130", "expired"),
         (client.assertion(&scope, &json!({"iat": now, "exp": now + 121})).unwrap(), "MP-130", "exp − iat"),
         (client.assertion(&scope, &json!({"iat": now + 60, "exp": now + 100})).unwrap(), "MP-130", "iat"),
-        (client.assertion(&["global/kontaktinformasjon.read", "user/kontaktinformasjon.read"], &json!({})).unwrap(), "MP-201", "not allowed"),
+        (
+            client.assertion(&["global/kontaktinformasjon.read", "user/kontaktinformasjon.read"], &json!({})).unwrap(),
+            "MP-201",
+            "not allowed",
+        ),
         (client.assertion(&["made-up/scope"], &json!({})).unwrap(), "MP-200", "does not exist"),
         (client.assertion(&scope, &json!({"iss": "nobody"})).unwrap(), "MP-100", "Unknown client"),
     ];
@@ -599,8 +691,10 @@ async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
     cases.push((once, "MP-012", "used before"));
     // Bad signature: the real certificate, a different key.
     let forged = {
-        let mut parts: Vec<String> = client.assertion(&scope, &json!({})).unwrap().split('.').map(str::to_owned).collect();
-        let other = machine_client(&stack, false).assertion(&scope, &json!({"scope": "global/sertifikat.read"})).unwrap();
+        let mut parts: Vec<String> =
+            client.assertion(&scope, &json!({})).unwrap().split('.').map(str::to_owned).collect();
+        let other =
+            machine_client(&stack, false).assertion(&scope, &json!({"scope": "global/sertifikat.read"})).unwrap();
         parts[1] = other.split('.').nth(1).unwrap().to_owned();
         parts.join(".")
     };
@@ -619,8 +713,18 @@ async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
         let cert = std::fs::read_to_string(project_path("config/dev/demo-maskinporten.cert.pem")).unwrap();
         let der: String = cert.lines().filter(|l| !l.starts_with("-----")).collect();
         let header = json!({"alg": "RS256", "x5c": der});
-        let key = portvakt::token::sign::SigningKey::from_pem_file(&project_path("config/dev/demo-maskinporten.key.pem"), portvakt::token::Alg::RS256, None).unwrap();
-        portvakt::token::sign::sign_compact(&header, &json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": scope[0], "iat": now, "exp": now + 60}), |m| key.sign_bytes(m)).unwrap()
+        let key = portvakt::token::sign::SigningKey::from_pem_file(
+            &project_path("config/dev/demo-maskinporten.key.pem"),
+            portvakt::token::Alg::RS256,
+            None,
+        )
+        .unwrap();
+        portvakt::token::sign::sign_compact(
+            &header,
+            &json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": scope[0], "iat": now, "exp": now + 60}),
+            |m| key.sign_bytes(m),
+        )
+        .unwrap()
     };
     cases.push((x5c_string, "MP-123", "x5c"));
     // A certificate from an untrusted CA (self-signed, with the right organisation number).
@@ -630,9 +734,19 @@ async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
         params.distinguished_name.push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), "991825827");
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
         let cert = params.self_signed(&pair).unwrap();
-        let key = portvakt::token::sign::SigningKey::from_pem(pair.serialize_pem().as_bytes(), portvakt::token::Alg::RS256, None).unwrap();
+        let key = portvakt::token::sign::SigningKey::from_pem(
+            pair.serialize_pem().as_bytes(),
+            portvakt::token::Alg::RS256,
+            None,
+        )
+        .unwrap();
         let header = json!({"alg": "RS256", "x5c": [base64::engine::general_purpose::STANDARD.encode(cert.der())]});
-        portvakt::token::sign::sign_compact(&header, &json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": scope[0], "iat": now, "exp": now + 60}), |m| key.sign_bytes(m)).unwrap()
+        portvakt::token::sign::sign_compact(
+            &header,
+            &json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": scope[0], "iat": now, "exp": now + 60}),
+            |m| key.sign_bytes(m),
+        )
+        .unwrap()
     };
     cases.push((untrusted, "MP-120", "invalid certificate"));
 
@@ -651,7 +765,8 @@ async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
         assert_eq!(body["error"], expected_error, "{code}: {body}");
     }
     // client_credentials with a private_key_jwt client assertion works for the same client.
-    let assertion = client.assertion(&[], &json!({"sub": "demo-maskinporten", "aud": format!("{}/token", stack.issuer)})).unwrap();
+    let assertion =
+        client.assertion(&[], &json!({"sub": "demo-maskinporten", "aud": format!("{}/token", stack.issuer)})).unwrap();
     let response = reqwest::Client::new()
         .post(format!("{}/token", stack.issuer))
         .form(&[
@@ -671,7 +786,14 @@ async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
 async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_answer() {
     let stack = stack().await;
     let browser = Browser::new();
-    let answer = log_in(&browser, &stack, &authorize_url(&stack, "demo-spa", SPA_REDIRECT, "openid krr:user/kontaktinformasjon.read", &[]), CITIZEN, "Level4").await;
+    let answer = log_in(
+        &browser,
+        &stack,
+        &authorize_url(&stack, "demo-spa", SPA_REDIRECT, "openid krr:user/kontaktinformasjon.read", &[]),
+        CITIZEN,
+        "Level4",
+    )
+    .await;
     let (_, tokens) = redeem(&stack, "demo-spa", SPA_REDIRECT, &answer.redirect_param("code").unwrap()).await;
     let opaque = tokens["access_token"].as_str().unwrap();
     let http = reqwest::Client::new();
@@ -684,9 +806,18 @@ async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_ans
         assert_eq!(body["headers"]["x-portvakt-acr"][0], "Level4");
     }
     let metrics = stack.portvakt.metrics().await;
-    assert_eq!(metric(&metrics, "portvakt_introspections_total{result=\"active\"}"), 1.0, "cached after the first call: {metrics}");
+    assert_eq!(
+        metric(&metrics, "portvakt_introspections_total{result=\"active\"}"),
+        1.0,
+        "cached after the first call: {metrics}"
+    );
     // An unknown opaque token is inactive: 401.
-    let response = http.get(format!("{}/echo", stack.portvakt.gateway)).bearer_auth("IxC0B76vlWl3fiQhAwZUmD0hr_PPwC9hSIXRdoUslPU=").send().await.unwrap();
+    let response = http
+        .get(format!("{}/echo", stack.portvakt.gateway))
+        .bearer_auth("IxC0B76vlWl3fiQhAwZUmD0hr_PPwC9hSIXRdoUslPU=")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
     assert!(body["error_description"].as_str().unwrap().contains("not active"), "{body}");

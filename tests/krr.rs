@@ -88,7 +88,10 @@ impl Krr {
         };
         let (addr, stop_backend) = serve(Router::new().fallback(backend_route).with_state(backend.clone())).await;
         let config = default_config(&ports, "")
-            .replace(&format!("http://127.0.0.1:{}/kontaktinfo-external/ws-v5", ports.oppslag), &format!("http://{addr}/kontaktinfo-external/ws-v5"))
+            .replace(
+                &format!("http://127.0.0.1:{}/kontaktinfo-external/ws-v5", ports.oppslag),
+                &format!("http://{addr}/kontaktinfo-external/ws-v5"),
+            )
             .replace("timeout_ms = 10000", "timeout_ms = 1500");
         let portvakt = Portvakt::start(&config, &ports).await;
         Krr { portvakt, ports, backend, stop_backend, http: reqwest::Client::new() }
@@ -167,7 +170,11 @@ fn compare(json: &Value, soap: roxmltree::Node<'_, '_>, scopes: &[&str]) {
         assert!(json.get("reservasjon").is_none(), "{context}");
         assert!(json.get("kontaktinformasjon").is_none() && json.get("digital_post").is_none(), "{context}");
     }
-    assert_eq!(json.get("varslingsstatus").and_then(Value::as_str), if varsling { text("varslingsstatus") } else { None }.as_deref(), "{context}");
+    assert_eq!(
+        json.get("varslingsstatus").and_then(Value::as_str),
+        if varsling { text("varslingsstatus") } else { None }.as_deref(),
+        "{context}"
+    );
     match child("Kontaktinformasjon").filter(|_| contact) {
         None => assert!(json.get("kontaktinformasjon").is_none(), "{context}"),
         Some(k) => {
@@ -178,8 +185,16 @@ fn compare(json: &Value, soap: roxmltree::Node<'_, '_>, scopes: &[&str]) {
                     Some(c) => {
                         assert_eq!(rest[key], c.text().unwrap(), "{context}");
                         let time = |attr: &str| c.attribute(attr).map(rest_time);
-                        assert_eq!(rest.get(format!("{key}_oppdatert")).and_then(Value::as_str), time("sistOppdatert").as_deref(), "{context}");
-                        assert_eq!(rest.get(format!("{key}_sist_verifisert")).and_then(Value::as_str), time("sistVerifisert").as_deref(), "{context}");
+                        assert_eq!(
+                            rest.get(format!("{key}_oppdatert")).and_then(Value::as_str),
+                            time("sistOppdatert").as_deref(),
+                            "{context}"
+                        );
+                        assert_eq!(
+                            rest.get(format!("{key}_sist_verifisert")).and_then(Value::as_str),
+                            time("sistVerifisert").as_deref(),
+                            "{context}"
+                        );
                     }
                 }
             }
@@ -190,10 +205,18 @@ fn compare(json: &Value, soap: roxmltree::Node<'_, '_>, scopes: &[&str]) {
         Some(d) => {
             let field = |name: &str| d.children().find(|c| c.tag_name().name() == name).and_then(|c| c.text()).unwrap();
             assert_eq!(json["digital_post"]["postkasseadresse"], field("postkasseadresse"), "{context}");
-            assert_eq!(json["digital_post"]["postkasseleverandoeradresse"], field("postkasseleverandoerAdresse"), "{context}");
+            assert_eq!(
+                json["digital_post"]["postkasseleverandoeradresse"],
+                field("postkasseleverandoerAdresse"),
+                "{context}"
+            );
         }
     }
-    assert_eq!(json.get("sertifikat").and_then(Value::as_str), if certificate { text("X509Sertifikat") } else { None }.as_deref(), "{context}");
+    assert_eq!(
+        json.get("sertifikat").and_then(Value::as_str),
+        if certificate { text("X509Sertifikat") } else { None }.as_deref(),
+        "{context}"
+    );
     assert!(json.get("spraak").is_none(), "spraak has no SOAP source: {context}");
 }
 
@@ -226,9 +249,23 @@ async fn every_person_and_scope_set_matches_the_soap_answer_and_every_message_va
             // The informasjonsbehov follow the scopes.
             let (contact, varsling, mailbox, certificate) = allowed(scopes);
             let sent = roxmltree::Document::parse(request).unwrap();
-            let behov: Vec<&str> = sent.descendants().filter(|n| n.tag_name().name() == "informasjonsbehov").filter_map(|n| n.text()).collect();
+            let behov: Vec<&str> = sent
+                .descendants()
+                .filter(|n| n.tag_name().name() == "informasjonsbehov")
+                .filter_map(|n| n.text())
+                .collect();
             let mut expected = vec!["Person"];
-            expected.extend([("Kontaktinfo", contact), ("Sertifikat", certificate), ("SikkerDigitalPost", mailbox), ("VarslingsStatus", varsling)].iter().filter(|(_, on)| *on).map(|(n, _)| *n));
+            expected.extend(
+                [
+                    ("Kontaktinfo", contact),
+                    ("Sertifikat", certificate),
+                    ("SikkerDigitalPost", mailbox),
+                    ("VarslingsStatus", varsling),
+                ]
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(n, _)| *n),
+            );
             assert_eq!(behov, expected, "{scopes:?}");
             let answer = roxmltree::Document::parse(response).unwrap();
             let persons: Vec<_> = answer.descendants().filter(|n| n.tag_name().name() == "Person").collect();
@@ -251,7 +288,13 @@ async fn each_kind_of_register_entry_follows_the_rules() {
     let issuer = issuer_url(&krr.ports);
     let register = krr.register();
     let cases = portvakt::oppslag::register::cases(&register);
-    let id = |what: &str| cases.iter().find(|(c, _)| c.starts_with(what)).map(|(_, id)| id.clone()).unwrap_or_else(|| panic!("no {what} case"));
+    let id = |what: &str| {
+        cases
+            .iter()
+            .find(|(c, _)| c.starts_with(what))
+            .map(|(_, id)| id.clone())
+            .unwrap_or_else(|| panic!("no {what} case"))
+    };
     let all = machine_token(&issuer, &ALL_GLOBAL).await;
     let ids = vec![
         id("active, e-mail and mobile"),
@@ -269,7 +312,10 @@ async fn each_kind_of_register_entry_follows_the_rules() {
     assert_eq!(status, 200, "{body}");
     let p = |i: usize| &body["personer"][i];
     assert_eq!(p(0)["varslingsstatus"], "KAN_VARSLES");
-    assert!(p(0)["kontaktinformasjon"]["epostadresse"].is_string() && p(0)["kontaktinformasjon"]["mobiltelefonnummer"].is_string());
+    assert!(
+        p(0)["kontaktinformasjon"]["epostadresse"].is_string()
+            && p(0)["kontaktinformasjon"]["mobiltelefonnummer"].is_string()
+    );
     assert!(p(0)["digital_post"].is_object() && p(0)["sertifikat"].is_string());
     assert!(p(1)["kontaktinformasjon"].get("mobiltelefonnummer").is_none());
     assert!(p(2)["kontaktinformasjon"].get("epostadresse").is_none());
@@ -277,12 +323,24 @@ async fn each_kind_of_register_entry_follows_the_rules() {
     // Older than 18 months, no contact data at all, reserved: cannot be notified, nothing delivered.
     for i in [4, 5, 6] {
         assert_eq!(p(i)["varslingsstatus"], "KAN_IKKE_VARSLES", "{}", p(i));
-        assert!(p(i).get("kontaktinformasjon").is_none() && p(i).get("digital_post").is_none() && p(i).get("sertifikat").is_none(), "{}", p(i));
+        assert!(
+            p(i).get("kontaktinformasjon").is_none()
+                && p(i).get("digital_post").is_none()
+                && p(i).get("sertifikat").is_none(),
+            "{}",
+            p(i)
+        );
     }
     assert_eq!(p(6)["reservasjon"], "JA");
-    assert_eq!(p(7), &json!({"personidentifikator": ids[7], "status": "SLETTET", "varslingsstatus": "KAN_IKKE_VARSLES"}));
+    assert_eq!(
+        p(7),
+        &json!({"personidentifikator": ids[7], "status": "SLETTET", "varslingsstatus": "KAN_IKKE_VARSLES"})
+    );
     assert_eq!(p(8)["status"], "AKTIV", "a d-nummer is looked up like any number");
-    assert_eq!(p(9), &json!({"personidentifikator": "23079421936", "status": "IKKE_REGISTRERT", "varslingsstatus": "KAN_IKKE_VARSLES"}));
+    assert_eq!(
+        p(9),
+        &json!({"personidentifikator": "23079421936", "status": "IKKE_REGISTRERT", "varslingsstatus": "KAN_IKKE_VARSLES"})
+    );
     // Without VarslingsStatus the 18-month rule does not strip anything.
     let contact_only = machine_token(&issuer, &["global/kontaktinformasjon.read"]).await;
     let (_, body) = krr.personer(&contact_only, &[id("active, contact information older")]).await;
@@ -290,7 +348,8 @@ async fn each_kind_of_register_entry_follows_the_rules() {
     assert!(body["personer"][0].get("varslingsstatus").is_none());
     // Duplicates collapse, in request order.
     let (_, body) = krr.personer(&all, &[ids[1].clone(), ids[0].clone(), ids[1].clone()]).await;
-    let order: Vec<&str> = body["personer"].as_array().unwrap().iter().map(|p| p["personidentifikator"].as_str().unwrap()).collect();
+    let order: Vec<&str> =
+        body["personer"].as_array().unwrap().iter().map(|p| p["personidentifikator"].as_str().unwrap()).collect();
     assert_eq!(order, vec![ids[1].as_str(), ids[0].as_str()]);
 }
 
@@ -311,7 +370,8 @@ async fn sizes_identifiers_bodies_tokens_and_scopes_are_checked() {
     assert!(body["error_description"].as_str().unwrap().contains("at most 1000"), "{body}");
     let (status, body) = krr.personer(&token, &[]).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
-    let bad = vec!["23079421936".to_owned(), "2307942193".to_owned(), "23079421937".to_owned(), "abcdefghijk".to_owned()];
+    let bad =
+        vec!["23079421936".to_owned(), "2307942193".to_owned(), "23079421937".to_owned(), "abcdefghijk".to_owned()];
     let (status, body) = krr.personer(&token, &bad).await;
     assert_eq!(status, 400);
     assert_eq!(
@@ -342,17 +402,32 @@ async fn sizes_identifiers_bodies_tokens_and_scopes_are_checked() {
         assert!(answer["error_description"].as_str().unwrap().contains(words), "{body}: {answer}");
     }
     let huge = format!("{{\"personidentifikatorer\": [\"{}\"]}}", "1".repeat(300_000));
-    let response = krr.http.post(format!("{}/rest/v1/personer", krr.portvakt.gateway)).bearer_auth(&token).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let response = krr
+        .http
+        .post(format!("{}/rest/v1/personer", krr.portvakt.gateway))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 413);
     // Tokens: none, the wrong scope, a citizen's.
-    let response = krr.http.post(format!("{}/rest/v1/personer", krr.portvakt.gateway)).json(&json!({"personidentifikatorer": ["23079421936"]})).send().await.unwrap();
+    let response = krr
+        .http
+        .post(format!("{}/rest/v1/personer", krr.portvakt.gateway))
+        .json(&json!({"personidentifikatorer": ["23079421936"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
     let authlevel_only = machine_token(&issuer, &["global/idporten.authlevel.read"]).await;
     let (status, body) = krr.personer(&authlevel_only, &thousand[..1]).await;
     assert_eq!(status, 403);
     assert!(body["scope"].as_str().unwrap().contains("global/kontaktinformasjon.read"));
     // A machine token on the citizen's own lookup.
-    let response = krr.http.get(format!("{}/rest/v1/person", krr.portvakt.gateway)).bearer_auth(&token).send().await.unwrap();
+    let response =
+        krr.http.get(format!("{}/rest/v1/person", krr.portvakt.gateway)).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 403);
     assert_eq!(krr.exchanges().len(), 1, "only the 1,000-person call reached the SOAP backend");
 }
@@ -383,7 +458,8 @@ async fn citizen_token(krr: &Krr, client: &str, redirect: &str, scope: &str, pid
     if client == "demo-rp" {
         form.push(("client_secret", "demo-rp-secret".to_owned()));
     }
-    let tokens: Value = reqwest::Client::new().post(format!("{issuer}/token")).form(&form).send().await.unwrap().json().await.unwrap();
+    let tokens: Value =
+        reqwest::Client::new().post(format!("{issuer}/token")).form(&form).send().await.unwrap().json().await.unwrap();
     tokens["access_token"].as_str().expect("an access token").to_owned()
 }
 
@@ -393,21 +469,50 @@ async fn a_citizen_gets_their_own_entry_with_a_jwt_or_an_opaque_token() {
     let register = krr.register();
     let cases = portvakt::oppslag::register::cases(&register);
     let pid = cases.iter().find(|(c, _)| c.starts_with("active, e-mail and mobile")).unwrap().1.clone();
-    let jwt = citizen_token(&krr, "demo-rp", "http://127.0.0.1:8765/callback", "openid user/kontaktinformasjon.read user/sertifikat.read", &pid).await;
-    let response = krr.http.get(format!("{}/rest/v1/person", krr.portvakt.gateway)).bearer_auth(&jwt).send().await.unwrap();
+    let jwt = citizen_token(
+        &krr,
+        "demo-rp",
+        "http://127.0.0.1:8765/callback",
+        "openid user/kontaktinformasjon.read user/sertifikat.read",
+        &pid,
+    )
+    .await;
+    let response =
+        krr.http.get(format!("{}/rest/v1/person", krr.portvakt.gateway)).bearer_auth(&jwt).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["personidentifikator"], pid);
     assert!(body["kontaktinformasjon"].is_object() && body["sertifikat"].is_string(), "{body}");
-    assert!(body.get("digital_post").is_none() && body.get("varslingsstatus").is_none(), "only what the scopes allow: {body}");
-    let jose = krr.http.get(format!("{}/rest/v1/person", krr.portvakt.gateway)).bearer_auth(&jwt).header("accept", "application/jose").send().await.unwrap();
+    assert!(
+        body.get("digital_post").is_none() && body.get("varslingsstatus").is_none(),
+        "only what the scopes allow: {body}"
+    );
+    let jose = krr
+        .http
+        .get(format!("{}/rest/v1/person", krr.portvakt.gateway))
+        .bearer_auth(&jwt)
+        .header("accept", "application/jose")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(jose.status(), 406);
-    let opaque = citizen_token(&krr, "demo-spa", "http://127.0.0.1:8765/spa-callback", "openid krr:user/kontaktinformasjon.read", &pid).await;
+    let opaque = citizen_token(
+        &krr,
+        "demo-spa",
+        "http://127.0.0.1:8765/spa-callback",
+        "openid krr:user/kontaktinformasjon.read",
+        &pid,
+    )
+    .await;
     assert!(!opaque.contains('.'));
-    let response = krr.http.get(format!("{}/rest/v1/person", krr.portvakt.gateway)).bearer_auth(&opaque).send().await.unwrap();
+    let response =
+        krr.http.get(format!("{}/rest/v1/person", krr.portvakt.gateway)).bearer_auth(&opaque).send().await.unwrap();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["personidentifikator"], pid);
-    assert_eq!(body["varslingsstatus"], "KAN_VARSLES", "krr:user/kontaktinformasjon.read includes varslingsstatus: {body}");
+    assert_eq!(
+        body["varslingsstatus"], "KAN_VARSLES",
+        "krr:user/kontaktinformasjon.read includes varslingsstatus: {body}"
+    );
     // A citizen's token is refused on the organisation lookup.
     let (status, _) = krr.personer(&jwt, &[pid]).await;
     assert_eq!(status, 403);
@@ -437,6 +542,9 @@ async fn backend_faults_bad_answers_hangs_and_outages_are_502_504_and_503() {
     assert_eq!(status, 503, "{body}");
     let metrics = krr.portvakt.metrics().await;
     for result in ["fault", "bad_answer", "timeout", "unreachable"] {
-        assert!(metric(&metrics, &format!("portvakt_krr_soap_calls_total{{result=\"{result}\"}}")) >= 1.0, "{result}: {metrics}");
+        assert!(
+            metric(&metrics, &format!("portvakt_krr_soap_calls_total{{result=\"{result}\"}}")) >= 1.0,
+            "{result}: {metrics}"
+        );
     }
 }

@@ -12,7 +12,13 @@ fn envelope(header: &str, body: &str) -> String {
 }
 
 async fn call(url: &str, content_type: &str, body: &str) -> (u16, String) {
-    let response = reqwest::Client::new().post(url).header("content-type", content_type).body(body.to_owned()).send().await.unwrap();
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
@@ -29,7 +35,9 @@ async fn the_change_feed_pages_through_the_whole_register() {
     let mut seen = 0;
     let mut messages = Vec::new();
     loop {
-        let body = format!(r#"<ns:HentEndringerForespoersel fraEndringsNummer="{fra}"><ns:informasjonsbehov>Kontaktinfo</ns:informasjonsbehov><ns:informasjonsbehov>VarslingsStatus</ns:informasjonsbehov></ns:HentEndringerForespoersel>"#);
+        let body = format!(
+            r#"<ns:HentEndringerForespoersel fraEndringsNummer="{fra}"><ns:informasjonsbehov>Kontaktinfo</ns:informasjonsbehov><ns:informasjonsbehov>VarslingsStatus</ns:informasjonsbehov></ns:HentEndringerForespoersel>"#
+        );
         let request = envelope("", &body);
         let (status, answer) = call(&url, "application/soap+xml; charset=utf-8", &request).await;
         assert_eq!(status, 200, "{answer}");
@@ -39,7 +47,10 @@ async fn the_change_feed_pages_through_the_whole_register() {
         let seneste: i64 = respons.attribute("senesteEndringsNummer").unwrap().parse().unwrap();
         let persons: Vec<_> = doc.descendants().filter(|n| n.tag_name().name() == "Person").collect();
         assert!(persons.len() <= 1000);
-        assert!(persons.iter().all(|p| p.descendants().all(|d| d.tag_name().name() != "varslingsstatus")), "no varslingsstatus in the change feed");
+        assert!(
+            persons.iter().all(|p| p.descendants().all(|d| d.tag_name().name() != "varslingsstatus")),
+            "no varslingsstatus in the change feed"
+        );
         assert!(persons.iter().all(|p| {
             let status = p.children().find(|c| c.tag_name().name() == "status").and_then(|c| c.text()).unwrap();
             status == "AKTIV" || status == "SLETTET"
@@ -86,11 +97,48 @@ async fn bad_requests_get_faults_that_validate() {
         ("this is not XML".into(), "application/soap+xml", "env:Sender", "not XML"),
         (soap11.into(), "application/soap+xml", "env:VersionMismatch", "SOAP 1.1"),
         (soap11.into(), "text/xml", "env:VersionMismatch", "SOAP 1.1"),
-        (envelope("", &format!("<ns:HentPersonerForespoersel>{many}</ns:HentPersonerForespoersel>")), "application/soap+xml", "env:Sender", "more than 1000"),
-        (envelope("", "<ns:HentPersonerForespoersel><ns:personidentifikator>1234</ns:personidentifikator></ns:HentPersonerForespoersel>"), "application/soap+xml", "env:Sender", "invalid"),
-        (envelope("", "<x:HentPersonerForespoersel xmlns:x=\"http://kontaktinfo.difi.no/xsd/oppslagstjeneste/14-05\"/>"), "application/soap+xml", "env:Sender", "not an Oppslagstjenesten 16-02"),
-        (envelope("<ns:Oppslagstjenesten><ns:PaaVegneAv>123</ns:PaaVegneAv></ns:Oppslagstjenesten>", &format!("<ns:HentPersonerForespoersel>{id}</ns:HentPersonerForespoersel>")), "application/soap+xml", "env:Sender", "PaaVegneAv"),
-        (envelope("<w:Security xmlns:w=\"urn:x\" soap:mustUnderstand=\"true\"/>", &format!("<ns:HentPersonerForespoersel>{id}</ns:HentPersonerForespoersel>")), "application/soap+xml", "env:MustUnderstand", "not understood"),
+        (
+            envelope("", &format!("<ns:HentPersonerForespoersel>{many}</ns:HentPersonerForespoersel>")),
+            "application/soap+xml",
+            "env:Sender",
+            "more than 1000",
+        ),
+        (
+            envelope(
+                "",
+                "<ns:HentPersonerForespoersel><ns:personidentifikator>1234</ns:personidentifikator></ns:HentPersonerForespoersel>",
+            ),
+            "application/soap+xml",
+            "env:Sender",
+            "invalid",
+        ),
+        (
+            envelope(
+                "",
+                "<x:HentPersonerForespoersel xmlns:x=\"http://kontaktinfo.difi.no/xsd/oppslagstjeneste/14-05\"/>",
+            ),
+            "application/soap+xml",
+            "env:Sender",
+            "not an Oppslagstjenesten 16-02",
+        ),
+        (
+            envelope(
+                "<ns:Oppslagstjenesten><ns:PaaVegneAv>123</ns:PaaVegneAv></ns:Oppslagstjenesten>",
+                &format!("<ns:HentPersonerForespoersel>{id}</ns:HentPersonerForespoersel>"),
+            ),
+            "application/soap+xml",
+            "env:Sender",
+            "PaaVegneAv",
+        ),
+        (
+            envelope(
+                "<w:Security xmlns:w=\"urn:x\" soap:mustUnderstand=\"true\"/>",
+                &format!("<ns:HentPersonerForespoersel>{id}</ns:HentPersonerForespoersel>"),
+            ),
+            "application/soap+xml",
+            "env:MustUnderstand",
+            "not understood",
+        ),
         ("<!DOCTYPE x [<!ENTITY a \"b\">]><x>&a;</x>".into(), "application/soap+xml", "env:Sender", "DOCTYPE"),
     ];
     let mut faults = Vec::new();

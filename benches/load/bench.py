@@ -346,7 +346,7 @@ def stack_cases(args, run_dir, results):
                   "BASIC_AUTH": base64.b64encode(b"bench-client:bench-secret").decode()}
         results.append(measure("Issuer: client credentials (Portvakt, RS256 tokens)", "http://127.0.0.1:9000/token", args, run_dir, stack, cc_env))
         log("authorization-code logins per second")
-        out = subprocess.run(["cargo", "bench", "--quiet", "--bench", "logins", "--", "--issuer", "http://127.0.0.1:9000",
+        out = subprocess.run([str(PORTVAKT), "loadgen", "logins", "--issuer", "http://127.0.0.1:9000",
                               "--seconds", str(args.duration), "--concurrency", str(args.connections // 5 or 1)],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout
         logins = json.loads(next(l for l in out.splitlines() if l.startswith("LOGINS_JSON "))[len("LOGINS_JSON "):])

@@ -1,8 +1,6 @@
 //! Prometheus metrics of every role, in one registry served at the admin listener's `/metrics`.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::token::Reason;
 
@@ -41,22 +39,48 @@ impl Metrics {
             registry.register(Box::new(metric.clone())).expect("unique metric name");
             metric
         };
-        let jwks_keys = IntGaugeVec::new(
-            Opts::new("portvakt_jwks_keys", "Signing keys held per trusted issuer"),
-            &["issuer"],
-        )
-        .expect("static metric definition");
+        let jwks_keys =
+            IntGaugeVec::new(Opts::new("portvakt_jwks_keys", "Signing keys held per trusted issuer"), &["issuer"])
+                .expect("static metric definition");
         registry.register(Box::new(jwks_keys.clone())).expect("unique metric name");
         let metrics = Metrics {
-            requests: counter("portvakt_gateway_requests_total", "Gateway requests by route and status", &["route", "status"]),
-            request_duration: histogram("portvakt_gateway_request_duration_seconds", "Gateway request latency by route", &["route"]),
-            token_outcomes: counter("portvakt_token_outcomes_total", "Token checks by outcome (valid, or the reason for refusal)", &["outcome"]),
+            requests: counter(
+                "portvakt_gateway_requests_total",
+                "Gateway requests by route and status",
+                &["route", "status"],
+            ),
+            request_duration: histogram(
+                "portvakt_gateway_request_duration_seconds",
+                "Gateway request latency by route",
+                &["route"],
+            ),
+            token_outcomes: counter(
+                "portvakt_token_outcomes_total",
+                "Token checks by outcome (valid, or the reason for refusal)",
+                &["outcome"],
+            ),
             validation_cache: counter("portvakt_validation_cache_total", "Validated-token cache lookups", &["result"]),
-            jwks_fetches: counter("portvakt_jwks_fetches_total", "JWKS fetches by issuer and result", &["issuer", "result"]),
+            jwks_fetches: counter(
+                "portvakt_jwks_fetches_total",
+                "JWKS fetches by issuer and result",
+                &["issuer", "result"],
+            ),
             jwks_keys,
-            introspections: counter("portvakt_introspections_total", "RFC 7662 introspection calls by result", &["result"]),
-            rate_limited: counter("portvakt_rate_limited_total", "Requests refused by a rate limit, by route", &["route"]),
-            soap_calls: counter("portvakt_krr_soap_calls_total", "SOAP calls to Oppslagstjenesten by result", &["result"]),
+            introspections: counter(
+                "portvakt_introspections_total",
+                "RFC 7662 introspection calls by result",
+                &["result"],
+            ),
+            rate_limited: counter(
+                "portvakt_rate_limited_total",
+                "Requests refused by a rate limit, by route",
+                &["route"],
+            ),
+            soap_calls: counter(
+                "portvakt_krr_soap_calls_total",
+                "SOAP calls to Oppslagstjenesten by result",
+                &["result"],
+            ),
             soap_duration: histogram("portvakt_krr_soap_duration_seconds", "SOAP call latency", &["operation"]),
             issued_tokens: counter("portvakt_issuer_tokens_total", "Tokens issued by grant type", &["grant"]),
             logins: counter("portvakt_issuer_logins_total", "Test-IdP logins by level", &["acr"]),

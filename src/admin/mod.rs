@@ -54,11 +54,16 @@ async fn readyz(State(state): State<AdminState>) -> Response {
 /// `POST /reload`: reread the config file; a refused config leaves the running one in place.
 async fn reload(State(state): State<AdminState>) -> Response {
     let Some(reload) = state.reload.clone() else {
-        return (StatusCode::NOT_IMPLEMENTED, axum::Json(json!({"reloaded": false, "error": "reload is not available"})))
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            axum::Json(json!({"reloaded": false, "error": "reload is not available"})),
+        )
             .into_response();
     };
     match reload.reload().await {
         Ok(summary) => (StatusCode::OK, axum::Json(json!({"reloaded": true, "summary": summary}))).into_response(),
-        Err(reason) => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"reloaded": false, "error": reason}))).into_response(),
+        Err(reason) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"reloaded": false, "error": reason}))).into_response()
+        }
     }
 }

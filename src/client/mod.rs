@@ -1,6 +1,8 @@
 //! A Maskinporten client: signs JWT-bearer grants (with `x5c` or `kid`) and asks an issuer for
 //! machine tokens. `portvakt token` uses it, and so do the tests and the load benchmarks.
 
+pub mod logins;
+
 use std::path::Path;
 
 use base64::Engine;
@@ -35,7 +37,13 @@ impl MaskinportenClient {
     }
 
     /// Read the RSA key and either a PEM certificate chain (`x5c`) or use `kid`.
-    pub fn from_files(issuer: &str, client_id: &str, key: &Path, cert: Option<&Path>, kid: Option<&str>) -> Result<MaskinportenClient, String> {
+    pub fn from_files(
+        issuer: &str,
+        client_id: &str,
+        key: &Path,
+        cert: Option<&Path>,
+        kid: Option<&str>,
+    ) -> Result<MaskinportenClient, String> {
         let signing = SigningKey::from_pem_file(key, Alg::RS256, Some(String::new()))?;
         let reference = match (cert, kid) {
             (_, Some(kid)) => KeyReference::Kid(kid.to_owned()),
@@ -94,10 +102,6 @@ impl MaskinportenClient {
             .map_err(|e| format!("{url}: {}", crate::web::client::error_chain(&e)))?;
         let status = response.status();
         let body: Value = response.json().await.map_err(|e| format!("{url}: the answer is not JSON: {e}"))?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(format!("{url} answered {status}: {body}"))
-        }
+        if status.is_success() { Ok(body) } else { Err(format!("{url} answered {status}: {body}")) }
     }
 }

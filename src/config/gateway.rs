@@ -473,7 +473,9 @@ impl GatewaySettings {
             let methods = route.methods.clone();
             if let Some((_, _, other)) = claimed.iter().find(|(path, other_methods, _)| {
                 *path == route.path
-                    && (methods.is_empty() || other_methods.is_empty() || methods.iter().any(|m| other_methods.contains(m)))
+                    && (methods.is_empty()
+                        || other_methods.is_empty()
+                        || methods.iter().any(|m| other_methods.contains(m)))
             }) {
                 check.error(&key, format!("routes[{other}] already takes these methods on {:?}", route.path));
             }
@@ -516,10 +518,8 @@ pub fn resolve(url: &Url) -> Result<Vec<SocketAddr>, String> {
     let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?;
     let port = url.port_or_known_default().ok_or_else(|| format!("{url} has no port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
     if addrs.is_empty() {
         return Err(format!("{host} resolves to no address"));
     }
@@ -528,8 +528,16 @@ pub fn resolve(url: &Url) -> Result<Vec<SocketAddr>, String> {
 
 fn is_hop_or_reserved(name: &str) -> bool {
     const RESERVED: [&str; 10] = [
-        "authorization", "connection", "host", "content-length", "transfer-encoding", "te",
-        "upgrade", "keep-alive", "proxy-authorization", "x-request-id",
+        "authorization",
+        "connection",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "keep-alive",
+        "proxy-authorization",
+        "x-request-id",
     ];
     RESERVED.contains(&name.to_ascii_lowercase().as_str())
 }

@@ -219,12 +219,15 @@ pub const RESERVED_SCOPES: [&str; 4] = ["openid", "profile", "no_pid", "tokeninf
 impl IssuerSettings {
     pub(super) fn validate(&mut self, check: &mut Checker<'_>) {
         match Url::parse(&self.issuer) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.query().is_none() && url.fragment().is_none() => {
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https") && url.query().is_none() && url.fragment().is_none() =>
+            {
                 if check.production && url.scheme() != "https" {
                     check.error("issuer.issuer", "a production issuer must use https");
                 }
             }
-            _ => check.error("issuer.issuer", format!("{:?} is not an http(s) URL without query or fragment", self.issuer)),
+            _ => check
+                .error("issuer.issuer", format!("{:?} is not an http(s) URL without query or fragment", self.issuer)),
         }
         self.pairwise_secret.resolve(check, "issuer.pairwise_secret");
         if self.pairwise_secret.expose().len() < 16 && check.errors_for("issuer.pairwise_secret") == 0 {
@@ -279,7 +282,10 @@ impl IssuerSettings {
             }
             for supplier in &delegation.supplier_clients {
                 if !ids.contains(supplier) {
-                    check.error(format!("issuer.delegations[{i}].supplier_clients"), format!("{supplier:?} is not a client"));
+                    check.error(
+                        format!("issuer.delegations[{i}].supplier_clients"),
+                        format!("{supplier:?} is not a client"),
+                    );
                 }
             }
         }
@@ -325,11 +331,14 @@ fn validate_client(client: &mut ClientSettings, key: &str, known: &HashSet<&str>
     if public && !client.require_pkce {
         check.error(format!("{key}.require_pkce"), "PKCE is mandatory for public clients");
     }
-    let wants_secret = client.auth_methods.iter().any(|m| matches!(m, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost));
+    let wants_secret =
+        client.auth_methods.iter().any(|m| matches!(m, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost));
     match &mut client.client_secret {
         Some(secret) if wants_secret => secret.resolve(check, &format!("{key}.client_secret")),
         Some(_) => check.error(format!("{key}.client_secret"), "no listed auth method uses a secret"),
-        None if wants_secret => check.error(format!("{key}.client_secret"), "client_secret_basic/post need a client_secret"),
+        None if wants_secret => {
+            check.error(format!("{key}.client_secret"), "client_secret_basic/post need a client_secret")
+        }
         None => {}
     }
     for (k, registered) in client.keys.iter_mut().enumerate() {
@@ -351,7 +360,10 @@ fn validate_client(client: &mut ClientSettings, key: &str, known: &HashSet<&str>
         if uri.fragment().is_some() {
             check.error(format!("{key}.redirect_uris"), format!("URI #{u} {uri} must not have a fragment"));
         }
-        if check.production && uri.scheme() == "http" && !matches!(uri.host_str(), Some("127.0.0.1" | "localhost" | "[::1]")) {
+        if check.production
+            && uri.scheme() == "http"
+            && !matches!(uri.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+        {
             check.error(format!("{key}.redirect_uris"), format!("{uri}: production redirects use https"));
         }
     }

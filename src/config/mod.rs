@@ -72,11 +72,7 @@ impl<'a> Checker<'a> {
     }
 
     pub fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
-        self.errors.push(ConfigError {
-            file: self.file.to_path_buf(),
-            key: key.into(),
-            reason: reason.into(),
-        });
+        self.errors.push(ConfigError { file: self.file.to_path_buf(), key: key.into(), reason: reason.into() });
     }
 
     /// Resolve a path against the config file's folder and check that the file exists and is
@@ -116,11 +112,10 @@ fn is_dev_material(path: &Path) -> bool {
 impl Config {
     /// Read, parse and validate. All problems are returned, not just the first.
     pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-        let single = |key: &str, reason: String| {
-            vec![ConfigError { file: path.to_path_buf(), key: key.into(), reason }]
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| single("", format!("cannot read the config file: {e}")))?;
+        let single =
+            |key: &str, reason: String| vec![ConfigError { file: path.to_path_buf(), key: key.into(), reason }];
+        let text =
+            std::fs::read_to_string(path).map_err(|e| single("", format!("cannot read the config file: {e}")))?;
         let mut config = Config::parse(&text).map_err(|(key, reason)| single(&key, reason))?;
         config.source = path.to_path_buf();
         config.validate()?;
@@ -129,8 +124,7 @@ impl Config {
 
     /// Parse TOML text into the typed config; errors carry the dotted key path.
     pub fn parse(text: &str) -> Result<Config, (String, String)> {
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| (String::new(), one_line(&e.to_string())))?;
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| (String::new(), one_line(&e.to_string())))?;
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let key = if key == "." { String::new() } else { key };

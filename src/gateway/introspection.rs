@@ -34,7 +34,12 @@ struct Answer {
 }
 
 impl Introspector {
-    pub fn new(issuer: &str, settings: &IntrospectionSettings, http: reqwest::Client, metrics: Arc<Metrics>) -> Introspector {
+    pub fn new(
+        issuer: &str,
+        settings: &IntrospectionSettings,
+        http: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) -> Introspector {
         Introspector {
             issuer: issuer.into(),
             url: settings.url.clone(),

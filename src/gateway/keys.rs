@@ -109,7 +109,11 @@ impl IssuerKeys {
             unknown_kid_fetch: Mutex::new(None),
             last_success: ArcSwap::from_pointee(None),
             http: reqwest::Client::new(),
-            settings: FetchSettings { timeout: Duration::from_secs(1), cooldown: Duration::from_secs(30), max_bytes: 0 },
+            settings: FetchSettings {
+                timeout: Duration::from_secs(1),
+                cooldown: Duration::from_secs(30),
+                max_bytes: 0,
+            },
             metrics,
         }
     }

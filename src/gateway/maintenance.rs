@@ -50,7 +50,10 @@ impl BackgroundService for KeyRefresher {
                     }
                     Err(e) if issuer.has_keys() => {
                         tracing::warn!(issuer = %issuer.issuer, error = %e, "key refresh failed; keeping the keys held");
-                        (Instant::now() + backoff.max(Duration::from_secs(5)).min(self.refresh), (backoff * 2).min(MAX_RETRY))
+                        (
+                            Instant::now() + backoff.max(Duration::from_secs(5)).min(self.refresh),
+                            (backoff * 2).min(MAX_RETRY),
+                        )
                     }
                     Err(e) => {
                         // The first misses are expected when the issuer starts in this process.

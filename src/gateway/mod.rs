@@ -83,9 +83,8 @@ impl GatewayState {
         let http = crate::web::client::build(Duration::from_millis(settings.jwks.fetch_timeout_ms), "portvakt-gateway")
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let fetch = FetchSettings::from(&settings.jwks);
-        let old_issuers: HashMap<&str, &Arc<IssuerKeys>> = previous
-            .map(|p| p.validator.issuers().map(|k| (&*k.issuer, k)).collect())
-            .unwrap_or_default();
+        let old_issuers: HashMap<&str, &Arc<IssuerKeys>> =
+            previous.map(|p| p.validator.issuers().map(|k| (&*k.issuer, k)).collect()).unwrap_or_default();
         let mut issuers = Vec::new();
         let mut introspector = None;
         for (i, issuer) in settings.issuers.iter().enumerate() {
@@ -98,7 +97,8 @@ impl GatewayState {
             };
             issuers.push(keys);
             if let Some(intro) = &issuer.introspection {
-                introspector = Some(introspection::Introspector::new(&issuer.issuer, intro, http.clone(), metrics.clone()));
+                introspector =
+                    Some(introspection::Introspector::new(&issuer.issuer, intro, http.clone(), metrics.clone()));
             }
         }
         let validator = TokenValidator::new(
@@ -151,7 +151,9 @@ impl GatewayState {
             });
         }
         let krr = match &settings.krr {
-            Some(krr) => Some(Arc::new(crate::krr::Krr::new(krr, metrics.clone()).map_err(|e| format!("gateway.krr: {e}"))?)),
+            Some(krr) => {
+                Some(Arc::new(crate::krr::Krr::new(krr, metrics.clone()).map_err(|e| format!("gateway.krr: {e}"))?))
+            }
             None => None,
         };
         Ok(GatewayState {

@@ -78,8 +78,7 @@ pub fn check_route_prefix(prefix: &str) -> Result<(), String> {
 
 /// Segment-aware prefix match: `/api` matches `/api`, `/api/` and `/api/x`, never `/apix`.
 pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    prefix == "/"
-        || (path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
+    prefix == "/" || (path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/')))
 }
 
 #[cfg(test)]

@@ -6,23 +6,23 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use pingora::ErrorType;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, ProxyHttp, Result, Session};
 use pingora::proxy::FailToProxy;
-use bytes::{Bytes, BytesMut};
 use serde_json::json;
 
-use crate::web::bearer::{self, BearerError};
+use super::GatewayState;
 use super::path::check_request_path;
 use super::respond::{self, Answer};
 use super::routes::{Denial, Lookup, Route, Target};
-use super::GatewayState;
 use crate::admin::metrics::Metrics;
 use crate::config::Handler;
 use crate::personid;
 use crate::token::VerifiedToken;
+use crate::web::bearer::{self, BearerError};
 
 pub struct Gateway {
     state: Arc<ArcSwap<GatewayState>>,
@@ -88,9 +88,7 @@ impl Gateway {
             return Some(match denial {
                 Denial::NotForThisRoute(description) => Answer::invalid_token(&description),
                 Denial::Scope { scope, description } => Answer::insufficient_scope(&scope, &description),
-                Denial::StepUp(acr) => {
-                    Answer::step_up(acr, &format!("this resource needs a login at {acr} or higher"))
-                }
+                Denial::StepUp(acr) => Answer::step_up(acr, &format!("this resource needs a login at {acr} or higher")),
             });
         }
         if let Some(limit) = &route.rate_limit
@@ -115,7 +113,13 @@ impl Gateway {
     }
 
     /// A built-in handler: the gateway answers itself.
-    async fn handle(&self, session: &mut Session, state: &GatewayState, handler: Handler, token: &VerifiedToken) -> Answer {
+    async fn handle(
+        &self,
+        session: &mut Session,
+        state: &GatewayState,
+        handler: Handler,
+        token: &VerifiedToken,
+    ) -> Answer {
         let Some(krr) = &state.krr else {
             return Answer::error(503, "temporarily_unavailable", "the KRR facade is not configured");
         };
@@ -134,7 +138,11 @@ impl Gateway {
 async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, Answer> {
     let too_large = || Answer::error(413, "invalid_request", &format!("the request body is larger than {max} bytes"));
     let header = session.req_header();
-    let declared = header.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared = header
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > max) {
         return Err(too_large());
     }
@@ -159,7 +167,9 @@ async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, Answer> {
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body.freeze()),
-            Err(e) => return Err(Answer::error(400, "invalid_request", &format!("the request body could not be read: {e}"))),
+            Err(e) => {
+                return Err(Answer::error(400, "invalid_request", &format!("the request body could not be read: {e}")));
+            }
         }
     }
 }
@@ -230,9 +240,7 @@ impl ProxyHttp for Gateway {
             Some(Target::Upstream(upstream)) => upstream,
             _ => return Err(pingora::Error::explain(ErrorType::InternalError, "no upstream for this route")),
         };
-        upstream
-            .peer()
-            .ok_or_else(|| pingora::Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"))
+        upstream.peer().ok_or_else(|| pingora::Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"))
     }
 
     async fn upstream_request_filter(
@@ -278,7 +286,12 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         response.insert_header("x-request-id", ctx.request_id.as_str())
     }
 

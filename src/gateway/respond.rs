@@ -19,12 +19,7 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(status: u16, body: &serde_json::Value) -> Answer {
-        Answer {
-            status,
-            headers: Vec::new(),
-            content_type: "application/json",
-            body: Bytes::from(body.to_string()),
-        }
+        Answer { status, headers: Vec::new(), content_type: "application/json", body: Bytes::from(body.to_string()) }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Answer {

@@ -229,7 +229,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let aud = Policy { audience: Some("other".into()), ..policy() };
-        assert!(matches!(aud.check(&token(Some("1"), &["a", "c"], Some(Acr::Level4))), Err(Denial::NotForThisRoute(_))));
+        assert!(matches!(
+            aud.check(&token(Some("1"), &["a", "c"], Some(Acr::Level4))),
+            Err(Denial::NotForThisRoute(_))
+        ));
     }
 
     #[test]

@@ -57,9 +57,9 @@ impl TokenValidator {
         settings: ValidatorSettings,
         metrics: Arc<Metrics>,
     ) -> TokenValidator {
-        let cache = settings.cache_entries.map(|entries| {
-            Cache::builder().max_capacity(entries).expire_after(UntilExpiry).build()
-        });
+        let cache = settings
+            .cache_entries
+            .map(|entries| Cache::builder().max_capacity(entries).expire_after(UntilExpiry).build());
         TokenValidator {
             issuers: issuers.into_iter().map(|keys| (keys.issuer.clone(), keys)).collect(),
             introspector,

@@ -72,30 +72,49 @@ pub async fn verify<'a>(issuer: &'a Issuer, token: &str, purpose: Purpose) -> Re
     // (1) Parse.
     let jws = CompactJws::parse(token, MAX_ASSERTION_BYTES)
         .map_err(|e| fail(Mp::Mp011, format!("Invalid assertion. Invalid parameter value: {e}")))?;
-    let claims: AssertionClaims = jws
-        .claims()
-        .map_err(|e| fail(Mp::Mp011, format!("Invalid assertion. Invalid parameter value: {e}")))?;
+    let claims: AssertionClaims =
+        jws.claims().map_err(|e| fail(Mp::Mp011, format!("Invalid assertion. Invalid parameter value: {e}")))?;
     // (2) The client, from iss.
-    let client_id = claims.iss.as_deref().ok_or_else(|| fail(Mp::Mp100, "Invalid assertion. Client authentication failed. The JWT has no iss."))?;
+    let client_id = claims
+        .iss
+        .as_deref()
+        .ok_or_else(|| fail(Mp::Mp100, "Invalid assertion. Client authentication failed. The JWT has no iss."))?;
     let client = issuer.clients.get(client_id).ok_or_else(|| {
-        fail(Mp::Mp100, format!("Invalid assertion. Client authentication failed. Unknown client {:?}.", excerpt(client_id)))
+        fail(
+            Mp::Mp100,
+            format!("Invalid assertion. Client authentication failed. Unknown client {:?}.", excerpt(client_id)),
+        )
     })?;
     if purpose == Purpose::ClientAuthentication && claims.sub.as_deref() != Some(client_id) {
         return Err(fail(Mp::Mp100, "Invalid assertion. Client authentication failed. sub must equal iss."));
     }
     if !CLIENT_JWT_ALGS.contains(&jws.alg) {
-        return Err(fail(Mp::Mp124, format!("Invalid JWT signature: alg {} is not accepted (RS256, RS384, RS512)", jws.alg)));
+        return Err(fail(
+            Mp::Mp124,
+            format!("Invalid JWT signature: alg {} is not accepted (RS256, RS384, RS512)", jws.alg),
+        ));
     }
     // (3–6) The key: a certificate chain (x5c) or a registered key (kid), then the signature.
     let (key, amr) = match (&jws.header.x5c, &jws.header.kid) {
-        (Some(_), Some(_)) => return Err(fail(Mp::Mp011, "Invalid assertion. The header must carry x5c or kid, not both.")),
+        (Some(_), Some(_)) => {
+            return Err(fail(Mp::Mp011, "Invalid assertion. The header must carry x5c or kid, not both."));
+        }
         (None, None) => return Err(fail(Mp::Mp011, "Invalid assertion. The header carries neither x5c nor kid.")),
         (None, Some(kid)) => {
             if !client.may_use_kid() {
-                return Err(fail(Mp::Mp100, "Invalid assertion. Client authentication failed. The client has no registered keys: use x5c."));
+                return Err(fail(
+                    Mp::Mp100,
+                    "Invalid assertion. Client authentication failed. The client has no registered keys: use x5c.",
+                ));
             }
             let key = client.keys.find(Some(kid), jws.alg).ok_or_else(|| {
-                fail(Mp::Mp100, format!("Invalid assertion. Client authentication failed. No key registered under kid {:?}.", excerpt(kid)))
+                fail(
+                    Mp::Mp100,
+                    format!(
+                        "Invalid assertion. Client authentication failed. No key registered under kid {:?}.",
+                        excerpt(kid)
+                    ),
+                )
             })?;
             (key.clone(), "private_key_jwt")
         }
@@ -103,7 +122,9 @@ pub async fn verify<'a>(issuer: &'a Issuer, token: &str, purpose: Purpose) -> Re
             if !client.may_use_x5c() {
                 return Err(AssertionError {
                     mp: None,
-                    description: "Invalid JWT. The client requires pre-registered jwk and no key identifier (kid) provided".into(),
+                    description:
+                        "Invalid JWT. The client requires pre-registered jwk and no key identifier (kid) provided"
+                            .into(),
                 });
             }
             let leaf = issuer.trust.verify(x5c, now).map_err(|e| match e {
@@ -142,7 +163,10 @@ pub async fn verify<'a>(issuer: &'a Issuer, token: &str, purpose: Purpose) -> Re
         return Err(fail(Mp::Mp130, format!("JWT is expired (exp {exp})")));
     }
     if (iat - now).abs() > IAT_SKEW {
-        return Err(fail(Mp::Mp130, format!("Invalid JWT: iat {iat} is more than {IAT_SKEW} s from the server's clock")));
+        return Err(fail(
+            Mp::Mp130,
+            format!("Invalid JWT: iat {iat} is more than {IAT_SKEW} s from the server's clock"),
+        ));
     }
     if exp - iat > MAX_LIFETIME {
         return Err(fail(Mp::Mp130, format!("Invalid JWT: exp − iat is {} s, more than {MAX_LIFETIME} s", exp - iat)));

@@ -21,7 +21,8 @@ pub const SCOPE: &str = "global/idporten.authlevel.read";
 const DEFAULT_MONTHS: u32 = 18;
 
 fn bad_request(description: impl Into<String>) -> Response {
-    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_request", "error_description": description.into()}))).into_response()
+    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_request", "error_description": description.into()})))
+        .into_response()
 }
 
 /// The start of `fraDato` (midnight in Oslo), or of the default window, as a Unix time.
@@ -29,8 +30,9 @@ fn window_start(fra_dato: Option<&str>, today: NaiveDate) -> Result<i64, String>
     let date = match fra_dato {
         None => today.checked_sub_months(Months::new(DEFAULT_MONTHS)).ok_or("the default window cannot be computed")?,
         Some(text) => {
-            let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map_err(|_| format!("fraDato {:?} is not a date (yyyy-MM-dd)", text.chars().take(32).collect::<String>()))?;
+            let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                format!("fraDato {:?} is not a date (yyyy-MM-dd)", text.chars().take(32).collect::<String>())
+            })?;
             if date > today {
                 return Err(format!("fraDato {date} is in the future"));
             }
@@ -55,7 +57,8 @@ pub async fn sikkerhetsnivaa(State(issuer): State<Arc<Issuer>>, headers: HeaderM
         Err(e) => return e.into_response(),
     };
     if verified.pid.is_some() || !verified.has_scope(SCOPE) {
-        let mut error = OAuthError::new(ErrorCode::InsufficientScope, format!("authlevel needs a machine token with {SCOPE}"));
+        let mut error =
+            OAuthError::new(ErrorCode::InsufficientScope, format!("authlevel needs a machine token with {SCOPE}"));
         error.bearer_challenge = true;
         return error.into_response();
     }
@@ -77,7 +80,9 @@ pub async fn sikkerhetsnivaa(State(issuer): State<Arc<Issuer>>, headers: HeaderM
         Some(Value::String(s)) => Some(s.as_str()),
         Some(_) => return bad_request("fraDato must be a string yyyy-MM-dd"),
     };
-    if let Some(unknown) = request.as_object().and_then(|o| o.keys().find(|k| !["personidentifikator", "fraDato"].contains(&k.as_str()))) {
+    if let Some(unknown) =
+        request.as_object().and_then(|o| o.keys().find(|k| !["personidentifikator", "fraDato"].contains(&k.as_str())))
+    {
         return bad_request(format!("unknown field {unknown:?}"));
     }
     let today = chrono::Utc::now().with_timezone(&Oslo).date_naive();

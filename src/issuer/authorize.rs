@@ -56,9 +56,10 @@ fn validate(issuer: &Issuer, params: &HashMap<String, String>) -> Result<AuthReq
     let client_id = params
         .get("client_id")
         .ok_or_else(|| Refusal::Page(StatusCode::BAD_REQUEST, "The request has no client_id.".into()))?;
-    let client = issuer.clients.get(client_id).ok_or_else(|| {
-        Refusal::Page(StatusCode::BAD_REQUEST, format!("Unknown client {:?}.", excerpt(client_id)))
-    })?;
+    let client = issuer
+        .clients
+        .get(client_id)
+        .ok_or_else(|| Refusal::Page(StatusCode::BAD_REQUEST, format!("Unknown client {:?}.", excerpt(client_id))))?;
     let redirect_uri = params
         .get("redirect_uri")
         .ok_or_else(|| Refusal::Page(StatusCode::BAD_REQUEST, "The request has no redirect_uri.".into()))?;
@@ -82,7 +83,8 @@ fn validate(issuer: &Issuer, params: &HashMap<String, String>) -> Result<AuthReq
             });
         }
     };
-    let refuse = |error: OAuthError| Refusal::Redirect { redirect_uri: redirect_uri.clone(), state: state.clone(), mode, error };
+    let refuse =
+        |error: OAuthError| Refusal::Redirect { redirect_uri: redirect_uri.clone(), state: state.clone(), mode, error };
     check_request(issuer, client, params).map_err(refuse)?;
     let scopes = parse_scope(params.get("scope").map(String::as_str).unwrap_or_default())
         .map_err(|e| refuse(OAuthError::invalid_scope(e)))?;
@@ -143,14 +145,17 @@ fn check_request(issuer: &Issuer, client: &Client, params: &HashMap<String, Stri
         .map_err(|refusal| OAuthError::invalid_scope(refusal.describe()))?;
     match (params.get("code_challenge"), params.get("code_challenge_method").map(String::as_str)) {
         (Some(challenge), Some("S256")) => {
-            if challenge.len() != 43 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            if challenge.len() != 43 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
                 return Err(OAuthError::invalid_request("code_challenge must be a base64url SHA-256 (43 characters)"));
             }
         }
         (Some(_), _) => return Err(OAuthError::invalid_request("code_challenge_method must be S256")),
         (None, Some(_)) => return Err(OAuthError::invalid_request("code_challenge_method without code_challenge")),
         (None, None) if client.require_pkce => {
-            return Err(OAuthError::invalid_request("PKCE is required: send code_challenge with code_challenge_method=S256"));
+            return Err(OAuthError::invalid_request(
+                "PKCE is required: send code_challenge with code_challenge_method=S256",
+            ));
         }
         (None, None) => {}
     }
@@ -162,7 +167,9 @@ fn check_request(issuer: &Issuer, client: &Client, params: &HashMap<String, Stri
             match value {
                 "login" => {}
                 "none" => return Err(OAuthError::invalid_request("prompt=none is not supported")),
-                other => return Err(OAuthError::invalid_request(format!("prompt {:?} is not supported", excerpt(other)))),
+                other => {
+                    return Err(OAuthError::invalid_request(format!("prompt {:?} is not supported", excerpt(other))));
+                }
             }
         }
     }
@@ -194,7 +201,13 @@ fn redirect(location: &str) -> Response {
     response
 }
 
-fn error_response(issuer: &Issuer, redirect_uri: &str, state: Option<String>, mode: ResponseMode, error: &OAuthError) -> Response {
+fn error_response(
+    issuer: &Issuer,
+    redirect_uri: &str,
+    state: Option<String>,
+    mode: ResponseMode,
+    error: &OAuthError,
+) -> Response {
     let mut params = vec![("error", error.code.as_str().to_owned()), ("error_description", error.description.clone())];
     if let Some(state) = state {
         params.push(("state", state));
@@ -206,7 +219,9 @@ fn error_response(issuer: &Issuer, redirect_uri: &str, state: Option<String>, mo
 fn refusal_response(issuer: &Issuer, refusal: Refusal) -> Response {
     match refusal {
         Refusal::Page(status, message) => error_page(status, &message),
-        Refusal::Redirect { redirect_uri, state, mode, error } => error_response(issuer, &redirect_uri, state, mode, &error),
+        Refusal::Redirect { redirect_uri, state, mode, error } => {
+            error_response(issuer, &redirect_uri, state, mode, &error)
+        }
     }
 }
 
@@ -214,7 +229,11 @@ fn request_error(issuer: &Issuer, request: &AuthRequest, error: OAuthError) -> R
     error_response(issuer, &request.redirect_uri, request.state.clone(), request.response_mode, &error)
 }
 
-pub async fn authorize_get(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn authorize_get(
+    State(issuer): State<Arc<Issuer>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     authorize(&issuer, &headers, query.as_deref().unwrap_or_default()).await
 }
 
@@ -272,13 +291,8 @@ async fn start(issuer: &Issuer, headers: &HeaderMap, request: AuthRequest) -> Re
         return after_login(issuer, request, auth, key, session, None).await;
     }
     let interaction_id = random_token();
-    let interaction = Interaction {
-        csrf: random_token(),
-        request,
-        authentication: None,
-        session: None,
-        consent_needed: Vec::new(),
-    };
+    let interaction =
+        Interaction { csrf: random_token(), request, authentication: None, session: None, consent_needed: Vec::new() };
     save_interaction(issuer, &interaction_id, &interaction).await?;
     let mut response = issuer.idp.begin(&LoginContext {
         action: "/authorize/login",
@@ -355,7 +369,8 @@ async fn finish(
     mut session: Session,
     consents: &Consents,
 ) -> Result<Response, OAuthError> {
-    let granted: Vec<String> = request.scopes.iter().filter(|s| consents.decisions.get(*s) != Some(&false)).cloned().collect();
+    let granted: Vec<String> =
+        request.scopes.iter().filter(|s| consents.decisions.get(*s) != Some(&false)).cloned().collect();
     if !session.clients.contains(&request.client_id) {
         session.clients.push(request.client_id.clone());
     }
@@ -384,18 +399,28 @@ async fn finish(
 }
 
 /// Load the interaction a form refers to, checking the browser's cookie and the CSRF token.
-async fn interaction_for(issuer: &Issuer, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<(String, Interaction), Response> {
+async fn interaction_for(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<(String, Interaction), Response> {
     let id = form.get("interaction").cloned().unwrap_or_default();
     let cookie = session::read_cookie(headers, INTERACTION_COOKIE).unwrap_or_default();
     if id.is_empty() || !bool::from(id.as_bytes().ct_eq(cookie.as_bytes())) {
-        return Err(error_page(StatusCode::BAD_REQUEST, "This login page belongs to another browser window or has expired. Start again at the service."));
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "This login page belongs to another browser window or has expired. Start again at the service.",
+        ));
     }
     let interaction: Option<Interaction> = match issuer.state.get(Space::Interaction, &storage_key(&id)).await {
         Ok(found) => found,
         Err(e) => return Err(error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
     };
     let Some(interaction) = interaction else {
-        return Err(error_page(StatusCode::BAD_REQUEST, "The login took too long and has expired. Start again at the service."));
+        return Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "The login took too long and has expired. Start again at the service.",
+        ));
     };
     let csrf = form.get("csrf").cloned().unwrap_or_default();
     if !bool::from(csrf.as_bytes().ct_eq(interaction.csrf.as_bytes())) {
@@ -438,7 +463,12 @@ pub async fn login(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
         issuer
             .state
             .raw()
-            .record_login(LoginRecord { pid: auth.pid.clone(), acr: auth.acr, method: auth.amr.clone(), time: auth.auth_time })
+            .record_login(LoginRecord {
+                pid: auth.pid.clone(),
+                acr: auth.acr,
+                method: auth.amr.clone(),
+                time: auth.auth_time,
+            })
             .await?;
         issuer.metrics.logins.with_label_values(&[auth.acr.name()]).inc();
         tracing::info!(pid = %crate::personid::mask(&auth.pid), acr = %auth.acr, client = %interaction.request.client_id, "citizen logged in");
@@ -447,7 +477,8 @@ pub async fn login(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
             session::end(&issuer, &old_key, &old).await?;
         }
         let (secret, key) = session::new_secret();
-        let session = Session { sid: random_token(), auth: auth.clone(), created: now, clients: Vec::new(), grants: Vec::new() };
+        let session =
+            Session { sid: random_token(), auth: auth.clone(), created: now, clients: Vec::new(), grants: Vec::new() };
         session::save(&issuer, &key, &session).await?;
         issuer.state.delete(Space::Interaction, &storage_key(&id)).await?;
         let mut response = after_login(&issuer, interaction.request, auth, key, session, Some(id)).await?;
@@ -485,7 +516,11 @@ pub async fn consent(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body
         issuer.state.delete(Space::Interaction, &storage_key(&id)).await?;
         let session: Option<Session> = issuer.state.get(Space::Session, &session_key).await?;
         let Some(session) = session else {
-            return Ok(request_error(&issuer, &interaction.request, OAuthError::new(ErrorCode::AccessDenied, "the session ended before consent was given")));
+            return Ok(request_error(
+                &issuer,
+                &interaction.request,
+                OAuthError::new(ErrorCode::AccessDenied, "the session ended before consent was given"),
+            ));
         };
         finish(&issuer, interaction.request, auth, session_key, session, &consents).await
     };
@@ -503,7 +538,11 @@ pub async fn cancel(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body:
         Err(response) => return response,
     };
     let _ = issuer.state.delete(Space::Interaction, &storage_key(&id)).await;
-    request_error(&issuer, &interaction.request, OAuthError::new(ErrorCode::AccessDenied, "the citizen cancelled the login"))
+    request_error(
+        &issuer,
+        &interaction.request,
+        OAuthError::new(ErrorCode::AccessDenied, "the citizen cancelled the login"),
+    )
 }
 
 /// RFC 9126 pushed authorization requests: validated now, used once within 120 s.
@@ -529,7 +568,9 @@ pub async fn par(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: St
         Ok((
             StatusCode::CREATED,
             [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(json!({"request_uri": format!("{PAR_URN_PREFIX}{handle}"), "expires_in": issuer.lifetimes.par_seconds})),
+            axum::Json(
+                json!({"request_uri": format!("{PAR_URN_PREFIX}{handle}"), "expires_in": issuer.lifetimes.par_seconds}),
+            ),
         )
             .into_response())
     };

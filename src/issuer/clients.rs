@@ -47,7 +47,8 @@ impl Client {
                 .map_err(|e| format!("{key}.keys[{i}]: {e}"))?;
             keys.push(verifying);
         }
-        let key_reference = settings.key_reference.unwrap_or(if keys.is_empty() { KeyReference::X5c } else { KeyReference::Kid });
+        let key_reference =
+            settings.key_reference.unwrap_or(if keys.is_empty() { KeyReference::X5c } else { KeyReference::Kid });
         Ok(Client {
             id: settings.client_id.clone(),
             integration_type: settings.integration_type,
@@ -57,7 +58,11 @@ impl Client {
             key_reference,
             orgno: settings.orgno.clone(),
             redirect_uris: settings.redirect_uris.iter().map(|u| u.as_str().to_owned()).collect(),
-            post_logout_redirect_uris: settings.post_logout_redirect_uris.iter().map(|u| u.as_str().to_owned()).collect(),
+            post_logout_redirect_uris: settings
+                .post_logout_redirect_uris
+                .iter()
+                .map(|u| u.as_str().to_owned())
+                .collect(),
             frontchannel_logout_uri: settings.frontchannel_logout_uri.clone(),
             frontchannel_logout_session_required: settings.frontchannel_logout_session_required,
             scopes: settings.scopes.clone(),
@@ -124,15 +129,16 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
         return Err(OAuthError::invalid_client("only the Basic scheme authenticates clients here"));
     };
-    let decoded = STANDARD
-        .decode(encoded.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| OAuthError::invalid_client("the Basic credentials are not base64").with_basic_challenge(true))?;
+    let decoded =
+        STANDARD.decode(encoded.trim()).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| {
+            OAuthError::invalid_client("the Basic credentials are not base64").with_basic_challenge(true)
+        })?;
     let (id, secret) = decoded
         .split_once(':')
         .ok_or_else(|| OAuthError::invalid_client("the Basic credentials have no ':'").with_basic_challenge(true))?;
-    let unescape = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+    };
     Ok(Some((unescape(id), unescape(secret))))
 }
 
@@ -164,7 +170,9 @@ pub async fn authenticate<'a>(
         return check_secret(client, AuthMethod::ClientSecretPost, secret);
     }
     if let Some(assertion) = assertion {
-        if form.get("client_assertion_type").map(String::as_str) != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
+        if form.get("client_assertion_type").map(String::as_str)
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
             return Err(OAuthError::invalid_request(
                 "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             ));

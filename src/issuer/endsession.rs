@@ -9,9 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::Issuer;
 use super::pages::{error_page, logged_out};
 use super::session::{self, SSO_COOKIE};
-use super::Issuer;
 use crate::token::CompactJws;
 
 pub async fn endsession(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {

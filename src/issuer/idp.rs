@@ -25,7 +25,12 @@ pub trait IdentityProvider: Send + Sync {
     /// Start a login: a page, or a redirect to an external IdP (a SAML AuthnRequest).
     fn begin(&self, context: &LoginContext<'_>) -> Response;
     /// Read the IdP's answer. `Err` is shown to the citizen, who may try again.
-    fn complete(&self, fields: &HashMap<String, String>, request: &AuthRequest, now: i64) -> Result<Authentication, String>;
+    fn complete(
+        &self,
+        fields: &HashMap<String, String>,
+        request: &AuthRequest,
+        now: i64,
+    ) -> Result<Authentication, String>;
 }
 
 /// The built-in test IdP: any valid fødselsnummer or d-nummer at the level the citizen picks.
@@ -38,7 +43,8 @@ impl IdentityProvider for TestIdp {
             let selected = if acr == required { " selected" } else { "" };
             format!("<option value=\"{0}\"{selected}>{0} ({label})</option>", acr.name())
         };
-        let error = context.error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
+        let error =
+            context.error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
         let body = format!(
             "<h1>Log in to {client}</h1>{error}\
 <form method=\"post\" action=\"{action}\">{interaction}{csrf}\
@@ -58,22 +64,32 @@ impl IdentityProvider for TestIdp {
         page(if context.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK }, "Log in", &body)
     }
 
-    fn complete(&self, fields: &HashMap<String, String>, request: &AuthRequest, now: i64) -> Result<Authentication, String> {
+    fn complete(
+        &self,
+        fields: &HashMap<String, String>,
+        request: &AuthRequest,
+        now: i64,
+    ) -> Result<Authentication, String> {
         let pid = fields.get("pid").map(|p| p.trim()).unwrap_or_default();
         match personid::validate(pid) {
             Ok(()) => {}
             Err(PidError::NotElevenDigits) => return Err("A fødselsnummer or d-nummer has 11 digits.".into()),
-            Err(PidError::CheckDigits) => return Err("That is not a valid fødselsnummer or d-nummer (the check digits are wrong).".into()),
+            Err(PidError::CheckDigits) => {
+                return Err("That is not a valid fødselsnummer or d-nummer (the check digits are wrong).".into());
+            }
         }
-        let acr = fields
-            .get("acr")
-            .and_then(|a| Acr::parse(a))
-            .ok_or("Choose the security level Level3 or Level4.")?;
+        let acr = fields.get("acr").and_then(|a| Acr::parse(a)).ok_or("Choose the security level Level3 or Level4.")?;
         if let Some(required) = request.acr
             && acr < required
         {
             return Err(format!("This service requires {required}; log in at that level."));
         }
-        Ok(Authentication { pid: pid.to_owned(), acr, amr: "TestID".into(), auth_time: now, locale: request.locale.clone() })
+        Ok(Authentication {
+            pid: pid.to_owned(),
+            acr,
+            amr: "TestID".into(),
+            auth_time: now,
+            locale: request.locale.clone(),
+        })
     }
 }

@@ -37,7 +37,9 @@ pub fn page(status: StatusCode, title: &str, body: &str) -> Response {
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action *; frame-ancestors 'none'; frame-src *"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action *; frame-ancestors 'none'; frame-src *",
+        ),
     );
     response
 }

@@ -69,11 +69,14 @@ impl Issuer {
     pub async fn verified_access_token(&self, token: &str) -> Result<VerifiedToken, OAuthError> {
         match self.resolve_access_token(token).await? {
             Resolved::Active { claims, .. } => {
-                let claims = serde_json::from_value(claims).map_err(|e| OAuthError::invalid_token(format!("the token's claims are not valid: {e}")))?;
+                let claims = serde_json::from_value(claims)
+                    .map_err(|e| OAuthError::invalid_token(format!("the token's claims are not valid: {e}")))?;
                 VerifiedToken::from_claims(self.id.as_str().into(), claims, unix_now(), 0)
                     .map_err(|e| OAuthError::invalid_token(e.detail.into_owned()))
             }
-            Resolved::Inactive => Err(OAuthError::invalid_token("the token is not active (unknown, expired, revoked or not from this issuer)")),
+            Resolved::Inactive => Err(OAuthError::invalid_token(
+                "the token is not active (unknown, expired, revoked or not from this issuer)",
+            )),
         }
     }
 }
@@ -121,7 +124,10 @@ pub async fn tokeninfo(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, bo
         if caller.method == AuthMethod::None {
             return Err(OAuthError::invalid_client("introspection needs an authenticated client"));
         }
-        let token = form.get("token").filter(|t| !t.is_empty()).ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        let token = form
+            .get("token")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         let now = unix_now();
         let inactive = || Ok(axum::Json(json!({"active": false})).into_response());
         let mut answer = match issuer.resolve_access_token(token).await? {
@@ -136,22 +142,24 @@ pub async fn tokeninfo(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, bo
                 }
                 answer
             }
-            Resolved::Inactive => match issuer.state.get::<RefreshRecord>(Space::RefreshToken, &storage_key(token)).await? {
-                Some(record) if !record.used && record.expires_at > now => {
-                    match issuer.state.get::<Grant>(Space::Grant, &record.grant_id).await? {
-                        Some(grant) => json!({
-                            "iss": issuer.id,
-                            "client_id": record.client_id,
-                            "scope": grant.scopes.join(" "),
-                            "exp": record.expires_at,
-                            "token_type": "refresh_token",
-                            "sub": issuer.pairwise_sub(&record.client_id, &grant.auth.pid),
-                        }),
-                        None => return inactive(),
+            Resolved::Inactive => {
+                match issuer.state.get::<RefreshRecord>(Space::RefreshToken, &storage_key(token)).await? {
+                    Some(record) if !record.used && record.expires_at > now => {
+                        match issuer.state.get::<Grant>(Space::Grant, &record.grant_id).await? {
+                            Some(grant) => json!({
+                                "iss": issuer.id,
+                                "client_id": record.client_id,
+                                "scope": grant.scopes.join(" "),
+                                "exp": record.expires_at,
+                                "token_type": "refresh_token",
+                                "sub": issuer.pairwise_sub(&record.client_id, &grant.auth.pid),
+                            }),
+                            None => return inactive(),
+                        }
                     }
+                    _ => return inactive(),
                 }
-                _ => return inactive(),
-            },
+            }
         };
         answer["active"] = json!(true);
         if answer.get("token_type").is_none() {
@@ -171,7 +179,10 @@ pub async fn revoke(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body:
     let result = async {
         let form = parse_form(&body)?;
         let caller = clients::authenticate(&issuer, &headers, &form).await?;
-        let token = form.get("token").filter(|t| !t.is_empty()).ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        let token = form
+            .get("token")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         let key = storage_key(token);
         let grant_id = match issuer.state.get::<RefreshRecord>(Space::RefreshToken, &key).await? {
             Some(record) if record.client_id == caller.client.id => Some(record.grant_id),

@@ -56,7 +56,10 @@ fn remaining(issuer: &Issuer, session: &Session, now: i64) -> Option<Duration> {
 }
 
 /// The live session of the browser sending `headers`, with its storage key.
-pub async fn current(issuer: &Issuer, headers: &HeaderMap) -> Result<Option<(String, Session)>, super::store::StoreError> {
+pub async fn current(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+) -> Result<Option<(String, Session)>, super::store::StoreError> {
     let Some(secret) = read_cookie(headers, SSO_COOKIE) else { return Ok(None) };
     let key = storage_key(&secret);
     let session: Option<Session> = issuer.state.get(Space::Session, &key).await?;

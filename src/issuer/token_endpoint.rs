@@ -61,7 +61,10 @@ pub fn parse_form(body: &str) -> Result<HashMap<String, String>, OAuthError> {
 }
 
 fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
-    form.get(name).map(String::as_str).filter(|v| !v.is_empty()).ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
+    form.get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
 }
 
 /// RFC 7636: `BASE64URL(SHA256(code_verifier)) == code_challenge`.
@@ -74,7 +77,11 @@ fn valid_verifier(verifier: &str) -> bool {
     (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
-async fn authorization_code(issuer: &Issuer, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Issued, OAuthError> {
+async fn authorization_code(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<Issued, OAuthError> {
     let Authenticated { client, amr, .. } = clients::authenticate(issuer, headers, form).await?;
     let code = required(form, "code")?;
     let key = storage_key(code);
@@ -87,7 +94,9 @@ async fn authorization_code(issuer: &Issuer, headers: &HeaderMap, form: &HashMap
     let now = unix_now();
     if let Some(grant) = &record.redeemed_grant {
         issuer.revoke_grant(grant).await?;
-        return Err(OAuthError::invalid_grant("the authorization code was already used; the tokens issued for it are revoked"));
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was already used; the tokens issued for it are revoked",
+        ));
     }
     if now > record.expires_at {
         return Err(OAuthError::invalid_grant("the authorization code has expired"));
@@ -108,7 +117,9 @@ async fn authorization_code(issuer: &Issuer, headers: &HeaderMap, form: &HashMap
             }
         }
         (Some(_), None) => return Err(OAuthError::invalid_grant("code_verifier is required (PKCE)")),
-        (None, Some(_)) => return Err(OAuthError::invalid_grant("code_verifier sent, but the authorization had no code_challenge")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant("code_verifier sent, but the authorization had no code_challenge"));
+        }
         (None, None) => {}
     }
     let scopes = record.granted_scopes.clone();
@@ -133,7 +144,11 @@ async fn authorization_code(issuer: &Issuer, headers: &HeaderMap, form: &HashMap
     issuer.issue_for_grant(client, &grant, amr, record.request.nonce.as_deref(), &scopes).await
 }
 
-async fn refresh_token(issuer: &Issuer, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Issued, OAuthError> {
+async fn refresh_token(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<Issued, OAuthError> {
     let Authenticated { client, amr, method } = clients::authenticate(issuer, headers, form).await?;
     if method == AuthMethod::None {
         return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "public clients get no refresh tokens"));
@@ -190,7 +205,11 @@ fn scope_error(refusal: ScopeRefusal, issuer: &Issuer) -> OAuthError {
     OAuthError::mp(mp, description, &issuer.error_uri_base)
 }
 
-async fn client_credentials(issuer: &Issuer, headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Issued, OAuthError> {
+async fn client_credentials(
+    issuer: &Issuer,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<Issued, OAuthError> {
     let Authenticated { client, amr, method } = clients::authenticate(issuer, headers, form).await?;
     if method == AuthMethod::None {
         return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "a public client cannot use client_credentials"));
@@ -211,19 +230,31 @@ async fn jwt_bearer(issuer: &Issuer, form: &HashMap<String, String>) -> Result<I
     let client = verified.client;
     let claims = verified.claims;
     let scope = claims.scope.as_deref().unwrap_or_default();
-    let scopes = parse_scope(scope).map_err(|e| OAuthError::mp(Mp::Mp011, format!("Invalid assertion. Invalid parameter value: {e}"), &issuer.error_uri_base))?;
+    let scopes = parse_scope(scope).map_err(|e| {
+        OAuthError::mp(Mp::Mp011, format!("Invalid assertion. Invalid parameter value: {e}"), &issuer.error_uri_base)
+    })?;
     if scopes.is_empty() {
-        return Err(OAuthError::mp(Mp::Mp200, "Token request contains invalid scopes for client: no scope", &issuer.error_uri_base));
+        return Err(OAuthError::mp(
+            Mp::Mp200,
+            "Token request contains invalid scopes for client: no scope",
+            &issuer.error_uri_base,
+        ));
     }
     let mut extras = MachineExtras { audience: claims.resource.clone(), ..MachineExtras::default() };
     if let Some(pid) = &claims.pid {
         if !crate::personid::is_valid(pid) {
-            return Err(OAuthError::mp(Mp::Mp011, "Invalid assertion. Invalid parameter value: pid", &issuer.error_uri_base));
+            return Err(OAuthError::mp(
+                Mp::Mp011,
+                "Invalid assertion. Invalid parameter value: pid",
+                &issuer.error_uri_base,
+            ));
         }
         extras.pid = Some(pid.clone());
     }
     match (&claims.consumer_org, &claims.iss_onbehalfof) {
-        (Some(_), Some(_)) => return Err(OAuthError::invalid_request("consumer_org and iss_onbehalfof cannot be combined")),
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request("consumer_org and iss_onbehalfof cannot be combined"));
+        }
         (None, Some(_)) => return Err(OAuthError::invalid_request("iss_onbehalfof is not registered for this client")),
         (Some(consumer), None) => {
             let allowed = issuer.delegations.iter().any(|d| {
@@ -241,7 +272,10 @@ async fn jwt_bearer(issuer: &Issuer, form: &HashMap<String, String>) -> Result<I
             issuer.scopes.check(&scopes, client.integration_type, &scopes).map_err(|r| scope_error(r, issuer))?;
         }
         (None, None) => {
-            issuer.scopes.check(&scopes, client.integration_type, &client.scopes).map_err(|r| scope_error(r, issuer))?;
+            issuer
+                .scopes
+                .check(&scopes, client.integration_type, &client.scopes)
+                .map_err(|r| scope_error(r, issuer))?;
         }
     }
     issuer.issue_machine(client, &scopes, verified.amr, extras).await
@@ -265,8 +299,14 @@ mod tests {
 
     #[test]
     fn pkce_follows_rfc_7636_appendix_b() {
-        assert!(pkce_matches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
-        assert!(!pkce_matches("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"));
+        assert!(pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
         assert!(valid_verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
         assert!(!valid_verifier("short"));
         assert!(!valid_verifier(&"a".repeat(129)));

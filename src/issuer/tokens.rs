@@ -81,10 +81,13 @@ impl Issuer {
         no_pid: bool,
     ) -> Result<String, OAuthError> {
         match client.access_token {
-            AccessTokenKind::Jwt => self.signing_key().sign_jwt(Some(ACCESS_TOKEN_TYP), &claims).map_err(OAuthError::server_error),
+            AccessTokenKind::Jwt => {
+                self.signing_key().sign_jwt(Some(ACCESS_TOKEN_TYP), &claims).map_err(OAuthError::server_error)
+            }
             AccessTokenKind::Opaque => {
                 let handle = random_token();
-                let record = AccessRecord { claims, grant_id: grant_id.map(str::to_owned), no_pid, pid: pid.map(str::to_owned) };
+                let record =
+                    AccessRecord { claims, grant_id: grant_id.map(str::to_owned), no_pid, pid: pid.map(str::to_owned) };
                 self.state
                     .put(Space::AccessToken, &storage_key(&handle), &record, Duration::from_secs(lifetime))
                     .await?;
@@ -127,9 +130,8 @@ impl Issuer {
             claims["consumer"] = json!(Iso6523::norwegian(orgno));
             claims["client_orgno"] = json!(orgno);
         }
-        let access_token = self
-            .access_token(client, claims, lifetime, Some(&grant.id), Some(&grant.auth.pid), no_pid)
-            .await?;
+        let access_token =
+            self.access_token(client, claims, lifetime, Some(&grant.id), Some(&grant.auth.pid), no_pid).await?;
         let id_token = if scopes.iter().any(|s| s == "openid") {
             let mut id = json!({
                 "iss": self.id,
@@ -155,7 +157,8 @@ impl Issuer {
         } else {
             None
         };
-        let refresh_token = if client.is_public() { None } else { Some(self.issue_refresh_token(client, grant).await?) };
+        let refresh_token =
+            if client.is_public() { None } else { Some(self.issue_refresh_token(client, grant).await?) };
         self.metrics.issued_tokens.with_label_values(&["citizen"]).inc();
         Ok(Issued { access_token, expires_in: lifetime, scope: scopes.join(" "), id_token, refresh_token })
     }
@@ -165,7 +168,8 @@ impl Issuer {
         let lifetime = client.refresh_token_seconds.unwrap_or(self.lifetimes.refresh_token_seconds) as i64;
         let expires_at = (now + lifetime).min(grant.expires_at);
         let token = random_token();
-        let record = RefreshRecord { grant_id: grant.id.clone(), client_id: client.id.clone(), used: false, expires_at };
+        let record =
+            RefreshRecord { grant_id: grant.id.clone(), client_id: client.id.clone(), used: false, expires_at };
         let ttl = Duration::from_secs((expires_at - now).max(1) as u64);
         self.state.put(Space::RefreshToken, &storage_key(&token), &record, ttl).await?;
         Ok(token)

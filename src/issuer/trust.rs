@@ -104,7 +104,11 @@ impl TrustAnchors {
                 return Err(ChainError::Untrusted(format!("{} is outside its validity period", parent.subject())));
             }
             if child.issuer() != parent.subject() || child.verify_signature(Some(parent.public_key())).is_err() {
-                return Err(ChainError::Untrusted(format!("{} is not signed by {}", child.subject(), parent.subject())));
+                return Err(ChainError::Untrusted(format!(
+                    "{} is not signed by {}",
+                    child.subject(),
+                    parent.subject()
+                )));
             }
         }
         let last = &certs[certs.len() - 1];
@@ -119,7 +123,10 @@ impl TrustAnchors {
                 && last.verify_signature(Some(anchor.public_key())).is_ok()
         });
         if !anchored {
-            return Err(ChainError::Untrusted(format!("the chain of {} does not lead to a trusted CA", leaf.subject())));
+            return Err(ChainError::Untrusted(format!(
+                "the chain of {} does not lead to a trusted CA",
+                leaf.subject()
+            )));
         }
         Ok(Leaf { spki_der: leaf.public_key().raw.to_vec(), orgno: orgno(leaf), subject: leaf.subject().to_string() })
     }
@@ -181,7 +188,10 @@ mod tests {
         let now = crate::token::verify::unix_now();
         let nobody = TrustAnchors::default();
         assert!(matches!(nobody.verify(&chain("demo-maskinporten.cert.pem"), now), Err(ChainError::Untrusted(_))));
-        assert!(matches!(anchors.verify(&chain("demo-maskinporten.cert.pem"), now + 20 * 365 * 86400), Err(ChainError::Expired(_))));
+        assert!(matches!(
+            anchors.verify(&chain("demo-maskinporten.cert.pem"), now + 20 * 365 * 86400),
+            Err(ChainError::Expired(_))
+        ));
         assert!(matches!(anchors.verify(&json!("MIIB"), now), Err(ChainError::Malformed(_))));
         assert!(matches!(anchors.verify(&json!(["not base64!"]), now), Err(ChainError::Malformed(_))));
         // The CA certificate alone is trusted (it is an anchor) but is not the client's.

@@ -49,7 +49,11 @@ impl SoapClient {
 
     /// HentPersoner for `ids` (distinct, validated). The answer must hold exactly one Person per
     /// id, in order: anything else is refused rather than passed on in part.
-    pub async fn hent_personer(&self, ids: &[String], informasjonsbehov: Vec<Informasjonsbehov>) -> Result<Vec<Person>, BackendError> {
+    pub async fn hent_personer(
+        &self,
+        ids: &[String],
+        informasjonsbehov: Vec<Informasjonsbehov>,
+    ) -> Result<Vec<Person>, BackendError> {
         let request = Request::HentPersoner { informasjonsbehov, personidentifikatorer: ids.to_vec() };
         let started = Instant::now();
         let result = match self.call(&request).await {
@@ -97,10 +101,13 @@ impl SoapClient {
             if !(status.is_success() || status.as_u16() == 500) {
                 return Err(BackendError::BadAnswer(format!("the service answered HTTP {status}")));
             }
-            let text = std::str::from_utf8(&bytes).map_err(|_| BackendError::BadAnswer("the answer is not UTF-8".into()))?;
+            let text =
+                std::str::from_utf8(&bytes).map_err(|_| BackendError::BadAnswer("the answer is not UTF-8".into()))?;
             match read::response(text) {
                 Ok(Ok(answer)) if status.is_success() => Ok(answer),
-                Ok(Ok(_)) => Err(BackendError::BadAnswer(format!("the service answered HTTP {status} without a fault"))),
+                Ok(Ok(_)) => {
+                    Err(BackendError::BadAnswer(format!("the service answered HTTP {status} without a fault")))
+                }
                 Ok(Err(fault)) => Err(BackendError::Fault(format!("{}: {}", fault.code.name(), fault.reason))),
                 Err(e) => Err(BackendError::BadAnswer(format!("the answer is not valid: {e}"))),
             }
@@ -111,7 +118,11 @@ impl SoapClient {
 
 fn check_complete(ids: &[String], persons: Vec<Person>) -> Result<Vec<Person>, BackendError> {
     if persons.len() != ids.len() {
-        return Err(BackendError::BadAnswer(format!("asked for {} persons, the answer holds {}", ids.len(), persons.len())));
+        return Err(BackendError::BadAnswer(format!(
+            "asked for {} persons, the answer holds {}",
+            ids.len(),
+            persons.len()
+        )));
     }
     if let Some((asked, got)) = ids.iter().zip(&persons).find(|(id, p)| **id != p.personidentifikator) {
         return Err(BackendError::BadAnswer(format!(

@@ -17,7 +17,7 @@ use crate::gateway::respond::Answer;
 use crate::token::VerifiedToken;
 use access::{Access, Audience};
 use client::{BackendError, SoapClient};
-use rest::{PersonerRequest, Personer};
+use rest::{Personer, PersonerRequest};
 
 pub struct Krr {
     client: SoapClient,
@@ -32,10 +32,15 @@ fn media_type(headers: &HeaderMap, name: http::HeaderName) -> Option<String> {
 
 fn backend_answer(error: BackendError) -> Answer {
     match error {
-        BackendError::Fault(reason) => Answer::error(502, "bad_gateway", &format!("Oppslagstjenesten answered with a fault: {reason}")),
-        BackendError::BadAnswer(reason) => Answer::error(502, "bad_gateway", &format!("Oppslagstjenesten's answer was refused: {reason}")),
+        BackendError::Fault(reason) => {
+            Answer::error(502, "bad_gateway", &format!("Oppslagstjenesten answered with a fault: {reason}"))
+        }
+        BackendError::BadAnswer(reason) => {
+            Answer::error(502, "bad_gateway", &format!("Oppslagstjenesten's answer was refused: {reason}"))
+        }
         BackendError::Unreachable(_) => {
-            Answer::error(503, "temporarily_unavailable", "Oppslagstjenesten cannot be reached").with_header("retry-after", "5")
+            Answer::error(503, "temporarily_unavailable", "Oppslagstjenesten cannot be reached")
+                .with_header("retry-after", "5")
         }
         BackendError::Timeout => Answer::error(504, "gateway_timeout", "Oppslagstjenesten did not answer in time"),
     }
@@ -54,7 +59,11 @@ impl Krr {
         let request: PersonerRequest = match serde_json::from_slice(body) {
             Ok(request) => request,
             Err(e) => {
-                return Answer::error(400, "invalid_request", &format!("the body must be {{\"personidentifikatorer\": [...]}}: {e}"));
+                return Answer::error(
+                    400,
+                    "invalid_request",
+                    &format!("the body must be {{\"personidentifikatorer\": [...]}}: {e}"),
+                );
             }
         };
         let ids = match rest::check_ids(request.personidentifikatorer) {
@@ -70,7 +79,8 @@ impl Krr {
         let access = Access::from_scopes(token.scopes.iter().map(String::as_str), Audience::Global);
         match self.client.hent_personer(&ids, access.informasjonsbehov()).await {
             Ok(persons) => {
-                let personer = Personer { personer: persons.iter().map(|p| rest::person_resource(p, &access)).collect() };
+                let personer =
+                    Personer { personer: persons.iter().map(|p| rest::person_resource(p, &access)).collect() };
                 json_answer(&personer)
             }
             Err(e) => backend_answer(e),
@@ -80,12 +90,19 @@ impl Krr {
     /// `GET /rest/v1/person`: the citizen the token belongs to (its `pid`).
     pub async fn person(&self, headers: &HeaderMap, token: &VerifiedToken) -> Answer {
         let Some(pid) = token.pid.as_deref() else {
-            return Answer::insufficient_scope("user/kontaktinformasjon.read", "this resource needs a citizen's token (with pid)");
+            return Answer::insufficient_scope(
+                "user/kontaktinformasjon.read",
+                "this resource needs a citizen's token (with pid)",
+            );
         };
         if let Some(accept) = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok())
             && !accept_json(accept)
         {
-            return Answer::error(406, "not_acceptable", "the answer is application/json (application/jose is not offered)");
+            return Answer::error(
+                406,
+                "not_acceptable",
+                "the answer is application/json (application/jose is not offered)",
+            );
         }
         let access = Access::from_scopes(token.scopes.iter().map(String::as_str), Audience::User);
         let ids = [pid.to_owned()];
@@ -100,14 +117,17 @@ impl Krr {
 }
 
 fn accept_json(accept: &str) -> bool {
-    accept.split(',').map(|m| m.split(';').next().unwrap_or_default().trim()).any(|m| {
-        matches!(m, "application/json" | "application/*" | "*/*" | "")
-    })
+    accept
+        .split(',')
+        .map(|m| m.split(';').next().unwrap_or_default().trim())
+        .any(|m| matches!(m, "application/json" | "application/*" | "*/*" | ""))
 }
 
 fn json_answer<T: serde::Serialize>(value: &T) -> Answer {
     match serde_json::to_vec(value) {
-        Ok(body) => Answer { status: 200, headers: Vec::new(), content_type: "application/json", body: Bytes::from(body) },
+        Ok(body) => {
+            Answer { status: 200, headers: Vec::new(), content_type: "application/json", body: Bytes::from(body) }
+        }
         Err(e) => Answer::error(500, "server_error", &format!("the answer could not be written: {e}")),
     }
 }

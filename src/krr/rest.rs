@@ -30,7 +30,10 @@ pub fn check_ids(ids: Vec<String>) -> Result<Vec<String>, (String, Vec<InvalidId
         return Err(("personidentifikatorer must hold at least one identifier".into(), Vec::new()));
     }
     if ids.len() > MAX_PERSONS {
-        return Err((format!("personidentifikatorer holds {} identifiers; at most {MAX_PERSONS} are allowed", ids.len()), Vec::new()));
+        return Err((
+            format!("personidentifikatorer holds {} identifiers; at most {MAX_PERSONS} are allowed", ids.len()),
+            Vec::new(),
+        ));
     }
     let invalid: Vec<InvalidId> = ids
         .iter()
@@ -107,7 +110,9 @@ pub fn timestamp(value: &DateTime<FixedOffset>) -> String {
 fn channel_fields(channel: Option<&Channel>) -> (Option<String>, Option<String>, Option<String>) {
     match channel {
         None => (None, None, None),
-        Some(c) => (Some(c.value.clone()), c.sist_oppdatert.as_ref().map(timestamp), c.sist_verifisert.as_ref().map(timestamp)),
+        Some(c) => {
+            (Some(c.value.clone()), c.sist_oppdatert.as_ref().map(timestamp), c.sist_verifisert.as_ref().map(timestamp))
+        }
     }
 }
 
@@ -115,12 +120,10 @@ fn channel_fields(channel: Option<&Channel>) -> (Option<String>, Option<String>,
 /// IKKE_REGISTRERT person has no reservation (domain notes, open point 5) and no contact data.
 pub fn person_resource(person: &Person, access: &Access) -> PersonResource {
     let active = person.status == Some(Status::Aktiv);
-    let kontaktinformasjon = person
-        .kontaktinformasjon
-        .as_ref()
-        .filter(|k| access.kontaktinformasjon && active && !k.is_empty())
-        .map(|k| {
-            let (epostadresse, epostadresse_oppdatert, epostadresse_sist_verifisert) = channel_fields(k.epostadresse.as_ref());
+    let kontaktinformasjon =
+        person.kontaktinformasjon.as_ref().filter(|k| access.kontaktinformasjon && active && !k.is_empty()).map(|k| {
+            let (epostadresse, epostadresse_oppdatert, epostadresse_sist_verifisert) =
+                channel_fields(k.epostadresse.as_ref());
             let (mobiltelefonnummer, mobiltelefonnummer_oppdatert, mobiltelefonnummer_sist_verifisert) =
                 channel_fields(k.mobiltelefonnummer.as_ref());
             Kontaktinformasjon {
@@ -138,9 +141,11 @@ pub fn person_resource(person: &Person, access: &Access) -> PersonResource {
         status: person.status.map(|s| s.name()),
         varslingsstatus: person.varslingsstatus.filter(|_| access.varslingsstatus).map(|v| v.name()),
         kontaktinformasjon,
-        digital_post: person.sikker_digital_post_adresse.as_ref().filter(|_| access.digital_post && active).map(|d| DigitalPost {
-            postkasseadresse: d.postkasseadresse.clone(),
-            postkasseleverandoeradresse: d.postkasseleverandoer_adresse.clone(),
+        digital_post: person.sikker_digital_post_adresse.as_ref().filter(|_| access.digital_post && active).map(|d| {
+            DigitalPost {
+                postkasseadresse: d.postkasseadresse.clone(),
+                postkasseleverandoeradresse: d.postkasseleverandoer_adresse.clone(),
+            }
         }),
         sertifikat: person.x509_sertifikat.clone().filter(|_| access.sertifikat && active),
     }

@@ -64,8 +64,10 @@ const PROFILES: [(Profile, u64); 9] = [
     (Profile::Deleted, 6),
 ];
 
-const FIRST_NAMES: [&str; 12] = ["ola", "kari", "per", "anne", "nils", "ingrid", "ahmed", "fatima", "sven", "marit", "jonas", "sara"];
-const LAST_NAMES: [&str; 10] = ["nordmann", "hansen", "johansen", "olsen", "larsen", "berg", "haugen", "bakken", "dahl", "lund"];
+const FIRST_NAMES: [&str; 12] =
+    ["ola", "kari", "per", "anne", "nils", "ingrid", "ahmed", "fatima", "sven", "marit", "jonas", "sara"];
+const LAST_NAMES: [&str; 10] =
+    ["nordmann", "hansen", "johansen", "olsen", "larsen", "berg", "haugen", "bakken", "dahl", "lund"];
 /// Mailbox providers' organisation numbers (Digipost, e-Boks).
 const PROVIDERS: [&str; 2] = ["984661185", "996460320"];
 const LANGUAGES: [&str; 4] = ["nb", "nn", "en", "se"];
@@ -146,7 +148,8 @@ pub fn generate(count: usize, seed: u64) -> Result<RegisterFile, String> {
     }
     let reference = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).single().ok_or("no reference time")?.fixed_offset();
     let mut rng = Rng(seed);
-    let certificates = (0..16).map(|i| certificate(seed, i, &format!("SDP test certificate {i}"))).collect::<Result<Vec<_>, _>>()?;
+    let certificates =
+        (0..16).map(|i| certificate(seed, i, &format!("SDP test certificate {i}"))).collect::<Result<Vec<_>, _>>()?;
     let print = PrintProvider {
         postkasseleverandoer_adresse: "984661185".into(),
         x509_sertifikat: certificate(seed, 1000, "Print provider test certificate")?,
@@ -160,7 +163,17 @@ pub fn generate(count: usize, seed: u64) -> Result<RegisterFile, String> {
             *fixed
         } else {
             let mut roll = rng.below(total_weight);
-            PROFILES.iter().find(|(_, w)| if roll < *w { true } else { roll -= w; false }).map_or(Profile::Full, |(p, _)| *p)
+            PROFILES
+                .iter()
+                .find(|(_, w)| {
+                    if roll < *w {
+                        true
+                    } else {
+                        roll -= w;
+                        false
+                    }
+                })
+                .map_or(Profile::Full, |(p, _)| *p)
         };
         // Every 12th person (and the second of the fixed cases) has a d-nummer.
         let d_number = i % 12 == 5 || (i >= PROFILES.len() && rng.chance(6));
@@ -178,19 +191,29 @@ pub fn generate(count: usize, seed: u64) -> Result<RegisterFile, String> {
         let mobile = |rng: &mut Rng| format!("+47{}{:07}", if rng.chance(50) { 4 } else { 9 }, rng.below(10_000_000));
         let kontakt = match profile {
             Profile::NoContact | Profile::Deleted => None,
-            Profile::OnlyEmail => Some(Kontaktinformasjon { epostadresse: Some(channel(email(), reference, ages, &mut rng)), mobiltelefonnummer: None }),
-            Profile::OnlyMobile => Some(Kontaktinformasjon { mobiltelefonnummer: Some(channel(mobile(&mut rng), reference, ages, &mut rng)), epostadresse: None }),
+            Profile::OnlyEmail => Some(Kontaktinformasjon {
+                epostadresse: Some(channel(email(), reference, ages, &mut rng)),
+                mobiltelefonnummer: None,
+            }),
+            Profile::OnlyMobile => Some(Kontaktinformasjon {
+                mobiltelefonnummer: Some(channel(mobile(&mut rng), reference, ages, &mut rng)),
+                epostadresse: None,
+            }),
             _ => Some(Kontaktinformasjon {
                 mobiltelefonnummer: Some(channel(mobile(&mut rng), reference, ages, &mut rng)),
                 epostadresse: Some(channel(email(), reference, ages, &mut rng)),
             }),
         };
-        let mailbox = matches!(profile, Profile::Full | Profile::Expired | Profile::MailboxWithoutCertificate | Profile::Reserved);
+        let mailbox = matches!(
+            profile,
+            Profile::Full | Profile::Expired | Profile::MailboxWithoutCertificate | Profile::Reserved
+        );
         let sdp = mailbox.then(|| SikkerDigitalPostAdresse {
             postkasseadresse: format!("{first}.{last}#{:04X}", rng.below(0x10000)),
             postkasseleverandoer_adresse: (*rng.pick(&PROVIDERS)).to_owned(),
         });
-        let sertifikat = (mailbox && profile != Profile::MailboxWithoutCertificate).then(|| rng.below(certificates.len() as u64) as usize);
+        let sertifikat = (mailbox && profile != Profile::MailboxWithoutCertificate)
+            .then(|| rng.below(certificates.len() as u64) as usize);
         persons.push(Entry {
             personidentifikator: pid,
             status: if profile == Profile::Deleted { Status::Slettet } else { Status::Aktiv },

@@ -69,21 +69,29 @@ impl Simulator {
         match media.as_str() {
             "application/soap+xml" => {}
             "text/xml" => {
-                return Err(Fault { code: FaultCode::VersionMismatch, reason: "SOAP 1.1 (text/xml) is not supported: send application/soap+xml".into() });
+                return Err(Fault {
+                    code: FaultCode::VersionMismatch,
+                    reason: "SOAP 1.1 (text/xml) is not supported: send application/soap+xml".into(),
+                });
             }
-            _ => return Err(Fault::sender(format!("Content-Type must be application/soap+xml, not {:?}", content_type))),
+            _ => {
+                return Err(Fault::sender(format!("Content-Type must be application/soap+xml, not {:?}", content_type)));
+            }
         }
         let (header, request) = read::request(body)?;
         if let Some(org) = &header.paa_vegne_av
             && !crate::personid::is_orgno(org)
         {
-            return Err(Fault::sender(format!("PaaVegneAv {:?} is not a valid organisation number", org.chars().take(20).collect::<String>())));
+            return Err(Fault::sender(format!(
+                "PaaVegneAv {:?} is not a valid organisation number",
+                org.chars().take(20).collect::<String>()
+            )));
         }
         let now = Utc::now().fixed_offset();
         let response = match &request {
-            Request::HentPersoner { informasjonsbehov, personidentifikatorer } => {
-                soap::model::Response::HentPersoner(self.register.hent_personer(personidentifikatorer, informasjonsbehov, now))
-            }
+            Request::HentPersoner { informasjonsbehov, personidentifikatorer } => soap::model::Response::HentPersoner(
+                self.register.hent_personer(personidentifikatorer, informasjonsbehov, now),
+            ),
             Request::HentEndringer { fra_endrings_nummer, informasjonsbehov } => {
                 self.register.hent_endringer(*fra_endrings_nummer, informasjonsbehov, now)
             }

@@ -75,13 +75,17 @@ impl Register {
         let mut by_id = HashMap::with_capacity(file.persons.len());
         let mut last = i64::MIN;
         for (i, entry) in file.persons.iter().enumerate() {
-            crate::personid::validate(&entry.personidentifikator)
-                .map_err(|e| format!("persons[{i}]: personidentifikator {}: {e}", crate::personid::mask(&entry.personidentifikator)))?;
+            crate::personid::validate(&entry.personidentifikator).map_err(|e| {
+                format!("persons[{i}]: personidentifikator {}: {e}", crate::personid::mask(&entry.personidentifikator))
+            })?;
             if entry.status == Status::IkkeRegistrert {
                 return Err(format!("persons[{i}]: a registered person cannot be IKKE_REGISTRERT"));
             }
             if by_id.insert(entry.personidentifikator.clone(), i).is_some() {
-                return Err(format!("persons[{i}]: {} appears twice", crate::personid::mask(&entry.personidentifikator)));
+                return Err(format!(
+                    "persons[{i}]: {} appears twice",
+                    crate::personid::mask(&entry.personidentifikator)
+                ));
             }
             if entry.endringsnummer <= last {
                 return Err(format!("persons[{i}]: endringsnummer must increase through the file"));
@@ -134,7 +138,12 @@ impl Register {
     }
 
     /// HentPersoner: one Person per distinct id, in request order; unknown ids are IKKE_REGISTRERT.
-    pub fn hent_personer(&self, ids: &[String], requested: &[Informasjonsbehov], now: DateTime<FixedOffset>) -> Vec<Person> {
+    pub fn hent_personer(
+        &self,
+        ids: &[String],
+        requested: &[Informasjonsbehov],
+        now: DateTime<FixedOffset>,
+    ) -> Vec<Person> {
         let behov = effective(requested, &[Informasjonsbehov::Person]);
         let mut seen = BTreeSet::new();
         ids.iter()
@@ -178,16 +187,29 @@ impl Register {
     pub fn contact_expired(entry: &Entry, now: DateTime<FixedOffset>) -> bool {
         let Some(cutoff) = now.checked_sub_months(Months::new(FRESHNESS_MONTHS)) else { return true };
         let freshest = entry.kontaktinformasjon.as_ref().and_then(|k| {
-            [k.mobiltelefonnummer.as_ref(), k.epostadresse.as_ref()].into_iter().flatten().filter_map(|c| c.freshness()).max()
+            [k.mobiltelefonnummer.as_ref(), k.epostadresse.as_ref()]
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.freshness())
+                .max()
         });
         freshest.is_none_or(|t| t < cutoff)
     }
 
     /// A person as HentPersoner (`notify` = apply varslingsstatus) or HentEndringer sees them.
-    fn render(&self, entry: &Entry, behov: &BTreeSet<Informasjonsbehov>, now: DateTime<FixedOffset>, notify: bool) -> Person {
+    fn render(
+        &self,
+        entry: &Entry,
+        behov: &BTreeSet<Informasjonsbehov>,
+        now: DateTime<FixedOffset>,
+        notify: bool,
+    ) -> Person {
         let mut person = Person::bare(&entry.personidentifikator, entry.status);
         let varsling = (notify && behov.contains(&Informasjonsbehov::VarslingsStatus)).then(|| {
-            if entry.status != Status::Aktiv || entry.reservasjon == Reservasjon::Ja || Register::contact_expired(entry, now) {
+            if entry.status != Status::Aktiv
+                || entry.reservasjon == Reservasjon::Ja
+                || Register::contact_expired(entry, now)
+            {
                 Varslingsstatus::KanIkkeVarsles
             } else {
                 Varslingsstatus::KanVarsles
@@ -230,17 +252,38 @@ pub fn cases(register: &Register) -> Vec<(&'static str, String)> {
     let contact = |e: &Entry| e.kontaktinformasjon.clone().unwrap_or_default();
     [
         find("active, e-mail and mobile, mailbox and certificate", &|e| {
-            active(e) && !Register::contact_expired(e, now) && contact(e).epostadresse.is_some() && contact(e).mobiltelefonnummer.is_some() && e.sertifikat.is_some()
+            active(e)
+                && !Register::contact_expired(e, now)
+                && contact(e).epostadresse.is_some()
+                && contact(e).mobiltelefonnummer.is_some()
+                && e.sertifikat.is_some()
         }),
-        find("active, e-mail only", &|e| active(e) && !Register::contact_expired(e, now) && contact(e).mobiltelefonnummer.is_none() && contact(e).epostadresse.is_some()),
-        find("active, mobile only", &|e| active(e) && !Register::contact_expired(e, now) && contact(e).epostadresse.is_none() && contact(e).mobiltelefonnummer.is_some()),
-        find("active, mailbox without certificate", &|e| active(e) && e.sikker_digital_post_adresse.is_some() && e.sertifikat.is_none()),
-        find("active, contact information older than 18 months", &|e| active(e) && e.kontaktinformasjon.is_some() && Register::contact_expired(e, now)),
+        find("active, e-mail only", &|e| {
+            active(e)
+                && !Register::contact_expired(e, now)
+                && contact(e).mobiltelefonnummer.is_none()
+                && contact(e).epostadresse.is_some()
+        }),
+        find("active, mobile only", &|e| {
+            active(e)
+                && !Register::contact_expired(e, now)
+                && contact(e).epostadresse.is_none()
+                && contact(e).mobiltelefonnummer.is_some()
+        }),
+        find("active, mailbox without certificate", &|e| {
+            active(e) && e.sikker_digital_post_adresse.is_some() && e.sertifikat.is_none()
+        }),
+        find("active, contact information older than 18 months", &|e| {
+            active(e) && e.kontaktinformasjon.is_some() && Register::contact_expired(e, now)
+        }),
         find("active, no contact information", &|e| active(e) && e.kontaktinformasjon.is_none()),
         find("reserved (reservasjon JA)", &|e| e.status == Status::Aktiv && e.reservasjon == Reservasjon::Ja),
         find("deleted (SLETTET)", &|e| e.status == Status::Slettet),
         find("d-nummer, active with contact information", &|e| {
-            active(e) && crate::personid::is_d_number(&e.personidentifikator) && e.kontaktinformasjon.is_some() && !Register::contact_expired(e, now)
+            active(e)
+                && crate::personid::is_d_number(&e.personidentifikator)
+                && e.kontaktinformasjon.is_some()
+                && !Register::contact_expired(e, now)
         }),
     ]
     .into_iter()

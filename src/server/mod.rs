@@ -81,7 +81,9 @@ impl Roles {
         idp: &Arc<dyn IdentityProvider>,
     ) -> Result<Built, ConfigError> {
         let gateway = match &config.gateway {
-            Some(settings) => Some(GatewayState::build(settings, metrics, previous).map_err(|e| config.error("gateway", e))?),
+            Some(settings) => {
+                Some(GatewayState::build(settings, metrics, previous).map_err(|e| config.error("gateway", e))?)
+            }
             None => None,
         };
         let issuer = match &config.issuer {
@@ -94,7 +96,8 @@ impl Roles {
         };
         let oppslag = match &config.oppslag {
             Some(settings) => Some(
-                Arc::new(Simulator::build(settings, metrics.clone()).map_err(|e| config.error("oppslag.register", e))?).router(),
+                Arc::new(Simulator::build(settings, metrics.clone()).map_err(|e| config.error("oppslag.register", e))?)
+                    .router(),
             ),
             None => None,
         };
@@ -154,17 +157,22 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
         if settings.upstream.health_check_seconds > 0 {
             server.add_service(background_service(
                 "upstream health",
-                HealthChecker { state: state.clone(), interval: Duration::from_secs(settings.upstream.health_check_seconds) },
+                HealthChecker {
+                    state: state.clone(),
+                    interval: Duration::from_secs(settings.upstream.health_check_seconds),
+                },
             ));
         }
     }
     if let (Some(settings), Some(issuer)) = (&config.issuer, &roles.issuer) {
-        let mut service = Service::new("issuer".into(), AxumApp::new(issuer.router.clone(), crate::issuer::MAX_REQUEST_BYTES));
+        let mut service =
+            Service::new("issuer".into(), AxumApp::new(issuer.router.clone(), crate::issuer::MAX_REQUEST_BYTES));
         service.add_tcp(&settings.listen.to_string());
         server.add_service(service);
     }
     if let (Some(settings), Some(router)) = (&config.oppslag, &roles.oppslag) {
-        let mut service = Service::new("oppslagstjenesten".into(), AxumApp::new(router.clone(), settings.max_request_bytes));
+        let mut service =
+            Service::new("oppslagstjenesten".into(), AxumApp::new(router.clone(), settings.max_request_bytes));
         service.add_tcp(&settings.listen.to_string());
         server.add_service(service);
     }
@@ -177,7 +185,8 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
         readiness: Arc::new(move || probe_roles.waiting_for()),
         reload: Some(reloader),
     };
-    let mut admin_service = Service::new("admin".into(), AxumApp::fixed(admin::router(admin_state), ADMIN_MAX_REQUEST_BYTES));
+    let mut admin_service =
+        Service::new("admin".into(), AxumApp::fixed(admin::router(admin_state), ADMIN_MAX_REQUEST_BYTES));
     admin_service.add_tcp(&config.admin.listen.to_string());
     server.add_service(admin_service);
 
@@ -203,7 +212,11 @@ fn print_banner(config: &Config) {
         tracing::info!("gateway    http://{}", gateway.listen);
     }
     if let Some(issuer) = &config.issuer {
-        tracing::info!("issuer     {}  (discovery: {}/.well-known/openid-configuration)", issuer.issuer, issuer.issuer.trim_end_matches('/'));
+        tracing::info!(
+            "issuer     {}  (discovery: {}/.well-known/openid-configuration)",
+            issuer.issuer,
+            issuer.issuer.trim_end_matches('/')
+        );
     }
     if let Some(oppslag) = &config.oppslag {
         tracing::info!("oppslag    http://{}{}  (WSDL: ?wsdl)", oppslag.listen, crate::oppslag::PATH);

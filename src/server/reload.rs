@@ -44,10 +44,14 @@ impl Reloader {
         let running = self.listeners.clone();
         // Reading files and resolving upstream names blocks: keep it off the async workers.
         let built = tokio::task::spawn_blocking(move || {
-            let config = Config::load(&path).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+            let config = Config::load(&path)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
             for ((key, old), (_, new)) in running.iter().zip(listeners(&config)) {
                 if *old != new {
-                    return Err(format!("{}: key `{key}`: listeners cannot change on reload (was {old:?}, now {new:?}); use an upgrade", path.display()));
+                    return Err(format!(
+                        "{}: key `{key}`: listeners cannot change on reload (was {old:?}, now {new:?}); use an upgrade",
+                        path.display()
+                    ));
                 }
             }
             let previous = roles.gateway.as_ref().map(|g| g.load_full());
@@ -71,7 +75,11 @@ impl Reloader {
                     tracing::warn!(issuer = %issuer.issuer, error = %e, "keys of a newly trusted issuer could not be fetched yet");
                 }
             }
-            summary.push(format!("gateway: {} routes, {} issuers", new.routes.iter().count(), new.validator.issuers().count()));
+            summary.push(format!(
+                "gateway: {} routes, {} issuers",
+                new.routes.iter().count(),
+                new.validator.issuers().count()
+            ));
             current.store(Arc::new(new));
         }
         if let (Some(router), Some(issuer)) = (built.issuer, &self.roles.issuer) {

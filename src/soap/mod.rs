@@ -35,8 +35,16 @@ mod tests {
             status: Some(Status::Aktiv),
             varslingsstatus: Some(Varslingsstatus::KanVarsles),
             kontaktinformasjon: Some(Kontaktinformasjon {
-                mobiltelefonnummer: Some(Channel { value: "+4799999999".into(), sist_oppdatert: Some(at), sist_verifisert: Some(at) }),
-                epostadresse: Some(Channel { value: "a&b<c>@example.no".into(), sist_oppdatert: Some(at), sist_verifisert: None }),
+                mobiltelefonnummer: Some(Channel {
+                    value: "+4799999999".into(),
+                    sist_oppdatert: Some(at),
+                    sist_verifisert: Some(at),
+                }),
+                epostadresse: Some(Channel {
+                    value: "a&b<c>@example.no".into(),
+                    sist_oppdatert: Some(at),
+                    sist_verifisert: None,
+                }),
             }),
             sikker_digital_post_adresse: Some(SikkerDigitalPostAdresse {
                 postkasseadresse: "id.porten.testuser#2346".into(),
@@ -60,7 +68,8 @@ mod tests {
 
     #[test]
     fn a_response_round_trips() {
-        let response = Response::HentPersoner(vec![sample_person(), Person::bare("23079421936", Status::IkkeRegistrert)]);
+        let response =
+            Response::HentPersoner(vec![sample_person(), Person::bare("23079421936", Status::IkkeRegistrert)]);
         let xml = write::response(&response).unwrap();
         assert!(xml.contains("a&amp;b&lt;c&gt;@example.no"));
         assert!(xml.contains("sistOppdatert=\"2016-02-18T13:12:00.000+01:00\""));
@@ -79,11 +88,24 @@ mod tests {
 
     #[test]
     fn malformed_requests_are_sender_faults() {
-        let envelope = |body: &str| format!(r#"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:ns="http://kontaktinfo.difi.no/xsd/oppslagstjeneste/16-02"><e:Body>{body}</e:Body></e:Envelope>"#);
+        let envelope = |body: &str| {
+            format!(
+                r#"<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope" xmlns:ns="http://kontaktinfo.difi.no/xsd/oppslagstjeneste/16-02"><e:Body>{body}</e:Body></e:Envelope>"#
+            )
+        };
         for (body, words) in [
-            ("<ns:HentPersonerForespoersel><ns:personidentifikator>123</ns:personidentifikator></ns:HentPersonerForespoersel>", "invalid"),
-            ("<ns:HentPersonerForespoersel><ns:informasjonsbehov>Alt</ns:informasjonsbehov><ns:personidentifikator>23079421936</ns:personidentifikator></ns:HentPersonerForespoersel>", "not defined"),
-            ("<ns:HentPersonerForespoersel><ns:personidentifikator>23079421936</ns:personidentifikator><ns:informasjonsbehov>Person</ns:informasjonsbehov></ns:HentPersonerForespoersel>", "before"),
+            (
+                "<ns:HentPersonerForespoersel><ns:personidentifikator>123</ns:personidentifikator></ns:HentPersonerForespoersel>",
+                "invalid",
+            ),
+            (
+                "<ns:HentPersonerForespoersel><ns:informasjonsbehov>Alt</ns:informasjonsbehov><ns:personidentifikator>23079421936</ns:personidentifikator></ns:HentPersonerForespoersel>",
+                "not defined",
+            ),
+            (
+                "<ns:HentPersonerForespoersel><ns:personidentifikator>23079421936</ns:personidentifikator><ns:informasjonsbehov>Person</ns:informasjonsbehov></ns:HentPersonerForespoersel>",
+                "before",
+            ),
             ("<x:HentPersonerForespoersel xmlns:x=\"urn:other\"/>", "not an Oppslagstjenesten"),
             ("<ns:Slett/>", "unknown operation"),
             ("<ns:HentEndringerForespoersel fraEndringsNummer=\"x\"/>", "xs:long"),
@@ -92,8 +114,11 @@ mod tests {
             assert_eq!(fault.code, FaultCode::Sender, "{body}");
             assert!(fault.reason.contains(words), "{body}: {}", fault.reason);
         }
-        let many = (0..1001).map(|_| "<ns:personidentifikator>23079421936</ns:personidentifikator>").collect::<String>();
-        let fault = read::request(&envelope(&format!("<ns:HentPersonerForespoersel>{many}</ns:HentPersonerForespoersel>"))).unwrap_err();
+        let many =
+            (0..1001).map(|_| "<ns:personidentifikator>23079421936</ns:personidentifikator>").collect::<String>();
+        let fault =
+            read::request(&envelope(&format!("<ns:HentPersonerForespoersel>{many}</ns:HentPersonerForespoersel>")))
+                .unwrap_err();
         assert!(fault.reason.contains("more than 1000"));
     }
 }

@@ -34,10 +34,16 @@ pub fn parse_date_time(value: &str) -> Result<DateTime<FixedOffset>, XmlError> {
 fn open_envelope(cursor: &mut Cursor<'_>) -> Result<(Header, Element), Fault> {
     let root = cursor.root().map_err(|e| Fault::sender(format!("the request is not XML: {e}")))?;
     if root.is(NS_SOAP11, "Envelope") {
-        return Err(Fault { code: FaultCode::VersionMismatch, reason: "SOAP 1.1 is not supported: send a SOAP 1.2 envelope".into() });
+        return Err(Fault {
+            code: FaultCode::VersionMismatch,
+            reason: "SOAP 1.1 is not supported: send a SOAP 1.2 envelope".into(),
+        });
     }
     if root.local == "Envelope" && root.ns != NS_SOAP12 {
-        return Err(Fault { code: FaultCode::VersionMismatch, reason: format!("{} is not a SOAP 1.2 Envelope", root.name()) });
+        return Err(Fault {
+            code: FaultCode::VersionMismatch,
+            reason: format!("{} is not a SOAP 1.2 Envelope", root.name()),
+        });
     }
     if !root.is(NS_SOAP12, "Envelope") {
         return Err(Fault::sender(format!("the request is not a SOAP envelope (its root is {})", root.name())));
@@ -50,7 +56,10 @@ fn open_envelope(cursor: &mut Cursor<'_>) -> Result<(Header, Element), Fault> {
             if block.is(NS_OPPSLAG, "Oppslagstjenesten") {
                 header.paa_vegne_av = read_paa_vegne_av(cursor).map_err(sender)?;
             } else if matches!(block.qualified_attr(NS_SOAP12, "mustUnderstand"), Some("true" | "1")) {
-                return Err(Fault { code: FaultCode::MustUnderstand, reason: format!("header block {} is not understood", block.name()) });
+                return Err(Fault {
+                    code: FaultCode::MustUnderstand,
+                    reason: format!("header block {} is not understood", block.name()),
+                });
             } else {
                 cursor.skip().map_err(sender)?;
             }
@@ -93,69 +102,89 @@ pub fn request(xml: &str) -> Result<(Header, Request), Fault> {
     let (header, payload) = open_envelope(&mut cursor)?;
     let sender = |e: XmlError| Fault::sender(format!("invalid request: {e}"));
     if payload.ns != NS_OPPSLAG {
-        return Err(Fault::sender(format!("{} is not an Oppslagstjenesten 16-02 request (namespace {NS_OPPSLAG})", payload.name())));
+        return Err(Fault::sender(format!(
+            "{} is not an Oppslagstjenesten 16-02 request (namespace {NS_OPPSLAG})",
+            payload.name()
+        )));
     }
-    let request = match payload.local.as_str() {
-        "HentPersonerForespoersel" => {
-            let mut informasjonsbehov = Vec::new();
-            let mut ids: Vec<String> = Vec::new();
-            while let Some(element) = cursor.next_child().map_err(sender)? {
-                match (element.ns == NS_OPPSLAG, element.local.as_str()) {
-                    (true, "informasjonsbehov") if ids.is_empty() => {
-                        let value = cursor.text(&element).map_err(sender)?;
-                        let parsed = Informasjonsbehov::parse(value.trim())
-                            .ok_or_else(|| Fault::sender(format!("informasjonsbehov {:?} is not defined", excerpt(&value))))?;
-                        informasjonsbehov.push(parsed);
-                    }
-                    (true, "informasjonsbehov") => {
-                        return Err(Fault::sender("informasjonsbehov must come before every personidentifikator"));
-                    }
-                    (true, "personidentifikator") => {
-                        if ids.len() == MAX_PERSONS {
-                            return Err(Fault::sender(format!("more than {MAX_PERSONS} personidentifikatorer")));
+    let request =
+        match payload.local.as_str() {
+            "HentPersonerForespoersel" => {
+                let mut informasjonsbehov = Vec::new();
+                let mut ids: Vec<String> = Vec::new();
+                while let Some(element) = cursor.next_child().map_err(sender)? {
+                    match (element.ns == NS_OPPSLAG, element.local.as_str()) {
+                        (true, "informasjonsbehov") if ids.is_empty() => {
+                            let value = cursor.text(&element).map_err(sender)?;
+                            let parsed = Informasjonsbehov::parse(value.trim()).ok_or_else(|| {
+                                Fault::sender(format!("informasjonsbehov {:?} is not defined", excerpt(&value)))
+                            })?;
+                            informasjonsbehov.push(parsed);
                         }
-                        let id = cursor.text(&element).map_err(sender)?.trim().to_owned();
-                        match crate::personid::validate(&id) {
-                            Ok(()) => ids.push(id),
-                            Err(e) => return Err(Fault::sender(format!("personidentifikator {:?} is invalid: {e}", excerpt(&id)))),
+                        (true, "informasjonsbehov") => {
+                            return Err(Fault::sender("informasjonsbehov must come before every personidentifikator"));
+                        }
+                        (true, "personidentifikator") => {
+                            if ids.len() == MAX_PERSONS {
+                                return Err(Fault::sender(format!("more than {MAX_PERSONS} personidentifikatorer")));
+                            }
+                            let id = cursor.text(&element).map_err(sender)?.trim().to_owned();
+                            match crate::personid::validate(&id) {
+                                Ok(()) => ids.push(id),
+                                Err(e) => {
+                                    return Err(Fault::sender(format!(
+                                        "personidentifikator {:?} is invalid: {e}",
+                                        excerpt(&id)
+                                    )));
+                                }
+                            }
+                        }
+                        _ => {
+                            return Err(Fault::sender(format!(
+                                "unexpected element {} in HentPersonerForespoersel",
+                                element.name()
+                            )));
                         }
                     }
-                    _ => return Err(Fault::sender(format!("unexpected element {} in HentPersonerForespoersel", element.name()))),
                 }
-            }
-            if ids.is_empty() {
-                return Err(Fault::sender("HentPersonerForespoersel needs at least one personidentifikator"));
-            }
-            Request::HentPersoner { informasjonsbehov, personidentifikatorer: ids }
-        }
-        "HentEndringerForespoersel" => {
-            let fra = payload
-                .attr("fraEndringsNummer")
-                .ok_or_else(|| Fault::sender("fraEndringsNummer is required"))?
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| Fault::sender("fraEndringsNummer must be an xs:long"))?;
-            let mut informasjonsbehov = Vec::new();
-            while let Some(element) = cursor.next_child().map_err(sender)? {
-                if !element.is(NS_OPPSLAG, "informasjonsbehov") {
-                    return Err(Fault::sender(format!("unexpected element {} in HentEndringerForespoersel", element.name())));
+                if ids.is_empty() {
+                    return Err(Fault::sender("HentPersonerForespoersel needs at least one personidentifikator"));
                 }
-                let value = cursor.text(&element).map_err(sender)?;
-                informasjonsbehov.push(
-                    Informasjonsbehov::parse(value.trim())
-                        .ok_or_else(|| Fault::sender(format!("informasjonsbehov {:?} is not defined", excerpt(&value))))?,
-                );
+                Request::HentPersoner { informasjonsbehov, personidentifikatorer: ids }
             }
-            Request::HentEndringer { fra_endrings_nummer: fra, informasjonsbehov }
-        }
-        "HentPrintSertifikatForespoersel" => {
-            if let Some(element) = cursor.next_child().map_err(sender)? {
-                return Err(Fault::sender(format!("HentPrintSertifikatForespoersel is empty, found {}", element.name())));
+            "HentEndringerForespoersel" => {
+                let fra = payload
+                    .attr("fraEndringsNummer")
+                    .ok_or_else(|| Fault::sender("fraEndringsNummer is required"))?
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| Fault::sender("fraEndringsNummer must be an xs:long"))?;
+                let mut informasjonsbehov = Vec::new();
+                while let Some(element) = cursor.next_child().map_err(sender)? {
+                    if !element.is(NS_OPPSLAG, "informasjonsbehov") {
+                        return Err(Fault::sender(format!(
+                            "unexpected element {} in HentEndringerForespoersel",
+                            element.name()
+                        )));
+                    }
+                    let value = cursor.text(&element).map_err(sender)?;
+                    informasjonsbehov.push(Informasjonsbehov::parse(value.trim()).ok_or_else(|| {
+                        Fault::sender(format!("informasjonsbehov {:?} is not defined", excerpt(&value)))
+                    })?);
+                }
+                Request::HentEndringer { fra_endrings_nummer: fra, informasjonsbehov }
             }
-            Request::HentPrintSertifikat
-        }
-        other => return Err(Fault::sender(format!("unknown operation {other}"))),
-    };
+            "HentPrintSertifikatForespoersel" => {
+                if let Some(element) = cursor.next_child().map_err(sender)? {
+                    return Err(Fault::sender(format!(
+                        "HentPrintSertifikatForespoersel is empty, found {}",
+                        element.name()
+                    )));
+                }
+                Request::HentPrintSertifikat
+            }
+            other => return Err(Fault::sender(format!("unknown operation {other}"))),
+        };
     close_envelope(&mut cursor).map_err(sender)?;
     Ok((header, request))
 }
@@ -180,9 +209,13 @@ pub fn response(xml: &str) -> Result<Result<Response, Fault>, XmlError> {
         "HentPersonerRespons" => Response::HentPersoner(read_persons(&mut cursor)?),
         "HentEndringerRespons" => {
             let number = |name: &str| -> Result<i64, XmlError> {
-                payload.attr(name).and_then(|v| v.trim().parse().ok()).ok_or_else(|| XmlError::new(format!("{name} is missing or not a number")))
+                payload
+                    .attr(name)
+                    .and_then(|v| v.trim().parse().ok())
+                    .ok_or_else(|| XmlError::new(format!("{name} is missing or not a number")))
             };
-            let (fra, til, seneste) = (number("fraEndringsNummer")?, number("tilEndringsNummer")?, number("senesteEndringsNummer")?);
+            let (fra, til, seneste) =
+                (number("fraEndringsNummer")?, number("tilEndringsNummer")?, number("senesteEndringsNummer")?);
             Response::HentEndringer { fra, til, seneste, persons: read_persons(&mut cursor)? }
         }
         "HentPrintSertifikatRespons" => {
@@ -190,13 +223,16 @@ pub fn response(xml: &str) -> Result<Result<Response, Fault>, XmlError> {
             let mut sertifikat = None;
             while let Some(element) = cursor.next_child()? {
                 match element.local.as_str() {
-                    "postkasseleverandoerAdresse" | "postkasseleverandorAdresse" => leverandoer = Some(cursor.text(&element)?),
+                    "postkasseleverandoerAdresse" | "postkasseleverandorAdresse" => {
+                        leverandoer = Some(cursor.text(&element)?)
+                    }
                     "X509Sertifikat" | "X509Certificate" => sertifikat = Some(cursor.text(&element)?),
                     _ => cursor.skip()?,
                 }
             }
             Response::HentPrintSertifikat {
-                postkasseleverandoer_adresse: leverandoer.ok_or_else(|| XmlError::new("postkasseleverandoerAdresse is missing"))?,
+                postkasseleverandoer_adresse: leverandoer
+                    .ok_or_else(|| XmlError::new("postkasseleverandoerAdresse is missing"))?,
                 x509_sertifikat: sertifikat.ok_or_else(|| XmlError::new("X509Sertifikat is missing"))?,
             }
         }
@@ -239,7 +275,10 @@ fn read_fault(cursor: &mut Cursor<'_>) -> Result<Fault, XmlError> {
             _ => cursor.skip()?,
         }
     }
-    Ok(Fault { code: code.unwrap_or(FaultCode::Receiver), reason: reason.unwrap_or_else(|| "(no reason given)".into()) })
+    Ok(Fault {
+        code: code.unwrap_or(FaultCode::Receiver),
+        reason: reason.unwrap_or_else(|| "(no reason given)".into()),
+    })
 }
 
 fn read_persons(cursor: &mut Cursor<'_>) -> Result<Vec<Person>, XmlError> {
@@ -293,7 +332,8 @@ fn read_person(cursor: &mut Cursor<'_>) -> Result<Person, XmlError> {
             }
             "varslingsstatus" => {
                 let v = cursor.text(&element)?;
-                person.varslingsstatus = Some(Varslingsstatus::parse(v.trim()).ok_or_else(|| invalid("varslingsstatus", &v))?);
+                person.varslingsstatus =
+                    Some(Varslingsstatus::parse(v.trim()).ok_or_else(|| invalid("varslingsstatus", &v))?);
             }
             "Kontaktinformasjon" => {
                 let mut kontakt = Kontaktinformasjon::default();
@@ -319,7 +359,8 @@ fn read_person(cursor: &mut Cursor<'_>) -> Result<Person, XmlError> {
                     }
                 }
                 if let (Some(postkasseadresse), Some(postkasseleverandoer_adresse)) = (adresse, leverandoer) {
-                    person.sikker_digital_post_adresse = Some(SikkerDigitalPostAdresse { postkasseadresse, postkasseleverandoer_adresse });
+                    person.sikker_digital_post_adresse =
+                        Some(SikkerDigitalPostAdresse { postkasseadresse, postkasseleverandoer_adresse });
                 }
             }
             "X509Sertifikat" | "X509Certificate" => {

@@ -7,8 +7,8 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 
 use super::model::{Channel, Fault, Header, Informasjonsbehov, Person, Request, Response};
-use super::{NS_BEGREP, NS_OPPSLAG, NS_SOAP12};
 use super::xml::XmlError;
+use super::{NS_BEGREP, NS_OPPSLAG, NS_SOAP12};
 
 /// A writer into memory: the only failure is a bug, kept as an error rather than a panic.
 struct Out {
@@ -182,7 +182,11 @@ pub fn response(response: &Response) -> Result<String, XmlError> {
         Response::HentEndringer { fra, til, seneste, persons } => {
             let (fra, til, seneste) = (fra.to_string(), til.to_string(), seneste.to_string());
             let mut attrs = namespaces.to_vec();
-            attrs.extend([("fraEndringsNummer", fra.as_str()), ("tilEndringsNummer", til.as_str()), ("senesteEndringsNummer", seneste.as_str())]);
+            attrs.extend([
+                ("fraEndringsNummer", fra.as_str()),
+                ("tilEndringsNummer", til.as_str()),
+                ("senesteEndringsNummer", seneste.as_str()),
+            ]);
             out.start("ns3:HentEndringerRespons", &attrs);
             for p in persons {
                 person(&mut out, p);

@@ -70,7 +70,9 @@ fn namespace(resolve: ResolveResult<'_>) -> Result<String, XmlError> {
     match resolve {
         ResolveResult::Bound(ns) => Ok(ns.into_inner().to_owned()),
         ResolveResult::Unbound => Ok(String::new()),
-        ResolveResult::Unknown(prefix) => Err(XmlError::new(format!("the namespace prefix {prefix:?} is not declared"))),
+        ResolveResult::Unknown(prefix) => {
+            Err(XmlError::new(format!("the namespace prefix {prefix:?} is not declared")))
+        }
     }
 }
 
@@ -118,20 +120,27 @@ impl<'a> Cursor<'a> {
             return Ok(Item::End);
         }
         loop {
-            let (resolve, event) = self.reader.read_resolved_event().map_err(|e| XmlError::new(format!("malformed XML: {e}")))?;
+            let (resolve, event) =
+                self.reader.read_resolved_event().map_err(|e| XmlError::new(format!("malformed XML: {e}")))?;
             let resolve = namespace(resolve);
             match event {
                 Event::Start(start) => {
                     self.depth += 1;
                     if self.depth > self.limits.max_depth {
-                        return Err(XmlError::new(format!("the XML nests deeper than {} levels", self.limits.max_depth)));
+                        return Err(XmlError::new(format!(
+                            "the XML nests deeper than {} levels",
+                            self.limits.max_depth
+                        )));
                     }
                     return Ok(Item::Start(self.element(resolve, &start)?));
                 }
                 Event::Empty(start) => {
                     self.depth += 1;
                     if self.depth > self.limits.max_depth {
-                        return Err(XmlError::new(format!("the XML nests deeper than {} levels", self.limits.max_depth)));
+                        return Err(XmlError::new(format!(
+                            "the XML nests deeper than {} levels",
+                            self.limits.max_depth
+                        )));
                     }
                     let element = self.element(resolve, &start)?;
                     self.pending_end_of_empty = true;
@@ -152,7 +161,11 @@ impl<'a> Cursor<'a> {
                             "amp" => "&".into(),
                             "apos" => "'".into(),
                             "quot" => "\"".into(),
-                            other => return Err(XmlError::new(format!("the entity &{other}; is not defined (DTDs are not accepted)"))),
+                            other => {
+                                return Err(XmlError::new(format!(
+                                    "the entity &{other}; is not defined (DTDs are not accepted)"
+                                )));
+                            }
                         },
                         Err(e) => return Err(XmlError::new(format!("a bad character reference: {e}"))),
                     };
@@ -199,7 +212,10 @@ impl<'a> Cursor<'a> {
                 Item::Text(t) => text.push_str(&t),
                 Item::End => return Ok(text),
                 Item::Start(child) => {
-                    return Err(XmlError::new(format!("{} holds an element ({}) where text belongs", element.local, child.local)));
+                    return Err(XmlError::new(format!(
+                        "{} holds an element ({}) where text belongs",
+                        element.local, child.local
+                    )));
                 }
                 Item::Eof => return Err(XmlError::new("the document ends inside an element")),
             }

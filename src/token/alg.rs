@@ -42,17 +42,8 @@ pub enum AlgRefusal {
 }
 
 impl Alg {
-    pub const ALL: [Alg; 9] = [
-        Alg::RS256,
-        Alg::RS384,
-        Alg::RS512,
-        Alg::PS256,
-        Alg::PS384,
-        Alg::PS512,
-        Alg::ES256,
-        Alg::ES384,
-        Alg::EdDSA,
-    ];
+    pub const ALL: [Alg; 9] =
+        [Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512, Alg::ES256, Alg::ES384, Alg::EdDSA];
 
     pub fn parse(name: &str) -> Result<Alg, AlgRefusal> {
         Alg::ALL.into_iter().find(|alg| alg.name() == name).ok_or_else(|| {
@@ -82,9 +73,7 @@ impl Alg {
 
     pub fn family(self) -> KeyFamily {
         match self {
-            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => {
-                KeyFamily::Rsa
-            }
+            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => KeyFamily::Rsa,
             Alg::ES256 => KeyFamily::EcP256,
             Alg::ES384 => KeyFamily::EcP384,
             Alg::EdDSA => KeyFamily::Ed25519,

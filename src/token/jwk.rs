@@ -61,10 +61,7 @@ impl VerifyingKey {
     /// Returns `Ok(None)` for keys that are not for signatures or not of a supported type.
     pub fn from_jwk(jwk: &Jwk, allowed: &[Alg]) -> Result<Option<VerifyingKey>, KeyError> {
         let kid = jwk.common.key_id.clone();
-        let bad = |reason: String| KeyError::BadKey {
-            kid: kid.clone().unwrap_or_else(|| "(no kid)".into()),
-            reason,
-        };
+        let bad = |reason: String| KeyError::BadKey { kid: kid.clone().unwrap_or_else(|| "(no kid)".into()), reason };
         if matches!(&jwk.common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
             return Ok(None);
         }
@@ -119,8 +116,7 @@ impl VerifyingKey {
                     point.push(0x04);
                     point.extend_from_slice(&x);
                     point.extend_from_slice(&y);
-                    ParsedPublicKey::new(alg.verification(), point)
-                        .map_err(|e| bad(format!("EC key rejected: {e}")))?
+                    ParsedPublicKey::new(alg.verification(), point).map_err(|e| bad(format!("EC key rejected: {e}")))?
                 }
                 AlgorithmParameters::OctetKeyPair(okp) => {
                     let x = b64(&okp.x).map_err(|e| bad(format!("x: {e}")))?;
@@ -135,11 +131,7 @@ impl VerifyingKey {
     }
 
     /// Build from a DER SubjectPublicKeyInfo (a certificate's key), for `allowed` algorithms.
-    pub fn from_spki(
-        kid: Option<String>,
-        spki_der: &[u8],
-        allowed: &[Alg],
-    ) -> Result<VerifyingKey, KeyError> {
+    pub fn from_spki(kid: Option<String>, spki_der: &[u8], allowed: &[Alg]) -> Result<VerifyingKey, KeyError> {
         let mut parsed = Vec::new();
         let mut family = None;
         for alg in allowed {
@@ -222,8 +214,7 @@ impl KeySet {
         struct Doc {
             keys: Vec<serde_json::Value>,
         }
-        let doc: Doc =
-            serde_json::from_slice(document).map_err(|e| KeyError::NotAJwks(e.to_string()))?;
+        let doc: Doc = serde_json::from_slice(document).map_err(|e| KeyError::NotAJwks(e.to_string()))?;
         if doc.keys.len() > MAX_KEYS_PER_SET {
             return Err(KeyError::TooManyKeys(doc.keys.len()));
         }

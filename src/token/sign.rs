@@ -38,7 +38,8 @@ impl SigningKey {
     /// Read a PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC) for `alg`. Without a `kid`, the
     /// RFC 7638 thumbprint of the public key is used.
     pub fn from_pem_file(path: &Path, alg: Alg, kid: Option<String>) -> Result<SigningKey, String> {
-        let der = PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: not a PEM private key: {e}", path.display()))?;
+        let der = PrivateKeyDer::from_pem_file(path)
+            .map_err(|e| format!("{}: not a PEM private key: {e}", path.display()))?;
         SigningKey::from_der(&der, alg, kid).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -51,8 +52,12 @@ impl SigningKey {
         use super::alg::KeyFamily;
         let bytes = der.secret_der();
         let pair = match (alg.family(), der) {
-            (KeyFamily::Rsa, PrivateKeyDer::Pkcs1(_)) => Pair::Rsa(RsaKeyPair::from_der(bytes).map_err(|e| format!("RSA key rejected: {e}"))?),
-            (KeyFamily::Rsa, _) => Pair::Rsa(RsaKeyPair::from_pkcs8(bytes).map_err(|e| format!("RSA key rejected: {e}"))?),
+            (KeyFamily::Rsa, PrivateKeyDer::Pkcs1(_)) => {
+                Pair::Rsa(RsaKeyPair::from_der(bytes).map_err(|e| format!("RSA key rejected: {e}"))?)
+            }
+            (KeyFamily::Rsa, _) => {
+                Pair::Rsa(RsaKeyPair::from_pkcs8(bytes).map_err(|e| format!("RSA key rejected: {e}"))?)
+            }
             (KeyFamily::EcP256 | KeyFamily::EcP384, der) => {
                 let signing = if alg == Alg::ES256 {
                     &signature::ECDSA_P256_SHA256_FIXED_SIGNING
@@ -65,7 +70,9 @@ impl SigningKey {
                 };
                 Pair::Ec(pair.map_err(|e| format!("EC key rejected (is it a {alg} key?): {e}"))?)
             }
-            (KeyFamily::Ed25519, _) => Pair::Ed(Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).map_err(|e| format!("Ed25519 key rejected: {e}"))?),
+            (KeyFamily::Ed25519, _) => Pair::Ed(
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).map_err(|e| format!("Ed25519 key rejected: {e}"))?,
+            ),
         };
         if let Pair::Rsa(rsa) = &pair
             && rsa.public_modulus_len() < 256
@@ -104,7 +111,11 @@ impl SigningKey {
     pub fn thumbprint(&self) -> String {
         let jwk = self.public_jwk();
         let canonical = match &self.pair {
-            Pair::Rsa(_) => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, jwk["e"].as_str().unwrap_or(""), jwk["n"].as_str().unwrap_or("")),
+            Pair::Rsa(_) => format!(
+                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                jwk["e"].as_str().unwrap_or(""),
+                jwk["n"].as_str().unwrap_or("")
+            ),
             Pair::Ec(_) => format!(
                 r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
                 jwk["crv"].as_str().unwrap_or(""),

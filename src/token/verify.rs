@@ -128,17 +128,13 @@ impl<'a> CompactJws<'a> {
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(TokenError::new(
-                Reason::Malformed,
-                "the token is not a JWT (header.payload.signature)",
-            ));
+            return Err(TokenError::new(Reason::Malformed, "the token is not a JWT (header.payload.signature)"));
         };
         let header_json = decode_part(header_b64, "header")?;
-        let header: JoseHeader = serde_json::from_slice(&header_json).map_err(|e| {
-            TokenError::new(Reason::Malformed, format!("the token header is not valid: {e}"))
-        })?;
-        let alg = Alg::parse(&header.alg)
-            .map_err(|refusal| TokenError::new(Reason::AlgRefused, refusal.to_string()))?;
+        let header: JoseHeader = serde_json::from_slice(&header_json)
+            .map_err(|e| TokenError::new(Reason::Malformed, format!("the token header is not valid: {e}")))?;
+        let alg =
+            Alg::parse(&header.alg).map_err(|refusal| TokenError::new(Reason::AlgRefused, refusal.to_string()))?;
         if let Some(crit) = &header.crit {
             return Err(TokenError::new(
                 Reason::Malformed,
@@ -156,9 +152,8 @@ impl<'a> CompactJws<'a> {
 
     /// The claims, deserialised. Reading them is not trusting them: verify first.
     pub fn claims<T: DeserializeOwned>(&self) -> Result<T, TokenError> {
-        serde_json::from_slice(&self.payload).map_err(|e| {
-            TokenError::new(Reason::Malformed, format!("the token's claims are not valid: {e}"))
-        })
+        serde_json::from_slice(&self.payload)
+            .map_err(|e| TokenError::new(Reason::Malformed, format!("the token's claims are not valid: {e}")))
     }
 
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), TokenError> {
@@ -201,8 +196,5 @@ pub fn check_times(
 }
 
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

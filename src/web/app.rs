@@ -37,7 +37,9 @@ impl AxumApp {
 fn plain(status: u16, message: &str) -> http::Response<Vec<u8>> {
     let mut response = http::Response::new(message.as_bytes().to_vec());
     *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     response.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(message.len()));
     response
 }

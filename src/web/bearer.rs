@@ -67,7 +67,8 @@ fn is_b64token(token: &str) -> bool {
 /// `Bearer realm="portvakt", error="…", error_description="…"`. RFC 6750 allows neither `"`
 /// nor `\` in the quoted values, so they are replaced rather than escaped.
 pub fn challenge(error: &str, description: &str, extra: &[(&str, &str)]) -> String {
-    let mut value = format!("Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"", quotable(description));
+    let mut value =
+        format!("Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"", quotable(description));
     for (name, v) in extra {
         value.push_str(&format!(", {name}=\"{}\"", quotable(v)));
     }
@@ -110,7 +111,10 @@ mod tests {
     #[test]
     fn reads_one_bearer_token() {
         assert_eq!(extract(&headers(&["Bearer abc.def.ghi"])), Ok("abc.def.ghi"));
-        assert_eq!(extract(&headers(&["bearer  IxC0B76vlWl3fiQhAwZUmD0hr_PPwC9hSIXRdoUslPU="])), Ok("IxC0B76vlWl3fiQhAwZUmD0hr_PPwC9hSIXRdoUslPU="));
+        assert_eq!(
+            extract(&headers(&["bearer  IxC0B76vlWl3fiQhAwZUmD0hr_PPwC9hSIXRdoUslPU="])),
+            Ok("IxC0B76vlWl3fiQhAwZUmD0hr_PPwC9hSIXRdoUslPU=")
+        );
     }
 
     #[test]

@@ -193,7 +193,13 @@ pub struct EchoUpstream {
     handle: tokio::task::JoinHandle<()>,
 }
 
-async fn echo(State(hits): State<Arc<AtomicUsize>>, method: Method, uri: Uri, headers: HeaderMap, body: String) -> Response {
+async fn echo(
+    State(hits): State<Arc<AtomicUsize>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
     hits.fetch_add(1, Ordering::SeqCst);
     let mut seen = serde_json::Map::new();
     for (name, value) in &headers {
@@ -351,9 +357,7 @@ impl Drop for Portvakt {
 
 /// The value of a counter series in Prometheus text, 0 when absent.
 pub fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-        .unwrap_or(0.0)
+    text.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
 
 /// A `[server]` section keeping the test's pid file and upgrade socket in its own folder.
@@ -431,7 +435,10 @@ pub fn forms(html: &str) -> Vec<Form> {
                 .select(&input_selector)
                 .map(|input| {
                     let value = input.value();
-                    (value.attr("name").unwrap_or_default().to_owned(), value.attr("value").unwrap_or_default().to_owned())
+                    (
+                        value.attr("name").unwrap_or_default().to_owned(),
+                        value.attr("value").unwrap_or_default().to_owned(),
+                    )
                 })
                 .collect(),
         })
@@ -453,7 +460,9 @@ impl Page {
         let url = url::Url::parse(location).ok()?;
         let from_query = url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
         from_query.or_else(|| {
-            url::form_urlencoded::parse(url.fragment()?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+            url::form_urlencoded::parse(url.fragment()?.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
         })
     }
 }
@@ -504,7 +513,8 @@ impl Browser {
     /// Submit `form` (as served, with changes) relative to `base`.
     pub async fn submit(&self, base: &str, form: &Form) -> Page {
         let url = if form.action.starts_with("http") { form.action.clone() } else { format!("{base}{}", form.action) };
-        let response = self.http.post(url).header("cookie", self.cookie_header()).form(&form.fields).send().await.expect("POST");
+        let response =
+            self.http.post(url).header("cookie", self.cookie_header()).form(&form.fields).send().await.expect("POST");
         self.finish(response).await
     }
 }

@@ -93,7 +93,13 @@ impl Typed {
         self.store.put(space, key, encode(value), ttl).await
     }
 
-    pub async fn insert_new<T: Serialize>(&self, space: Space, key: &str, value: &T, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn insert_new<T: Serialize>(
+        &self,
+        space: Space,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
         self.store.insert_new(space, key, encode(value), ttl).await
     }
 

@@ -1,33 +1,10 @@
-//! Authorization-code logins per second against a running issuer: each login opens
-//! `/authorize`, submits the test IdP's form, and redeems the code (with PKCE) for tokens.
-//!
-//!   cargo bench --bench logins -- --issuer http://127.0.0.1:9000 --seconds 8 --concurrency 8
-//!
-//! Prints one JSON line. It drives a server; it measures nothing on its own.
+//! A load generator for authorization-code logins against a running issuer (`portvakt
+//! loadgen logins`, used by the load benchmark): each login opens `/authorize`, submits the
+//! test IdP's form as served, and redeems the code (with PKCE) for tokens.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-
-struct Args {
-    issuer: String,
-    seconds: u64,
-    concurrency: usize,
-}
-
-fn args() -> Args {
-    let mut args = Args { issuer: "http://127.0.0.1:9000".into(), seconds: 8, concurrency: 8 };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--issuer" => args.issuer = it.next().unwrap_or(args.issuer),
-            "--seconds" => args.seconds = it.next().and_then(|v| v.parse().ok()).unwrap_or(args.seconds),
-            "--concurrency" => args.concurrency = it.next().and_then(|v| v.parse().ok()).unwrap_or(args.concurrency),
-            _ => {} // cargo bench passes --bench
-        }
-    }
-    args
-}
 
 fn hidden(html: &str, name: &str) -> Option<String> {
     let marker = format!("name=\"{name}\" value=\"");
@@ -37,12 +14,9 @@ fn hidden(html: &str, name: &str) -> Option<String> {
 }
 
 fn cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or_default().to_owned()))
+    response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        v.strip_prefix(&format!("{name}=")).map(|rest| rest.split(';').next().unwrap_or_default().to_owned())
+    })
 }
 
 /// One login: form, code, tokens. Returns an error message on any deviation.
@@ -85,16 +59,16 @@ async fn login(http: &reqwest::Client, issuer: &str, pid: &str) -> Result<(), St
     Ok(())
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
-async fn main() {
-    let args = args();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+/// Drive logins for `seconds` with `concurrency` parallel browsers; returns the figures as JSON.
+pub async fn run(issuer: &str, seconds: u64, concurrency: usize) -> Result<serde_json::Value, String> {
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
-    let workers: Vec<_> = (0..args.concurrency)
+    let workers: Vec<_> = (0..concurrency)
         .map(|_| {
             let http = http.clone();
-            let issuer = args.issuer.clone();
+            let issuer = issuer.to_owned();
             tokio::spawn(async move {
                 let (mut latencies, mut errors) = (Vec::new(), Vec::new());
                 while Instant::now() < deadline {
@@ -118,10 +92,12 @@ async fn main() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
-    let percentile = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-    println!(
-        "LOGINS_JSON {}",
-        json!({
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Ok(json!({
             "logins": latencies.len(),
             "seconds": elapsed,
             "per_second": latencies.len() as f64 / elapsed,
@@ -129,6 +105,5 @@ async fn main() {
             "p99_ms": percentile(0.99),
             "errors": errors.len(),
             "first_error": errors.first(),
-        })
-    );
+    }))
 }

@@ -1,0 +1,149 @@
+//! `portvakt check-config`: a bad config stops start-up with the file, the key and the reason.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn check(config: &str, files: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
+    let path = dir.path().join("portvakt.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = Command::new(binary()).args(["check-config", "--config"]).arg(&path).output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        path.display().to_string(),
+    )
+}
+
+const MINIMAL: &str = r#"
+[admin]
+listen = "127.0.0.1:19901"
+
+[gateway]
+listen = "127.0.0.1:18080"
+
+[[gateway.issuers]]
+issuer = "https://issuer.example"
+jwks_url = "https://issuer.example/jwk"
+
+[[gateway.routes]]
+name = "api"
+path = "/api"
+upstreams = ["http://127.0.0.1:18081"]
+"#;
+
+#[test]
+fn a_good_config_passes_and_the_default_config_is_good() {
+    let (code, stderr, _) = check(MINIMAL, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let output = Command::new(binary()).args(["check-config"]).current_dir(project_path("")).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn each_kind_of_mistake_names_the_file_the_key_and_the_reason() {
+    let cases = [
+        (
+            MINIMAL.replace("[gateway]\n", "[gateway]\nnonsense = 1\n"),
+            "key `gateway.nonsense`",
+            "unknown field `nonsense`",
+        ),
+        (format!("[server]\nthreads = \"two\"\n{MINIMAL}"), "key `server.threads`", "expected usize"),
+        (
+            MINIMAL.replace("jwks_url = \"https://issuer.example/jwk\"", "jwks_file = \"missing.json\""),
+            "key `gateway.issuers[0].jwks_file`",
+            "does not exist",
+        ),
+        (
+            MINIMAL.replace("https://issuer.example/jwk", "not a url"),
+            "key `gateway.issuers[0].jwks_url`",
+            "relative URL without a base",
+        ),
+        (
+            MINIMAL.replace("ftp://", "").replace("http://127.0.0.1:18081", "ftp://127.0.0.1:18081"),
+            "key `gateway.routes[0].upstreams[0]`",
+            "scheme \"ftp\"",
+        ),
+        (MINIMAL.replace("path = \"/api\"", "path = \"/api/../x\""), "key `gateway.routes[0].path`", "dot segment"),
+        (
+            MINIMAL.replace(
+                "upstreams = [\"http://127.0.0.1:18081\"]",
+                "upstreams = [\"http://no-such-host.invalid:80\"]",
+            ),
+            "key `gateway.routes[0].upstreams[0]`",
+            "cannot resolve",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[[gateway.routes]]\nname = \"api\"\npath = \"/x\"\nupstreams = [\"http://127.0.0.1:1\"]\n"
+            ),
+            "key `gateway.routes[1].name`",
+            "defined twice",
+        ),
+        (
+            MINIMAL.replace("listen = \"127.0.0.1:18080\"", "listen = \"127.0.0.1:19901\""),
+            "key `gateway.listen`",
+            "already used by admin.listen",
+        ),
+        (
+            MINIMAL.replace("algorithms", "x").replace(
+                "jwks_url = \"https://issuer.example/jwk\"",
+                "jwks_url = \"https://issuer.example/jwk\"\nalgorithms = [\"HS256\"]",
+            ),
+            "key `gateway.issuers[0].algorithms",
+            "HMAC",
+        ),
+    ];
+    for (config, key, reason) in cases {
+        let (code, stderr, path) = check(&config, &[]);
+        assert_eq!(code, 2, "{key}: {stderr}");
+        assert!(stderr.contains(&path), "names the file: {stderr}");
+        assert!(stderr.contains(key), "names {key}: {stderr}");
+        assert!(stderr.contains(reason), "says {reason}: {stderr}");
+    }
+}
+
+#[test]
+fn a_production_config_refuses_development_material_and_inline_secrets() {
+    let dev = project_path("config/dev");
+    let config = format!(
+        "[server]\nenvironment = \"production\"\n{}\n[[gateway.issuers]]\nissuer = \"x\"\njwks_file = \"{}/../portvakt.toml\"\nintrospection = {{ url = \"http://10.1.2.3/tokeninfo\", client_id = \"gw\", client_secret = \"inline\" }}\n",
+        MINIMAL,
+        dev.display()
+    );
+    let (code, stderr, _) = check(&config, &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("inline"), "{stderr}");
+    assert!(stderr.contains("must use https"), "{stderr}");
+    let dev_key = format!(
+        "[server]\nenvironment = \"production\"\n{}\n[[gateway.issuers]]\nissuer = \"y\"\njwks_file = \"{}/pairwise.secret\"\n",
+        MINIMAL,
+        dev.display()
+    );
+    let (code, stderr, _) = check(&dev_key, &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("development material"), "{stderr}");
+}
+
+#[test]
+fn the_production_example_is_well_formed() {
+    // Its TLS files and upstream hosts do not exist here; everything else must check out.
+    let output = Command::new(binary())
+        .args(["check-config", "--config", "config/examples/production.toml"])
+        .current_dir(project_path(""))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in stderr.lines() {
+        assert!(
+            line.contains("gateway.tls") || line.contains("cannot resolve"),
+            "an unexpected complaint about the example: {line}"
+        );
+    }
+}
