@@ -8,8 +8,8 @@ use super::model::{
     Channel, Fault, FaultCode, Header, Informasjonsbehov, Kontaktinformasjon, Person, Request, Reservasjon, Response,
     SikkerDigitalPostAdresse, Status, Varslingsstatus,
 };
-use super::xml::{Cursor, Element, Limits, XmlError};
-use super::{MAX_PERSONS, NS_BEGREP, NS_OPPSLAG, NS_SOAP11, NS_SOAP12};
+use super::xml::{Cursor, Element, Limits, Ns, XmlError};
+use super::{MAX_PERSONS, NS_OPPSLAG};
 
 /// Depth and element-count limits: a 1,000-person answer has about 15,000 elements.
 fn limits() -> Limits {
@@ -33,29 +33,29 @@ pub fn parse_date_time(value: &str) -> Result<DateTime<FixedOffset>, XmlError> {
 /// Find the Envelope's Body payload after checking the envelope and reading the header.
 fn open_envelope(cursor: &mut Cursor<'_>) -> Result<(Header, Element), Fault> {
     let root = cursor.root().map_err(|e| Fault::sender(format!("the request is not XML: {e}")))?;
-    if root.is(NS_SOAP11, "Envelope") {
+    if root.is(Ns::Soap11, "Envelope") {
         return Err(Fault {
             code: FaultCode::VersionMismatch,
             reason: "SOAP 1.1 is not supported: send a SOAP 1.2 envelope".into(),
         });
     }
-    if root.local == "Envelope" && root.ns != NS_SOAP12 {
+    if root.local == "Envelope" && root.ns != Ns::Soap12 {
         return Err(Fault {
             code: FaultCode::VersionMismatch,
             reason: format!("{} is not a SOAP 1.2 Envelope", root.name()),
         });
     }
-    if !root.is(NS_SOAP12, "Envelope") {
+    if !root.is(Ns::Soap12, "Envelope") {
         return Err(Fault::sender(format!("the request is not a SOAP envelope (its root is {})", root.name())));
     }
     let sender = |e: XmlError| Fault::sender(format!("malformed envelope: {e}"));
     let mut header = Header::default();
     let mut child = cursor.next_child().map_err(sender)?.ok_or_else(|| Fault::sender("the envelope has no Body"))?;
-    if child.is(NS_SOAP12, "Header") {
+    if child.is(Ns::Soap12, "Header") {
         while let Some(block) = cursor.next_child().map_err(sender)? {
-            if block.is(NS_OPPSLAG, "Oppslagstjenesten") {
+            if block.is(Ns::Oppslag, "Oppslagstjenesten") {
                 header.paa_vegne_av = read_paa_vegne_av(cursor).map_err(sender)?;
-            } else if matches!(block.qualified_attr(NS_SOAP12, "mustUnderstand"), Some("true" | "1")) {
+            } else if matches!(block.qualified_attr(Ns::Soap12, "mustUnderstand"), Some("true" | "1")) {
                 return Err(Fault {
                     code: FaultCode::MustUnderstand,
                     reason: format!("header block {} is not understood", block.name()),
@@ -66,7 +66,7 @@ fn open_envelope(cursor: &mut Cursor<'_>) -> Result<(Header, Element), Fault> {
         }
         child = cursor.next_child().map_err(sender)?.ok_or_else(|| Fault::sender("the envelope has no Body"))?;
     }
-    if !child.is(NS_SOAP12, "Body") {
+    if !child.is(Ns::Soap12, "Body") {
         return Err(Fault::sender(format!("expected the Body, found {}", child.name())));
     }
     let payload = cursor.next_child().map_err(sender)?.ok_or_else(|| Fault::sender("the Body is empty"))?;
@@ -76,7 +76,7 @@ fn open_envelope(cursor: &mut Cursor<'_>) -> Result<(Header, Element), Fault> {
 fn read_paa_vegne_av(cursor: &mut Cursor<'_>) -> Result<Option<String>, XmlError> {
     let mut value = None;
     while let Some(element) = cursor.next_child()? {
-        if element.is(NS_OPPSLAG, "PaaVegneAv") {
+        if element.is(Ns::Oppslag, "PaaVegneAv") {
             value = Some(cursor.text(&element)?.trim().to_owned());
         } else {
             return Err(XmlError::new(format!("unexpected {} in Oppslagstjenesten", element.name())));
@@ -101,7 +101,7 @@ pub fn request(xml: &str) -> Result<(Header, Request), Fault> {
     let mut cursor = Cursor::new(xml, limits());
     let (header, payload) = open_envelope(&mut cursor)?;
     let sender = |e: XmlError| Fault::sender(format!("invalid request: {e}"));
-    if payload.ns != NS_OPPSLAG {
+    if payload.ns != Ns::Oppslag {
         return Err(Fault::sender(format!(
             "{} is not an Oppslagstjenesten 16-02 request (namespace {NS_OPPSLAG})",
             payload.name()
@@ -113,7 +113,7 @@ pub fn request(xml: &str) -> Result<(Header, Request), Fault> {
                 let mut informasjonsbehov = Vec::new();
                 let mut ids: Vec<String> = Vec::new();
                 while let Some(element) = cursor.next_child().map_err(sender)? {
-                    match (element.ns == NS_OPPSLAG, element.local.as_str()) {
+                    match (element.ns == Ns::Oppslag, element.local.as_str()) {
                         (true, "informasjonsbehov") if ids.is_empty() => {
                             let value = cursor.text(&element).map_err(sender)?;
                             let parsed = Informasjonsbehov::parse(value.trim()).ok_or_else(|| {
@@ -161,7 +161,7 @@ pub fn request(xml: &str) -> Result<(Header, Request), Fault> {
                     .map_err(|_| Fault::sender("fraEndringsNummer must be an xs:long"))?;
                 let mut informasjonsbehov = Vec::new();
                 while let Some(element) = cursor.next_child().map_err(sender)? {
-                    if !element.is(NS_OPPSLAG, "informasjonsbehov") {
+                    if !element.is(Ns::Oppslag, "informasjonsbehov") {
                         return Err(Fault::sender(format!(
                             "unexpected element {} in HentEndringerForespoersel",
                             element.name()
@@ -197,12 +197,12 @@ fn excerpt(value: &str) -> String {
 pub fn response(xml: &str) -> Result<Result<Response, Fault>, XmlError> {
     let mut cursor = Cursor::new(xml, limits());
     let (_, payload) = open_envelope(&mut cursor).map_err(|f| XmlError::new(f.reason))?;
-    if payload.is(NS_SOAP12, "Fault") {
+    if payload.is(Ns::Soap12, "Fault") {
         let fault = read_fault(&mut cursor)?;
         close_envelope(&mut cursor)?;
         return Ok(Err(fault));
     }
-    if payload.ns != NS_OPPSLAG {
+    if payload.ns != Ns::Oppslag {
         return Err(XmlError::new(format!("unexpected answer {}", payload.name())));
     }
     let response = match payload.local.as_str() {
@@ -246,10 +246,10 @@ fn read_fault(cursor: &mut Cursor<'_>) -> Result<Fault, XmlError> {
     let mut code = None;
     let mut reason = None;
     while let Some(element) = cursor.next_child()? {
-        match (element.ns == NS_SOAP12, element.local.as_str()) {
+        match (element.ns == Ns::Soap12, element.local.as_str()) {
             (true, "Code") => {
                 while let Some(part) = cursor.next_child()? {
-                    if part.is(NS_SOAP12, "Value") && code.is_none() {
+                    if part.is(Ns::Soap12, "Value") && code.is_none() {
                         let value = cursor.text(&part)?;
                         let local = value.trim().rsplit(':').next().unwrap_or_default().to_owned();
                         code = Some(match local.as_str() {
@@ -265,7 +265,7 @@ fn read_fault(cursor: &mut Cursor<'_>) -> Result<Fault, XmlError> {
             }
             (true, "Reason") => {
                 while let Some(part) = cursor.next_child()? {
-                    if part.is(NS_SOAP12, "Text") && reason.is_none() {
+                    if part.is(Ns::Soap12, "Text") && reason.is_none() {
                         reason = Some(cursor.text(&part)?.trim().to_owned());
                     } else {
                         cursor.skip()?;
@@ -284,7 +284,7 @@ fn read_fault(cursor: &mut Cursor<'_>) -> Result<Fault, XmlError> {
 fn read_persons(cursor: &mut Cursor<'_>) -> Result<Vec<Person>, XmlError> {
     let mut persons = Vec::new();
     while let Some(element) = cursor.next_child()? {
-        if !element.is(NS_BEGREP, "Person") {
+        if !element.is(Ns::Begrep, "Person") {
             return Err(XmlError::new(format!("unexpected {} among the persons", element.name())));
         }
         if persons.len() == MAX_PERSONS {
@@ -316,7 +316,7 @@ fn read_person(cursor: &mut Cursor<'_>) -> Result<Person, XmlError> {
     };
     let invalid = |what: &str, value: &str| XmlError::new(format!("{what} {:?} is not a valid value", excerpt(value)));
     while let Some(element) = cursor.next_child()? {
-        if element.ns != NS_BEGREP {
+        if element.ns != Ns::Begrep {
             cursor.skip()?;
             continue;
         }

@@ -17,30 +17,68 @@ impl XmlError {
     }
 }
 
+/// A namespace. The ones Oppslagstjenesten uses are told apart without keeping (or comparing)
+/// their URIs for every element, which perf showed costing as much as the parsing itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ns {
+    None,
+    Soap12,
+    Soap11,
+    Oppslag,
+    Begrep,
+    Other(Box<str>),
+}
+
+impl Ns {
+    fn of(uri: &str) -> Ns {
+        match uri {
+            super::NS_SOAP12 => Ns::Soap12,
+            super::NS_SOAP11 => Ns::Soap11,
+            super::NS_OPPSLAG => Ns::Oppslag,
+            super::NS_BEGREP => Ns::Begrep,
+            other => Ns::Other(other.into()),
+        }
+    }
+
+    pub fn uri(&self) -> &str {
+        match self {
+            Ns::None => "",
+            Ns::Soap12 => super::NS_SOAP12,
+            Ns::Soap11 => super::NS_SOAP11,
+            Ns::Oppslag => super::NS_OPPSLAG,
+            Ns::Begrep => super::NS_BEGREP,
+            Ns::Other(uri) => uri,
+        }
+    }
+}
+
 /// An element start: its namespace, local name and attributes (namespace, local name, value).
 #[derive(Debug, Clone)]
 pub struct Element {
-    pub ns: String,
+    pub ns: Ns,
     pub local: String,
-    pub attrs: Vec<(String, String, String)>,
+    pub attrs: Vec<(Ns, String, String)>,
 }
 
 impl Element {
-    pub fn is(&self, ns: &str, local: &str) -> bool {
+    pub fn is(&self, ns: Ns, local: &str) -> bool {
         self.ns == ns && self.local == local
     }
 
     /// An unqualified attribute's value (the schemas' attributes are unqualified).
     pub fn attr(&self, local: &str) -> Option<&str> {
-        self.attrs.iter().find(|(ns, name, _)| ns.is_empty() && name == local).map(|(_, _, v)| v.as_str())
+        self.attrs.iter().find(|(ns, name, _)| *ns == Ns::None && name == local).map(|(_, _, v)| v.as_str())
     }
 
-    pub fn qualified_attr(&self, ns: &str, local: &str) -> Option<&str> {
-        self.attrs.iter().find(|(n, name, _)| n == ns && name == local).map(|(_, _, v)| v.as_str())
+    pub fn qualified_attr(&self, ns: Ns, local: &str) -> Option<&str> {
+        self.attrs.iter().find(|(n, name, _)| *n == ns && name == local).map(|(_, _, v)| v.as_str())
     }
 
     pub fn name(&self) -> String {
-        if self.ns.is_empty() { self.local.clone() } else { format!("{{{}}}{}", self.ns, self.local) }
+        match &self.ns {
+            Ns::None => self.local.clone(),
+            ns => format!("{{{}}}{}", ns.uri(), self.local),
+        }
     }
 }
 
@@ -66,10 +104,10 @@ pub struct Cursor<'a> {
 }
 
 /// The namespace an element name resolved to (empty when unqualified).
-fn namespace(resolve: ResolveResult<'_>) -> Result<String, XmlError> {
+fn namespace(resolve: ResolveResult<'_>) -> Result<Ns, XmlError> {
     match resolve {
-        ResolveResult::Bound(ns) => Ok(ns.into_inner().to_owned()),
-        ResolveResult::Unbound => Ok(String::new()),
+        ResolveResult::Bound(ns) => Ok(Ns::of(ns.into_inner())),
+        ResolveResult::Unbound => Ok(Ns::None),
         ResolveResult::Unknown(prefix) => {
             Err(XmlError::new(format!("the namespace prefix {prefix:?} is not declared")))
         }
@@ -86,7 +124,7 @@ impl<'a> Cursor<'a> {
         Cursor { reader, depth: 0, elements: 0, limits, pending_end_of_empty: false }
     }
 
-    fn element(&mut self, ns: Result<String, XmlError>, start: &BytesStart<'_>) -> Result<Element, XmlError> {
+    fn element(&mut self, ns: Result<Ns, XmlError>, start: &BytesStart<'_>) -> Result<Element, XmlError> {
         self.elements += 1;
         if self.elements > self.limits.max_elements {
             return Err(XmlError::new(format!("more than {} elements", self.limits.max_elements)));
@@ -101,8 +139,8 @@ impl<'a> Cursor<'a> {
             }
             let (resolved, attr_local) = self.reader.resolver().resolve_attribute(attr.key);
             let attr_ns = match resolved {
-                ResolveResult::Bound(ns) => ns.into_inner().to_owned(),
-                _ => String::new(),
+                ResolveResult::Bound(ns) => Ns::of(ns.into_inner()),
+                _ => Ns::None,
             };
             let value = attr
                 .normalized_value(XmlVersion::Implicit1_0)
@@ -261,9 +299,9 @@ mod tests {
         let xml = r#"<?xml version="1.0"?><a:r xmlns:a="urn:a" xmlns="urn:d"><c x="1 &amp; 2">t&lt;&#65;<![CDATA[<z>]]></c><e/></a:r>"#;
         let mut cursor = Cursor::new(xml, limits());
         let root = cursor.root().unwrap();
-        assert!(root.is("urn:a", "r"));
+        assert!(root.is(Ns::Other("urn:a".into()), "r"));
         let c = cursor.next_child().unwrap().unwrap();
-        assert!(c.is("urn:d", "c"));
+        assert!(c.is(Ns::Other("urn:d".into()), "c"));
         assert_eq!(c.attr("x"), Some("1 & 2"));
         assert_eq!(cursor.text(&c).unwrap(), "t<A<z>");
         let e = cursor.next_child().unwrap().unwrap();
