@@ -1,7 +1,6 @@
 //! The SOAP translation: building a HentPersoner request and parsing its answer for 1, 100 and
 //! 1,000 persons (the facade's side), and writing the answer (the simulator's side).
 
-
 // The allocator the portvakt binary runs with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,7 +1,6 @@
 //! Token validation at the edge: a cached token, and uncached signature checks for RS256,
 //! ES256 and EdDSA (what a cache miss costs).
 
-
 // The allocator the portvakt binary runs with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::admin::metrics::Metrics;
 use crate::config::{JwksSettings, TrustedIssuerSettings};
+use crate::telemetry::excerpt;
 use crate::token::{Alg, KeySet, Reason, TokenError, VerifyingKey};
 use crate::web::client::{error_chain, read_limited};
 
@@ -155,7 +156,7 @@ impl IssuerKeys {
             None => Err(TokenError::new(
                 Reason::UnknownKey,
                 match kid {
-                    Some(kid) => format!("issuer {} has no {alg} key with kid {:?}", self.issuer, truncate(kid)),
+                    Some(kid) => format!("issuer {} has no {alg} key with kid {:?}", self.issuer, excerpt(kid, 64)),
                     None => format!("the token has no kid and issuer {} has no single {alg} key", self.issuer),
                 },
             )),
@@ -244,8 +245,4 @@ impl IssuerKeys {
             .await
             .map_err(|_| format!("{url}: no answer within {:?}", self.settings.timeout))?
     }
-}
-
-fn truncate(value: &str) -> String {
-    value.chars().take(64).collect()
 }

@@ -13,6 +13,7 @@ use prometheus::IntCounter;
 use super::introspection::Introspector;
 use super::keys::IssuerKeys;
 use crate::admin::metrics::Metrics;
+use crate::telemetry::excerpt;
 use crate::token::verify::unix_now;
 use crate::token::{AccessClaims, CompactJws, Reason, TokenError, VerifiedToken};
 
@@ -126,7 +127,7 @@ impl TokenValidator {
         let claims: AccessClaims = jws.claims()?;
         let iss = claims.iss.as_deref().ok_or_else(|| TokenError::new(Reason::MissingClaim, "the token has no iss"))?;
         let issuer = self.issuers.get(iss).ok_or_else(|| {
-            TokenError::new(Reason::UntrustedIssuer, format!("issuer {:?} is not trusted", truncate(iss)))
+            TokenError::new(Reason::UntrustedIssuer, format!("issuer {:?} is not trusted", excerpt(iss, 128)))
         })?;
         if !issuer.algorithms.contains(&jws.alg) {
             return Err(TokenError::new(
@@ -152,8 +153,4 @@ fn cache_key(token: &str) -> [u8; 32] {
     let mut key = [0u8; 32];
     key.copy_from_slice(hash.as_ref());
     key
-}
-
-fn truncate(value: &str) -> String {
-    value.chars().take(128).collect()
 }

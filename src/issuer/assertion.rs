@@ -9,10 +9,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
 use super::Issuer;
-use super::clients::{CLIENT_JWT_ALGS, Client, excerpt};
+use super::clients::{CLIENT_JWT_ALGS, Client};
 use super::errors::Mp;
 use super::store::Space;
 use super::trust::ChainError;
+use crate::telemetry::excerpt;
 use crate::token::claims::{numeric_date, string_or_list};
 use crate::token::verify::unix_now;
 use crate::token::{CompactJws, VerifyingKey};
@@ -82,7 +83,7 @@ pub async fn verify<'a>(issuer: &'a Issuer, token: &str, purpose: Purpose) -> Re
     let client = issuer.clients.get(client_id).ok_or_else(|| {
         fail(
             Mp::Mp100,
-            format!("Invalid assertion. Client authentication failed. Unknown client {:?}.", excerpt(client_id)),
+            format!("Invalid assertion. Client authentication failed. Unknown client {:?}.", excerpt(client_id, 64)),
         )
     })?;
     if purpose == Purpose::ClientAuthentication && claims.sub.as_deref() != Some(client_id) {
@@ -112,7 +113,7 @@ pub async fn verify<'a>(issuer: &'a Issuer, token: &str, purpose: Purpose) -> Re
                     Mp::Mp100,
                     format!(
                         "Invalid assertion. Client authentication failed. No key registered under kid {:?}.",
-                        excerpt(kid)
+                        excerpt(kid, 64)
                     ),
                 )
             })?;

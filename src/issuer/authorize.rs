@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::clients::{self, Client, excerpt};
+use super::clients::{self, Client};
 use super::errors::{ErrorCode, OAuthError};
 use super::idp::LoginContext;
 use super::model::{AuthRequest, Authentication, CodeRecord, Consents, Interaction, ResponseMode, Session};
@@ -24,6 +24,7 @@ use super::scopes::parse_scope;
 use super::session::{self, INTERACTION_COOKIE, SSO_COOKIE};
 use super::store::{LoginRecord, Space};
 use super::{Issuer, random_token, storage_key};
+use crate::telemetry::excerpt;
 use crate::token::Acr;
 use crate::token::verify::unix_now;
 
@@ -56,10 +57,9 @@ fn validate(issuer: &Issuer, params: &HashMap<String, String>) -> Result<AuthReq
     let client_id = params
         .get("client_id")
         .ok_or_else(|| Refusal::Page(StatusCode::BAD_REQUEST, "The request has no client_id.".into()))?;
-    let client = issuer
-        .clients
-        .get(client_id)
-        .ok_or_else(|| Refusal::Page(StatusCode::BAD_REQUEST, format!("Unknown client {:?}.", excerpt(client_id))))?;
+    let client = issuer.clients.get(client_id).ok_or_else(|| {
+        Refusal::Page(StatusCode::BAD_REQUEST, format!("Unknown client {:?}.", excerpt(client_id, 64)))
+    })?;
     let redirect_uri = params
         .get("redirect_uri")
         .ok_or_else(|| Refusal::Page(StatusCode::BAD_REQUEST, "The request has no redirect_uri.".into()))?;
@@ -79,7 +79,7 @@ fn validate(issuer: &Issuer, params: &HashMap<String, String>) -> Result<AuthReq
                 redirect_uri: redirect_uri.clone(),
                 state,
                 mode: ResponseMode::Query,
-                error: OAuthError::invalid_request(format!("response_mode {:?} is not supported", excerpt(other))),
+                error: OAuthError::invalid_request(format!("response_mode {:?} is not supported", excerpt(other, 64))),
             });
         }
     };
@@ -94,7 +94,9 @@ fn validate(issuer: &Issuer, params: &HashMap<String, String>) -> Result<AuthReq
             let levels = values
                 .split(' ')
                 .filter(|v| !v.is_empty())
-                .map(|v| Acr::parse(v).ok_or_else(|| format!("acr_values {:?} is not Level3 or Level4", excerpt(v))))
+                .map(|v| {
+                    Acr::parse(v).ok_or_else(|| format!("acr_values {:?} is not Level3 or Level4", excerpt(v, 64)))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| refuse(OAuthError::invalid_request(e)))?;
             levels.into_iter().min()
@@ -126,7 +128,7 @@ fn check_request(issuer: &Issuer, client: &Client, params: &HashMap<String, Stri
         Some(other) => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedResponseType,
-                format!("response_type {:?} is not supported: use code", excerpt(other)),
+                format!("response_type {:?} is not supported: use code", excerpt(other, 64)),
             ));
         }
         None => return Err(OAuthError::invalid_request("response_type is required")),
@@ -168,7 +170,10 @@ fn check_request(issuer: &Issuer, client: &Client, params: &HashMap<String, Stri
                 "login" => {}
                 "none" => return Err(OAuthError::invalid_request("prompt=none is not supported")),
                 other => {
-                    return Err(OAuthError::invalid_request(format!("prompt {:?} is not supported", excerpt(other))));
+                    return Err(OAuthError::invalid_request(format!(
+                        "prompt {:?} is not supported",
+                        excerpt(other, 64)
+                    )));
                 }
             }
         }
@@ -398,7 +403,20 @@ async fn finish(
     Ok(response)
 }
 
-/// Load the interaction a form refers to, checking the browser's cookie and the CSRF token.
+/// A posted form, and the interaction it continues: its id must match the browser's cookie and
+/// its CSRF token the one served with the page.
+struct Posted {
+    form: HashMap<String, String>,
+    id: String,
+    interaction: Interaction,
+}
+
+async fn posted(issuer: &Issuer, headers: &HeaderMap, body: &str) -> Result<Posted, Response> {
+    let form = parse_params(body).map_err(|e| error_page(StatusCode::BAD_REQUEST, &e))?;
+    let (id, interaction) = interaction_for(issuer, headers, &form).await?;
+    Ok(Posted { form, id, interaction })
+}
+
 async fn interaction_for(
     issuer: &Issuer,
     headers: &HeaderMap,
@@ -429,18 +447,10 @@ async fn interaction_for(
     Ok((id, interaction))
 }
 
-fn form_fields(body: &str) -> Result<HashMap<String, String>, Response> {
-    parse_params(body).map_err(|e| error_page(StatusCode::BAD_REQUEST, &e))
-}
-
 /// The IdP's answer (the test IdP's form): on success a new SSO session, then consent or code.
 pub async fn login(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: String) -> Response {
-    let form = match form_fields(&body) {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let (id, interaction) = match interaction_for(&issuer, &headers, &form).await {
-        Ok(found) => found,
+    let Posted { form, id, interaction } = match posted(&issuer, &headers, &body).await {
+        Ok(posted) => posted,
         Err(response) => return response,
     };
     if interaction.authentication.is_some() {
@@ -490,12 +500,8 @@ pub async fn login(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
 
 /// The consent form: remember the decision for each scope asked about, then issue the code.
 pub async fn consent(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: String) -> Response {
-    let form = match form_fields(&body) {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let (id, interaction) = match interaction_for(&issuer, &headers, &form).await {
-        Ok(found) => found,
+    let Posted { form, id, interaction } = match posted(&issuer, &headers, &body).await {
+        Ok(posted) => posted,
         Err(response) => return response,
     };
     let (Some(auth), Some(session_key)) = (interaction.authentication.clone(), interaction.session.clone()) else {
@@ -529,12 +535,8 @@ pub async fn consent(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body
 
 /// The citizen cancelled: `access_denied` back to the client.
 pub async fn cancel(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: String) -> Response {
-    let form = match form_fields(&body) {
-        Ok(form) => form,
-        Err(response) => return response,
-    };
-    let (id, interaction) = match interaction_for(&issuer, &headers, &form).await {
-        Ok(found) => found,
+    let Posted { id, interaction, .. } = match posted(&issuer, &headers, &body).await {
+        Ok(posted) => posted,
         Err(response) => return response,
     };
     let _ = issuer.state.delete(Space::Interaction, &storage_key(&id)).await;

@@ -11,6 +11,7 @@ use super::Issuer;
 use super::assertion::{self, Purpose};
 use super::errors::OAuthError;
 use crate::config::{AccessTokenKind, AuthMethod, ClientSettings, IntegrationType, KeyReference, Secret};
+use crate::telemetry::excerpt;
 use crate::token::{Alg, KeySet, VerifyingKey};
 
 /// Client JWTs (grants and assertions) are RSA, as Maskinporten takes them.
@@ -156,7 +157,7 @@ pub async fn authenticate<'a>(
         return Err(OAuthError::invalid_request("use one client authentication method, not several"));
     }
     let form_id = form.get("client_id").map(String::as_str);
-    let unknown = |id: &str| OAuthError::invalid_client(format!("unknown client {:?}", excerpt(id)));
+    let unknown = |id: &str| OAuthError::invalid_client(format!("unknown client {:?}", excerpt(id, 64)));
     if let Some((id, secret)) = basic {
         if form_id.is_some_and(|f| f != id) {
             return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
@@ -204,9 +205,4 @@ fn check_secret<'a>(client: &'a Client, method: AuthMethod, secret: &str) -> Res
         Some(expected) if expected.matches(secret) => Ok(Authenticated { client, method, amr: method.name() }),
         _ => Err(OAuthError::invalid_client("the client secret is wrong")),
     }
-}
-
-/// Client-supplied text in a message is cut short and kept printable.
-pub fn excerpt(value: &str) -> String {
-    value.chars().filter(|c| !c.is_control()).take(64).collect()
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use crate::config::{IntegrationType, RESERVED_SCOPES, ScopeSettings};
+use crate::telemetry::excerpt;
 
 pub struct Scope {
     pub name: String,
@@ -114,7 +115,7 @@ pub fn parse_scope(value: &str) -> Result<Vec<String>, String> {
     for scope in value.split(' ').filter(|s| !s.is_empty()) {
         // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
         if !scope.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) {
-            return Err(format!("scope {:?} holds characters a scope may not", super::clients::excerpt(scope)));
+            return Err(format!("scope {:?} holds characters a scope may not", excerpt(scope, 64)));
         }
         if scope.len() > 256 {
             return Err("a scope is longer than 256 characters".into());

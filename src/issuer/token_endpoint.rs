@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
 
 use super::assertion::{self, Purpose};
-use super::clients::{self, Authenticated, excerpt};
+use super::clients::{self, Authenticated};
 use super::errors::{ErrorCode, Mp, OAuthError};
 use super::model::{CodeRecord, Grant, RefreshRecord, Session};
 use super::scopes::{ScopeRefusal, parse_scope};
@@ -21,6 +21,7 @@ use super::store::Space;
 use super::tokens::{Issued, MachineExtras};
 use super::{Issuer, random_token, storage_key};
 use crate::config::AuthMethod;
+use crate::telemetry::excerpt;
 use crate::token::verify::unix_now;
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -37,7 +38,7 @@ pub async fn token(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
         Some(JWT_BEARER) => jwt_bearer(&issuer, &form).await,
         Some(other) => Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
-            format!("grant_type {:?} is not supported", excerpt(other)),
+            format!("grant_type {:?} is not supported", excerpt(other, 64)),
         )),
         None => Err(OAuthError::invalid_request("grant_type is required")),
     };

@@ -1,14 +1,13 @@
 //! The KRR REST API's wire types: the request body of `POST /rest/v1/personer` and the
 //! PersonResource answer, with the original's field names, enums and timestamp form.
 
-use chrono::{DateTime, FixedOffset, Offset};
-use chrono_tz::Europe::Oslo;
 use serde::{Deserialize, Serialize};
 
 use super::access::Access;
 use crate::personid::{self, PidError};
 use crate::soap::MAX_PERSONS;
 use crate::soap::model::{Channel, Person, Status};
+use crate::soap::time::rest_timestamp;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,31 +98,14 @@ pub struct Personer {
     pub personer: Vec<PersonResource>,
 }
 
-/// `2018-06-29T10:14:52+02`: Oslo time without fractions, an hour-only offset. Written by
-/// hand: chrono's format strings were a hot spot of 1,000-person lookups (perf).
-pub fn timestamp(value: &DateTime<FixedOffset>) -> String {
-    use chrono::{Datelike, Timelike};
-    let local = value.with_timezone(&Oslo);
-    let offset = local.offset().fix().local_minus_utc();
-    let sign = if offset < 0 { '-' } else { '+' };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{sign}{:02}",
-        local.year(),
-        local.month(),
-        local.day(),
-        local.hour(),
-        local.minute(),
-        local.second(),
-        offset.abs() / 3600
-    )
-}
-
 fn channel_fields(channel: Option<&Channel>) -> (Option<String>, Option<String>, Option<String>) {
     match channel {
         None => (None, None, None),
-        Some(c) => {
-            (Some(c.value.clone()), c.sist_oppdatert.as_ref().map(timestamp), c.sist_verifisert.as_ref().map(timestamp))
-        }
+        Some(c) => (
+            Some(c.value.clone()),
+            c.sist_oppdatert.as_ref().map(rest_timestamp),
+            c.sist_verifisert.as_ref().map(rest_timestamp),
+        ),
     }
 }
 
@@ -165,14 +147,6 @@ pub fn person_resource(person: &Person, access: &Access) -> PersonResource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_take_the_original_form() {
-        let summer = DateTime::parse_from_rfc3339("2018-06-29T08:14:52.123Z").unwrap();
-        assert_eq!(timestamp(&summer), "2018-06-29T10:14:52+02");
-        let winter = DateTime::parse_from_rfc3339("2014-03-20T10:44:39.000+01:00").unwrap();
-        assert_eq!(timestamp(&winter), "2014-03-20T10:44:39+01");
-    }
 
     #[test]
     fn identifiers_are_checked_one_by_one() {

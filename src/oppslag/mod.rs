@@ -75,7 +75,10 @@ impl Simulator {
                 });
             }
             _ => {
-                return Err(Fault::sender(format!("Content-Type must be application/soap+xml, not {:?}", content_type)));
+                return Err(Fault::sender(format!(
+                    "Content-Type must be application/soap+xml, not {:?}",
+                    content_type
+                )));
             }
         }
         let (header, request) = read::request(body)?;

@@ -4,6 +4,7 @@
 
 pub mod model;
 pub mod read;
+pub mod time;
 pub mod write;
 pub mod xml;
 
@@ -28,7 +29,7 @@ mod tests {
     use super::{read, write};
 
     fn sample_person() -> Person {
-        let at = read::parse_date_time("2016-02-18T13:12:00.000+01:00").unwrap();
+        let at = super::time::parse_xs_date_time("2016-02-18T13:12:00.000+01:00").unwrap();
         Person {
             personidentifikator: "08077000292".into(),
             reservasjon: Some(Reservasjon::Nei),

@@ -1,33 +1,18 @@
 //! Reading Oppslagstjenesten messages: requests (the simulator) and responses (the KRR facade).
 //! Strict on structure and order, lenient on the spellings the domain notes list.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone};
-use chrono_tz::Europe::Oslo;
-
 use super::model::{
     Channel, Fault, FaultCode, Header, Informasjonsbehov, Kontaktinformasjon, Person, Request, Reservasjon, Response,
     SikkerDigitalPostAdresse, Status, Varslingsstatus,
 };
+use super::time::parse_xs_date_time;
 use super::xml::{Cursor, Element, Limits, Ns, XmlError};
 use super::{MAX_PERSONS, NS_OPPSLAG};
+use crate::telemetry::excerpt;
 
 /// Depth and element-count limits: a 1,000-person answer has about 15,000 elements.
 fn limits() -> Limits {
     Limits { max_depth: 16, max_elements: 40_000 }
-}
-
-/// `xs:dateTime`, with or without fractions; without an offset it is Oslo time.
-pub fn parse_date_time(value: &str) -> Result<DateTime<FixedOffset>, XmlError> {
-    let value = value.trim();
-    if let Ok(parsed) = DateTime::parse_from_rfc3339(value) {
-        return Ok(parsed);
-    }
-    let naive = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f")
-        .map_err(|_| XmlError::new(format!("{value:?} is not an xs:dateTime")))?;
-    Oslo.from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.fixed_offset())
-        .ok_or_else(|| XmlError::new(format!("{value:?} does not exist in Oslo time")))
 }
 
 /// Find the Envelope's Body payload after checking the envelope and reading the header.
@@ -107,90 +92,85 @@ pub fn request(xml: &str) -> Result<(Header, Request), Fault> {
             payload.name()
         )));
     }
-    let request =
-        match payload.local.as_str() {
-            "HentPersonerForespoersel" => {
-                let mut informasjonsbehov = Vec::new();
-                let mut ids: Vec<String> = Vec::new();
-                while let Some(element) = cursor.next_child().map_err(sender)? {
-                    match (element.ns == Ns::Oppslag, element.local.as_str()) {
-                        (true, "informasjonsbehov") if ids.is_empty() => {
-                            let value = cursor.text(&element).map_err(sender)?;
-                            let parsed = Informasjonsbehov::parse(value.trim()).ok_or_else(|| {
-                                Fault::sender(format!("informasjonsbehov {:?} is not defined", excerpt(&value)))
-                            })?;
-                            informasjonsbehov.push(parsed);
+    let request = match payload.local.as_str() {
+        "HentPersonerForespoersel" => {
+            let mut informasjonsbehov = Vec::new();
+            let mut ids: Vec<String> = Vec::new();
+            while let Some(element) = cursor.next_child().map_err(sender)? {
+                match (element.ns == Ns::Oppslag, element.local.as_str()) {
+                    (true, "informasjonsbehov") if ids.is_empty() => {
+                        let value = cursor.text(&element).map_err(sender)?;
+                        let parsed = Informasjonsbehov::parse(value.trim()).ok_or_else(|| {
+                            Fault::sender(format!("informasjonsbehov {:?} is not defined", excerpt(&value, 40)))
+                        })?;
+                        informasjonsbehov.push(parsed);
+                    }
+                    (true, "informasjonsbehov") => {
+                        return Err(Fault::sender("informasjonsbehov must come before every personidentifikator"));
+                    }
+                    (true, "personidentifikator") => {
+                        if ids.len() == MAX_PERSONS {
+                            return Err(Fault::sender(format!("more than {MAX_PERSONS} personidentifikatorer")));
                         }
-                        (true, "informasjonsbehov") => {
-                            return Err(Fault::sender("informasjonsbehov must come before every personidentifikator"));
-                        }
-                        (true, "personidentifikator") => {
-                            if ids.len() == MAX_PERSONS {
-                                return Err(Fault::sender(format!("more than {MAX_PERSONS} personidentifikatorer")));
+                        let id = cursor.text(&element).map_err(sender)?.trim().to_owned();
+                        match crate::personid::validate(&id) {
+                            Ok(()) => ids.push(id),
+                            Err(e) => {
+                                return Err(Fault::sender(format!(
+                                    "personidentifikator {:?} is invalid: {e}",
+                                    excerpt(&id, 40)
+                                )));
                             }
-                            let id = cursor.text(&element).map_err(sender)?.trim().to_owned();
-                            match crate::personid::validate(&id) {
-                                Ok(()) => ids.push(id),
-                                Err(e) => {
-                                    return Err(Fault::sender(format!(
-                                        "personidentifikator {:?} is invalid: {e}",
-                                        excerpt(&id)
-                                    )));
-                                }
-                            }
-                        }
-                        _ => {
-                            return Err(Fault::sender(format!(
-                                "unexpected element {} in HentPersonerForespoersel",
-                                element.name()
-                            )));
                         }
                     }
-                }
-                if ids.is_empty() {
-                    return Err(Fault::sender("HentPersonerForespoersel needs at least one personidentifikator"));
-                }
-                Request::HentPersoner { informasjonsbehov, personidentifikatorer: ids }
-            }
-            "HentEndringerForespoersel" => {
-                let fra = payload
-                    .attr("fraEndringsNummer")
-                    .ok_or_else(|| Fault::sender("fraEndringsNummer is required"))?
-                    .trim()
-                    .parse::<i64>()
-                    .map_err(|_| Fault::sender("fraEndringsNummer must be an xs:long"))?;
-                let mut informasjonsbehov = Vec::new();
-                while let Some(element) = cursor.next_child().map_err(sender)? {
-                    if !element.is(Ns::Oppslag, "informasjonsbehov") {
+                    _ => {
                         return Err(Fault::sender(format!(
-                            "unexpected element {} in HentEndringerForespoersel",
+                            "unexpected element {} in HentPersonerForespoersel",
                             element.name()
                         )));
                     }
-                    let value = cursor.text(&element).map_err(sender)?;
-                    informasjonsbehov.push(Informasjonsbehov::parse(value.trim()).ok_or_else(|| {
-                        Fault::sender(format!("informasjonsbehov {:?} is not defined", excerpt(&value)))
-                    })?);
                 }
-                Request::HentEndringer { fra_endrings_nummer: fra, informasjonsbehov }
             }
-            "HentPrintSertifikatForespoersel" => {
-                if let Some(element) = cursor.next_child().map_err(sender)? {
+            if ids.is_empty() {
+                return Err(Fault::sender("HentPersonerForespoersel needs at least one personidentifikator"));
+            }
+            Request::HentPersoner { informasjonsbehov, personidentifikatorer: ids }
+        }
+        "HentEndringerForespoersel" => {
+            let fra = payload
+                .attr("fraEndringsNummer")
+                .ok_or_else(|| Fault::sender("fraEndringsNummer is required"))?
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| Fault::sender("fraEndringsNummer must be an xs:long"))?;
+            let mut informasjonsbehov = Vec::new();
+            while let Some(element) = cursor.next_child().map_err(sender)? {
+                if !element.is(Ns::Oppslag, "informasjonsbehov") {
                     return Err(Fault::sender(format!(
-                        "HentPrintSertifikatForespoersel is empty, found {}",
+                        "unexpected element {} in HentEndringerForespoersel",
                         element.name()
                     )));
                 }
-                Request::HentPrintSertifikat
+                let value = cursor.text(&element).map_err(sender)?;
+                informasjonsbehov.push(Informasjonsbehov::parse(value.trim()).ok_or_else(|| {
+                    Fault::sender(format!("informasjonsbehov {:?} is not defined", excerpt(&value, 40)))
+                })?);
             }
-            other => return Err(Fault::sender(format!("unknown operation {other}"))),
-        };
+            Request::HentEndringer { fra_endrings_nummer: fra, informasjonsbehov }
+        }
+        "HentPrintSertifikatForespoersel" => {
+            if let Some(element) = cursor.next_child().map_err(sender)? {
+                return Err(Fault::sender(format!(
+                    "HentPrintSertifikatForespoersel is empty, found {}",
+                    element.name()
+                )));
+            }
+            Request::HentPrintSertifikat
+        }
+        other => return Err(Fault::sender(format!("unknown operation {other}"))),
+    };
     close_envelope(&mut cursor).map_err(sender)?;
     Ok((header, request))
-}
-
-fn excerpt(value: &str) -> String {
-    value.chars().take(40).collect()
 }
 
 /// The facade's side: a response, a fault, or an error when the XML itself is not acceptable.
@@ -296,7 +276,7 @@ fn read_persons(cursor: &mut Cursor<'_>) -> Result<Vec<Person>, XmlError> {
 }
 
 fn channel(cursor: &mut Cursor<'_>, element: &Element) -> Result<Channel, XmlError> {
-    let date = |name: &str| element.attr(name).map(parse_date_time).transpose();
+    let date = |name: &str| element.attr(name).map(parse_xs_date_time).transpose();
     Ok(Channel {
         sist_oppdatert: date("sistOppdatert")?,
         sist_verifisert: date("sistVerifisert")?,
@@ -314,7 +294,8 @@ fn read_person(cursor: &mut Cursor<'_>) -> Result<Person, XmlError> {
         sikker_digital_post_adresse: None,
         x509_sertifikat: None,
     };
-    let invalid = |what: &str, value: &str| XmlError::new(format!("{what} {:?} is not a valid value", excerpt(value)));
+    let invalid =
+        |what: &str, value: &str| XmlError::new(format!("{what} {:?} is not a valid value", excerpt(value, 40)));
     while let Some(element) = cursor.next_child()? {
         if element.ns != Ns::Begrep {
             cursor.skip()?;

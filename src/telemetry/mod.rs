@@ -19,3 +19,9 @@ pub fn init(settings: &LogSettings) {
         eprintln!("portvakt: logging was already set up: {e}");
     }
 }
+
+/// Untrusted text (a kid, a client id, an id from a request) quoted back in a message or a log
+/// line: control characters dropped, at most `max` characters.
+pub fn excerpt(value: &str, max: usize) -> String {
+    value.chars().filter(|c| !c.is_control()).take(max).collect()
+}
