@@ -230,8 +230,8 @@ async fn alg_none_and_hmac_with_the_public_key_are_refused() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body["error_description"].as_str().unwrap().contains("\"none\" is refused"), "{body}");
 
-    // The classic confusion: HS256 keyed with the issuer's public key, which anyone can fetch.
-    let public_pem = reqwest::get(&edge.jwks.url).await.unwrap().text().await.unwrap();
+    // The classic confusion: HS256 keyed with the issuer's public key (PEM), which anyone has.
+    let public_pem = rcgen::KeyPair::from_pem(&edge.rsa.pem).unwrap().public_key_pem();
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("rsa-1".into());
     let forged =
@@ -617,4 +617,43 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
     assert_eq!(response.status(), StatusCode::OK);
     let metrics = portvakt.metrics().await;
     assert!(metric(&metrics, "portvakt_rate_limited_total{route=\"limited\"}") >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_found_by_oidc_discovery_verify_and_a_mismatched_issuer_is_refused() {
+    let rsa = TestKey::new("disc-1", Algorithm::RS256);
+    let discovered = JwksServer::start_discoverable(jwks(&[&rsa]), "https://discovered.test").await;
+    let lying = JwksServer::start_discoverable(jwks(&[&rsa]), "https://someone-else.test").await;
+    let upstream = EchoUpstream::start().await;
+    let base = |server: &JwksServer| server.url.trim_end_matches("/jwks").to_owned();
+    let ports = Ports::new();
+    let extra = format!(
+        "[[gateway.issuers]]\nissuer = \"https://discovered.test\"\ndiscovery_url = \"{}/.well-known/openid-configuration\"\n\n\
+         [[gateway.issuers]]\nissuer = \"https://lying.test\"\ndiscovery_url = \"{}/.well-known/openid-configuration\"\n",
+        base(&discovered),
+        base(&lying)
+    );
+    let main = TestKey::new("rsa-1", Algorithm::RS256);
+    let jwks_server = JwksServer::start(jwks(&[&main])).await;
+    let config = config(&ports, &jwks_server.url, &upstream.url, &extra);
+    let mut portvakt =
+        Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
+    portvakt.wait_for("/healthz").await;
+    let client = reqwest::Client::new();
+    let mut claims = machine("demo:read");
+    claims["iss"] = json!("https://discovered.test");
+    let token = rsa.sign(&claims);
+    let response = eventually("the discovered issuer's keys", || {
+        let request = client.get(format!("{}/api", portvakt.gateway)).bearer_auth(token.clone()).send();
+        async move { request.await.ok().filter(|r| r.status() == StatusCode::OK) }
+    })
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // A discovery document naming another issuer is not believed: no keys, 503.
+    claims["iss"] = json!("https://lying.test");
+    let response = client.get(format!("{}/api", portvakt.gateway)).bearer_auth(rsa.sign(&claims)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready: Value = reqwest::get(format!("{}/readyz", portvakt.admin)).await.unwrap().json().await.unwrap();
+    assert!(ready["waiting_for"].to_string().contains("lying.test"), "{ready}");
+    assert!(portvakt.logs().contains("names issuer \"https://someone-else.test\""), "the log says why");
 }

@@ -30,8 +30,10 @@ struct Stack {
 async fn stack() -> Stack {
     let upstream = EchoUpstream::start().await;
     let ports = Ports::new();
+    // A scope demo-maskinporten may have (its type allows it) but was not given: MP-250.
     let extra = format!(
-        "[[gateway.routes]]\nname = \"echo-citizen\"\npath = \"/echo\"\nupstreams = [\"{}\"]\ntoken = \"citizen\"\nscopes_any = [\"krr:user/kontaktinformasjon.read\", \"user/kontaktinformasjon.read\"]\n",
+        "[[gateway.routes]]\nname = \"echo-citizen\"\npath = \"/echo\"\nupstreams = [\"{}\"]\ntoken = \"citizen\"\nscopes_any = [\"krr:user/kontaktinformasjon.read\", \"user/kontaktinformasjon.read\"]\n\n\
+         [[issuer.scopes]]\nname = \"demo:not-granted.read\"\nallowed_integration_types = [\"maskinporten\"]\n",
         upstream.url
     );
     let portvakt = Portvakt::start(&default_config(&ports, &extra), &ports).await;
@@ -683,6 +685,7 @@ async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
             "not allowed",
         ),
         (client.assertion(&["made-up/scope"], &json!({})).unwrap(), "MP-200", "does not exist"),
+        (client.assertion(&["demo:not-granted.read"], &json!({})).unwrap(), "MP-250", "not been granted"),
         (client.assertion(&scope, &json!({"iss": "nobody"})).unwrap(), "MP-100", "Unknown client"),
     ];
     // Reused jti.
@@ -823,4 +826,54 @@ async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_ans
     assert!(body["error_description"].as_str().unwrap().contains("not active"), "{body}");
     assert_eq!(stack.upstream.hits(), 3);
     let _ = &stack.ports;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_pid_leaves_the_personal_number_out_of_every_token_and_userinfo() {
+    let stack = stack().await;
+    let browser = Browser::new();
+    let answer = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid profile no_pid", &[]), CITIZEN, "Level3").await;
+    let (status, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
+    assert_eq!(status, 200, "{tokens}");
+    let id_token = decode_jwt(tokens["id_token"].as_str().unwrap());
+    let access = decode_jwt(tokens["access_token"].as_str().unwrap());
+    assert!(id_token.get("pid").is_none() && access.get("pid").is_none(), "{id_token} {access}");
+    assert!(id_token["sub"].is_string(), "the pairwise sub still identifies the citizen to the client");
+    let info: Value = reqwest::Client::new()
+        .get(format!("{}/userinfo", stack.issuer))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(info.get("pid").is_none(), "{info}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_authlevel_resource_checks_the_token_itself() {
+    let stack = stack().await;
+    let url = format!("{}/authlevel/rest/v1/sikkerhetsnivaa", stack.issuer);
+    let http = reqwest::Client::new();
+    let body = json!({"personidentifikator": CITIZEN});
+    // Straight to the issuer, past the gateway: still no answer without the right token.
+    let response = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let krr = machine_client(&stack, false).token(&http, &["global/kontaktinformasjon.read"], &json!({})).await.unwrap();
+    let response = http.post(&url).bearer_auth(krr["access_token"].as_str().unwrap()).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let forged = format!("{}x", krr["access_token"].as_str().unwrap());
+    assert_eq!(http.post(&url).bearer_auth(forged).json(&body).send().await.unwrap().status(), 401);
+    let right = machine_client(&stack, false).token(&http, &["global/idporten.authlevel.read"], &json!({})).await.unwrap();
+    let response = http.post(&url).bearer_auth(right["access_token"].as_str().unwrap()).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 404, "never logged in");
+    // A citizen's token (it carries pid) is refused: authlevel is for organisations.
+    let browser = Browser::new();
+    let answer = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]), CITIZEN, "Level4").await;
+    let (_, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
+    let response = http.post(&url).bearer_auth(tokens["access_token"].as_str().unwrap()).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    let response = http.post(&url).bearer_auth(right["access_token"].as_str().unwrap()).json(&body).send().await.unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"personidentifikator": CITIZEN, "harbruktnivaa4": true}));
 }

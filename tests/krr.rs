@@ -548,3 +548,30 @@ async fn backend_faults_bad_answers_hangs_and_outages_are_502_504_and_503() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_combination_of_scopes_gets_exactly_its_fields() {
+    let krr = Krr::start().await;
+    let issuer = issuer_url(&krr.ports);
+    let register = krr.register();
+    let mut ids: Vec<String> = portvakt::oppslag::register::cases(&register).into_iter().map(|(_, id)| id).collect();
+    ids.dedup();
+    ids.push("23079421936".to_owned());
+    let mut messages = Vec::new();
+    for mask in 1u32..(1 << ALL_GLOBAL.len()) {
+        let scopes: Vec<&str> = ALL_GLOBAL.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, s)| *s).collect();
+        let token = machine_token(&issuer, &scopes).await;
+        let (status, body) = krr.personer(&token, &ids).await;
+        assert_eq!(status, 200, "{scopes:?}: {body}");
+        let exchanges = krr.exchanges();
+        let (request, response) = exchanges.last().unwrap();
+        let answer = roxmltree::Document::parse(response).unwrap();
+        let persons = answer.descendants().filter(|n| n.tag_name().name() == "Person");
+        for (json, soap) in body["personer"].as_array().unwrap().iter().zip(persons) {
+            compare(json, soap, &scopes);
+        }
+        messages.push(request.clone());
+        messages.push(response.clone());
+    }
+    validate_soap(&messages);
+}

@@ -138,6 +138,15 @@ struct JwksState {
     keys: Arc<Mutex<Value>>,
     hits: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
+    /// The issuer the discovery document names.
+    issuer: Arc<Mutex<String>>,
+    base: Arc<Mutex<String>>,
+}
+
+async fn discovery_handler(State(state): State<JwksState>) -> Response {
+    let issuer = state.issuer.lock().unwrap().clone();
+    let base = state.base.lock().unwrap().clone();
+    axum::Json(json!({"issuer": issuer, "jwks_uri": format!("{base}/jwks")})).into_response()
 }
 
 async fn jwks_handler(State(state): State<JwksState>) -> Response {
@@ -151,13 +160,24 @@ async fn jwks_handler(State(state): State<JwksState>) -> Response {
 
 impl JwksServer {
     pub async fn start(keys: Value) -> JwksServer {
+        JwksServer::start_discoverable(keys, "").await
+    }
+
+    /// Also serves `/.well-known/openid-configuration` naming `issuer` and this `/jwks`.
+    pub async fn start_discoverable(keys: Value, issuer: &str) -> JwksServer {
         let state = JwksState {
             keys: Arc::new(Mutex::new(keys)),
             hits: Arc::new(AtomicUsize::new(0)),
             failing: Arc::new(AtomicBool::new(false)),
+            issuer: Arc::new(Mutex::new(issuer.to_owned())),
+            base: Arc::new(Mutex::new(String::new())),
         };
-        let router = Router::new().route("/jwks", axum::routing::get(jwks_handler)).with_state(state.clone());
+        let router = Router::new()
+            .route("/jwks", axum::routing::get(jwks_handler))
+            .route("/.well-known/openid-configuration", axum::routing::get(discovery_handler))
+            .with_state(state.clone());
         let (addr, handle) = serve(router).await;
+        *state.base.lock().unwrap() = format!("http://{addr}");
         JwksServer {
             url: format!("http://{addr}/jwks"),
             keys: state.keys,
