@@ -264,8 +264,15 @@ async fn tampered_expired_early_and_foreign_tokens_are_invalid() {
     let mut no_exp = machine("demo:read");
     no_exp.as_object_mut().unwrap().remove("exp");
     let stranger = TestKey::new("rsa-1", Algorithm::RS256);
+    // Signed by the trusted key, but not typed as an access token (an id_token, say).
+    let mut untyped = edge.rsa.header();
+    untyped.typ = None;
+    let mut id_token_typed = edge.rsa.header();
+    id_token_typed.typ = Some("JWT".into());
 
     let cases = [
+        (edge.rsa.sign_with(&untyped, &machine("demo:read")), "not an access token"),
+        (edge.rsa.sign_with(&id_token_typed, &machine("demo:read")), "typ must be at+jwt"),
         (tampered, "signature is not valid"),
         (edge.rsa.sign(&expired), "expired"),
         (edge.rsa.sign(&early), "not valid before"),
@@ -350,6 +357,7 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
         .header("X-Portvakt-Client-Id", "someone-else")
         .header("x-portvakt-scope", "demo:admin")
         .header("x-portvakt-acr", "Level4")
+        .header("x_portvakt_pid", "08023549930")
         .send()
         .await
         .unwrap();
@@ -357,6 +365,7 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
     let body: Value = response.json().await.unwrap();
     let seen = &body["headers"];
     assert!(seen.get("x-portvakt-pid").is_none(), "{seen}");
+    assert!(seen.get("x_portvakt_pid").is_none(), "underscore spellings are removed too: {seen}");
     assert!(seen.get("x-portvakt-acr").is_none(), "{seen}");
     assert_eq!(seen["x-portvakt-client-id"], json!(["demo-maskinporten"]));
     assert_eq!(seen["x-portvakt-scope"], json!(["demo:read"]));
@@ -423,7 +432,7 @@ async fn random_kids_cause_at_most_one_fetch_per_cool_down() {
     let stranger = TestKey::new("unused", Algorithm::RS256);
     let mut requests = Vec::new();
     for i in 0..100 {
-        let mut header = Header::new(Algorithm::RS256);
+        let mut header = stranger.header();
         header.kid = Some(format!("random-{i}"));
         let token = stranger.sign_with(&header, &machine("demo:read"));
         let client = edge.client.clone();
@@ -436,7 +445,7 @@ async fn random_kids_cause_at_most_one_fetch_per_cool_down() {
     assert!(edge.jwks.hits() <= fetches_before + 1, "{} fetches", edge.jwks.hits() - fetches_before);
     // Still within the cool-down: no fetch at all.
     let after_burst = edge.jwks.hits();
-    let mut header = Header::new(Algorithm::RS256);
+    let mut header = stranger.header();
     header.kid = Some("random-again".into());
     let (status, _, body) = edge.get("/api", Some(&stranger.sign_with(&header, &machine("demo:read")))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -477,6 +477,9 @@ async fn codes_are_bound_to_client_redirect_and_verifier() {
     }
     let (status, body) = redeem(&stack, "demo-spa", SPA_REDIRECT, &codes[0]).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    // Another client presenting the code neither burns it nor revokes anything.
+    let (status, body) = redeem(&stack, RP, RP_REDIRECT, &codes[0]).await;
+    assert_eq!(status, 200, "the rightful client still redeems it: {body}");
     let response = reqwest::Client::new()
         .post(format!("{}/token", stack.issuer))
         .basic_auth(RP, Some(RP_SECRET))
@@ -814,6 +817,25 @@ async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_ans
         1.0,
         "cached after the first call: {metrics}"
     );
+    // A refresh token is active at /tokeninfo, but it is not an access token: 401.
+    let answer = log_in(
+        &Browser::new(),
+        &stack,
+        &authorize_url(&stack, RP, RP_REDIRECT, "openid user/kontaktinformasjon.read", &[]),
+        CITIZEN,
+        "Level4",
+    )
+    .await;
+    let (_, rp_tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
+    for (token, words) in [
+        (rp_tokens["refresh_token"].as_str().unwrap(), "not an access token"),
+        (rp_tokens["id_token"].as_str().unwrap(), "at+jwt"),
+    ] {
+        let response = http.get(format!("{}/echo", stack.portvakt.gateway)).bearer_auth(token).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error_description"].as_str().unwrap().contains(words), "{body}");
+    }
     // An unknown opaque token is inactive: 401.
     let response = http
         .get(format!("{}/echo", stack.portvakt.gateway))
@@ -832,7 +854,14 @@ async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_ans
 async fn no_pid_leaves_the_personal_number_out_of_every_token_and_userinfo() {
     let stack = stack().await;
     let browser = Browser::new();
-    let answer = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid profile no_pid", &[]), CITIZEN, "Level3").await;
+    let answer = log_in(
+        &browser,
+        &stack,
+        &authorize_url(&stack, RP, RP_REDIRECT, "openid profile no_pid", &[]),
+        CITIZEN,
+        "Level3",
+    )
+    .await;
     let (status, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
     assert_eq!(status, 200, "{tokens}");
     let id_token = decode_jwt(tokens["id_token"].as_str().unwrap());
@@ -849,6 +878,79 @@ async fn no_pid_leaves_the_personal_number_out_of_every_token_and_userinfo() {
         .await
         .unwrap();
     assert!(info.get("pid").is_none(), "{info}");
+    // A refresh asking for fewer scopes cannot shed no_pid and get the pid back.
+    let refreshed: Value = reqwest::Client::new()
+        .post(format!("{}/token", stack.issuer))
+        .basic_auth(RP, Some(RP_SECRET))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("scope", "openid profile"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refreshed["scope"], "openid profile", "{refreshed}");
+    assert!(decode_jwt(refreshed["access_token"].as_str().unwrap()).get("pid").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_citizen_facing_client_cannot_mint_machine_tokens_naming_a_citizen() {
+    let stack = stack().await;
+    // demo-rp shares the demo certificate's organisation, but it is an api_klient client.
+    let dev = project_path("config/dev");
+    let impostor = MaskinportenClient::from_files(
+        &stack.issuer,
+        RP,
+        &dev.join("demo-maskinporten.key.pem"),
+        Some(&dev.join("demo-maskinporten.cert.pem")),
+        None,
+    )
+    .unwrap();
+    let assertion = impostor.assertion(&["user/kontaktinformasjon.read"], &json!({"pid": CITIZEN})).unwrap();
+    let (status, body) = grant(&stack, &assertion).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")), "{body}");
+    let response = reqwest::Client::new()
+        .post(format!("{}/token", stack.issuer))
+        .basic_auth(RP, Some(RP_SECRET))
+        .form(&[("grant_type", "client_credentials"), ("scope", "user/kontaktinformasjon.read")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap()["error"], "unauthorized_client");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logging_out_without_a_hint_asks_first() {
+    let stack = stack().await;
+    let browser = Browser::new();
+    log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]), CITIZEN, "Level3").await;
+    // A bare GET (an <img> on another site could send it) does not log out…
+    let page = browser.get(&format!("{}/endsession", stack.issuer)).await;
+    assert_eq!(page.status, 200);
+    assert!(browser.cookie("portvakt_sso").is_some());
+    assert_eq!(
+        browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid", &[])).await.status,
+        303,
+        "still logged in"
+    );
+    // …a forged form without the page's token does not either…
+    let forged = Form { action: "/endsession".into(), fields: vec![("confirm".into(), "guess".into())] };
+    assert_eq!(browser.submit(&stack.issuer, &forged).await.status, 200);
+    assert_eq!(browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid", &[])).await.status, 303);
+    // …but the citizen confirming on the page does.
+    let form = forms(&page.body).into_iter().find(|f| f.action == "/endsession").expect("a confirmation form");
+    let done = browser.submit(&stack.issuer, &form).await;
+    assert!(done.body.contains("logged out"), "{}", done.body);
+    assert!(browser.cookie("portvakt_sso").is_none());
+    assert_eq!(
+        browser.get(&authorize_url(&stack, RP, RP_REDIRECT, "openid", &[])).await.status,
+        200,
+        "the form is back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -860,20 +962,29 @@ async fn the_authlevel_resource_checks_the_token_itself() {
     // Straight to the issuer, past the gateway: still no answer without the right token.
     let response = http.post(&url).json(&body).send().await.unwrap();
     assert_eq!(response.status(), 401);
-    let krr = machine_client(&stack, false).token(&http, &["global/kontaktinformasjon.read"], &json!({})).await.unwrap();
+    let krr =
+        machine_client(&stack, false).token(&http, &["global/kontaktinformasjon.read"], &json!({})).await.unwrap();
     let response = http.post(&url).bearer_auth(krr["access_token"].as_str().unwrap()).json(&body).send().await.unwrap();
     assert_eq!(response.status(), 403);
     let forged = format!("{}x", krr["access_token"].as_str().unwrap());
     assert_eq!(http.post(&url).bearer_auth(forged).json(&body).send().await.unwrap().status(), 401);
-    let right = machine_client(&stack, false).token(&http, &["global/idporten.authlevel.read"], &json!({})).await.unwrap();
-    let response = http.post(&url).bearer_auth(right["access_token"].as_str().unwrap()).json(&body).send().await.unwrap();
+    let right =
+        machine_client(&stack, false).token(&http, &["global/idporten.authlevel.read"], &json!({})).await.unwrap();
+    let response =
+        http.post(&url).bearer_auth(right["access_token"].as_str().unwrap()).json(&body).send().await.unwrap();
     assert_eq!(response.status(), 404, "never logged in");
     // A citizen's token (it carries pid) is refused: authlevel is for organisations.
     let browser = Browser::new();
-    let answer = log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]), CITIZEN, "Level4").await;
+    let answer =
+        log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]), CITIZEN, "Level4").await;
     let (_, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
-    let response = http.post(&url).bearer_auth(tokens["access_token"].as_str().unwrap()).json(&body).send().await.unwrap();
+    let response =
+        http.post(&url).bearer_auth(tokens["access_token"].as_str().unwrap()).json(&body).send().await.unwrap();
     assert_eq!(response.status(), 403);
-    let response = http.post(&url).bearer_auth(right["access_token"].as_str().unwrap()).json(&body).send().await.unwrap();
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"personidentifikator": CITIZEN, "harbruktnivaa4": true}));
+    let response =
+        http.post(&url).bearer_auth(right["access_token"].as_str().unwrap()).json(&body).send().await.unwrap();
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"personidentifikator": CITIZEN, "harbruktnivaa4": true})
+    );
 }

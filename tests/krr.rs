@@ -559,7 +559,8 @@ async fn every_combination_of_scopes_gets_exactly_its_fields() {
     ids.push("23079421936".to_owned());
     let mut messages = Vec::new();
     for mask in 1u32..(1 << ALL_GLOBAL.len()) {
-        let scopes: Vec<&str> = ALL_GLOBAL.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, s)| *s).collect();
+        let scopes: Vec<&str> =
+            ALL_GLOBAL.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, s)| *s).collect();
         let token = machine_token(&issuer, &scopes).await;
         let (status, body) = krr.personer(&token, &ids).await;
         assert_eq!(status, 200, "{scopes:?}: {body}");

@@ -141,7 +141,7 @@ def sign(key, alg, kid, **extra):
     claims = {"iss": "bench-issuer", "aud": "bench-api", "sub": "bench-subject", "client_id": "bench-client",
               "scope": "bench:read other:scope", "iat": now, "exp": now + 3600}
     claims.update(extra)
-    return jwt.encode({"alg": alg, "kid": kid}, claims, key)
+    return jwt.encode({"alg": alg, "kid": kid, "typ": "at+jwt"}, claims, key)
 
 
 def portvakt_edge_config(run_dir, threads, cache, cache_entries=100000):

@@ -206,12 +206,20 @@ pub struct TrustedIssuerSettings {
     /// The algorithms accepted from this issuer.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<Alg>,
+    /// Accept only JWTs typed `at+jwt` (RFC 9068 §4), so an id_token or another JWT the
+    /// issuer signs cannot pass as an access token. Turn off for issuers that predate RFC 9068.
+    #[serde(default = "yes")]
+    pub require_typ_at_jwt: bool,
     /// RFC 7662 introspection for the issuer's opaque tokens.
     pub introspection: Option<IntrospectionSettings>,
 }
 
 fn default_algorithms() -> Vec<Alg> {
     vec![Alg::RS256]
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]

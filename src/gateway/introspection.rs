@@ -29,6 +29,7 @@ pub struct Introspector {
 #[derive(Deserialize)]
 struct Answer {
     active: bool,
+    token_type: Option<String>,
     #[serde(flatten)]
     claims: AccessClaims,
 }
@@ -63,6 +64,10 @@ impl Introspector {
         let answer = result?;
         if !answer.active {
             return Err(TokenError::new(Reason::Inactive, "the token is not active (unknown, expired or revoked)"));
+        }
+        // A refresh token is active too, but it is not for resource servers.
+        if answer.token_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("bearer")) {
+            return Err(TokenError::new(Reason::NotAnAccessToken, "the token is not an access token"));
         }
         let issuer = match answer.claims.iss.as_deref() {
             Some(iss) if iss != &*self.issuer => {

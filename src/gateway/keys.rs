@@ -30,6 +30,8 @@ pub struct IssuerKeys {
     pub issuer: Arc<str>,
     pub source: KeySource,
     pub algorithms: Vec<Alg>,
+    /// Only JWTs typed `at+jwt` are access tokens of this issuer.
+    pub require_typ_at_jwt: bool,
     keys: ArcSwap<KeySet>,
     /// Serialises fetches, so the timer and an unknown `kid` never fetch at the same time.
     fetching: Mutex<()>,
@@ -46,14 +48,17 @@ pub struct FetchSettings {
     pub timeout: Duration,
     pub cooldown: Duration,
     pub max_bytes: usize,
+    /// Production: a `jwks_uri` from discovery must be https too (loopback excepted).
+    pub require_https: bool,
 }
 
-impl From<&JwksSettings> for FetchSettings {
-    fn from(s: &JwksSettings) -> Self {
+impl FetchSettings {
+    pub fn new(s: &JwksSettings, require_https: bool) -> FetchSettings {
         FetchSettings {
             timeout: Duration::from_millis(s.fetch_timeout_ms),
             cooldown: Duration::from_secs(s.unknown_kid_cooldown_seconds),
             max_bytes: s.max_document_bytes,
+            require_https,
         }
     }
 }
@@ -89,6 +94,7 @@ impl IssuerKeys {
             issuer,
             source,
             algorithms: settings.algorithms.clone(),
+            require_typ_at_jwt: settings.require_typ_at_jwt,
             keys: ArcSwap::from_pointee(keys),
             fetching: Mutex::new(()),
             unknown_kid_fetch: Mutex::new(None),
@@ -105,6 +111,7 @@ impl IssuerKeys {
             issuer: issuer.into(),
             source: KeySource::None,
             algorithms,
+            require_typ_at_jwt: true,
             keys: ArcSwap::from_pointee(keys),
             fetching: Mutex::new(()),
             unknown_kid_fetch: Mutex::new(None),
@@ -114,6 +121,7 @@ impl IssuerKeys {
                 timeout: Duration::from_secs(1),
                 cooldown: Duration::from_secs(30),
                 max_bytes: 0,
+                require_https: true,
             },
             metrics,
         }
@@ -223,6 +231,10 @@ impl IssuerKeys {
             serde_json::from_slice(&document).map_err(|e| format!("{url}: not a discovery document: {e}"))?;
         if metadata.issuer != *self.issuer {
             return Err(format!("{url} names issuer {:?}, not {:?}", metadata.issuer, self.issuer));
+        }
+        let loopback = matches!(metadata.jwks_uri.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if self.settings.require_https && metadata.jwks_uri.scheme() != "https" && !loopback {
+            return Err(format!("{url} names jwks_uri {}, which is not https", metadata.jwks_uri));
         }
         Ok(metadata.jwks_uri)
     }

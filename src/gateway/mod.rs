@@ -77,12 +77,13 @@ impl GatewayState {
     /// taken over from `previous`, so a reload neither refetches keys nor forgets health.
     pub fn build(
         settings: &GatewaySettings,
+        production: bool,
         metrics: &Arc<Metrics>,
         previous: Option<&GatewayState>,
     ) -> Result<GatewayState, String> {
         let http = crate::web::client::build(Duration::from_millis(settings.jwks.fetch_timeout_ms), "portvakt-gateway")
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let fetch = FetchSettings::from(&settings.jwks);
+        let fetch = FetchSettings::new(&settings.jwks, production);
         let old_issuers: HashMap<&str, &Arc<IssuerKeys>> =
             previous.map(|p| p.validator.issuers().map(|k| (&*k.issuer, k)).collect()).unwrap_or_default();
         let mut issuers = Vec::new();

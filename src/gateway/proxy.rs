@@ -253,6 +253,20 @@ impl ProxyHttp for Gateway {
         for name in forward.all() {
             request.remove_header(name);
         }
+        // CGI-style upstreams read `x_portvakt_pid` as `x-portvakt-pid`: those go too.
+        let spoofed: Vec<http::HeaderName> = request
+            .headers
+            .keys()
+            .filter(|name| name.as_str().contains('_'))
+            .filter(|name| {
+                let dashed = name.as_str().replace('_', "-");
+                forward.all().any(|f| f.as_str() == dashed)
+            })
+            .cloned()
+            .collect();
+        for name in spoofed {
+            request.remove_header(&name);
+        }
         if !self.route(ctx).is_some_and(|r| r.forward_token) {
             request.remove_header(&http::header::AUTHORIZATION);
         }

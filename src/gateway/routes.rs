@@ -71,17 +71,17 @@ impl Policy {
         {
             return Err(Denial::NotForThisRoute(format!("the token's audience does not include {audience}")));
         }
-        match (self.token, token.pid.is_some()) {
-            (TokenKind::Citizen, false) => {
+        match self.token {
+            TokenKind::Citizen if !token.is_citizen() => {
                 return Err(Denial::Scope {
                     scope: self.needed_scopes(token),
-                    description: "this resource needs a citizen's token (with pid)".into(),
+                    description: "this resource needs a citizen's token (with pid, from a login)".into(),
                 });
             }
-            (TokenKind::Machine, true) => {
+            TokenKind::Machine if !token.is_machine() => {
                 return Err(Denial::Scope {
                     scope: self.needed_scopes(token),
-                    description: "this resource needs a machine token (without pid)".into(),
+                    description: "this resource needs a machine token (no citizen, no login)".into(),
                 });
             }
             _ => {}
@@ -219,7 +219,6 @@ mod tests {
         let p = policy();
         assert!(matches!(p.check(&token(None, &["a", "c"], Some(Acr::Level4))), Err(Denial::Scope { .. })));
         assert_eq!(p.check(&token(Some("1"), &["a", "c"], Some(Acr::Level3))), Err(Denial::StepUp(Acr::Level4)));
-        assert_eq!(p.check(&token(Some("1"), &["a", "c"], None)), Err(Denial::StepUp(Acr::Level4)));
         match p.check(&token(Some("1"), &["a"], Some(Acr::Level4))) {
             Err(Denial::Scope { scope, .. }) => assert_eq!(scope, "c"),
             other => panic!("{other:?}"),
@@ -228,6 +227,12 @@ mod tests {
             Err(Denial::Scope { scope, .. }) => assert_eq!(scope, "a b"),
             other => panic!("{other:?}"),
         }
+        // pid without a login (a Maskinporten token restricted to an end user) is no citizen.
+        assert!(matches!(p.check(&token(Some("1"), &["a", "c"], None)), Err(Denial::Scope { .. })));
+        let machine = Policy { token: TokenKind::Machine, min_acr: None, ..policy() };
+        assert!(machine.check(&token(None, &["a", "c"], None)).is_ok());
+        // A no_pid citizen's token has a login behind it: not a machine token.
+        assert!(matches!(machine.check(&token(None, &["a", "c"], Some(Acr::Level3))), Err(Denial::Scope { .. })));
         let aud = Policy { audience: Some("other".into()), ..policy() };
         assert!(matches!(
             aud.check(&token(Some("1"), &["a", "c"], Some(Acr::Level4))),

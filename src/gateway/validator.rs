@@ -135,11 +135,22 @@ impl TokenValidator {
                 format!("alg {} is not accepted from issuer {}", jws.alg, issuer.issuer),
             ));
         }
+        if issuer.require_typ_at_jwt && !is_access_token_typ(jws.header.typ.as_deref()) {
+            return Err(TokenError::new(
+                Reason::NotAnAccessToken,
+                "the token is not an access token: its typ must be at+jwt (RFC 9068)",
+            ));
+        }
         let key = issuer.key(jws.header.kid.as_deref(), jws.alg).await?;
         jws.verify(&key)?;
         let verified = VerifiedToken::from_claims(issuer.issuer.clone(), claims, now, self.settings.leeway_seconds)?;
         Ok((verified, self.settings.cache_max_ttl))
     }
+}
+
+/// `at+jwt`, or its full media type (RFC 9068 §2.1), in any case.
+fn is_access_token_typ(typ: Option<&str>) -> bool {
+    typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
 }
 
 /// A compact JWS has exactly two dots; ID-porten's opaque tokens have none.

@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::Issuer;
-use super::pages::{error_page, logged_out};
+use subtle::ConstantTimeEq;
+
+use super::pages::{confirm_logout, error_page, logged_out};
 use super::session::{self, SSO_COOKIE};
 use crate::token::CompactJws;
 
@@ -73,14 +75,35 @@ async fn logout(issuer: &Issuer, headers: &HeaderMap, text: &str) -> Response {
             target.map(|u| u.to_string())
         }
     };
-    let found = match session::current(issuer, headers).await {
-        Ok(Some(found)) => Some(found),
-        Ok(None) => match hint.as_ref().and_then(|c| c.get("sid")).and_then(Value::as_str) {
-            Some(sid) => session::by_sid(issuer, sid).await.ok().flatten(),
-            None => None,
-        },
+    let current = match session::current(issuer, headers).await {
+        Ok(current) => current,
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
+    // With a hint, the session it names ends (the browser's own only if it is that one). Without
+    // one, a cross-site GET must not be able to log the citizen out: ask first (a CSRF-bound form).
+    let found = match hint.as_ref() {
+        Some(claims) => match claims.get("sid").and_then(Value::as_str) {
+            Some(sid) => match current {
+                Some((key, session)) if session.sid == sid => Some((key, session)),
+                _ => session::by_sid(issuer, sid).await.ok().flatten(),
+            },
+            None => None,
+        },
+        None => match current {
+            None => None,
+            Some((key, session)) => {
+                let expected = issuer.logout_confirmation(&key);
+                let given = params.get("confirm").map(String::as_bytes).unwrap_or_default();
+                if !bool::from(given.ct_eq(expected.as_bytes())) {
+                    return confirm_logout(&expected);
+                }
+                Some((key, session))
+            }
+        },
+    };
+    let own_session = found.as_ref().is_some_and(|(key, _)| {
+        session::read_cookie(headers, SSO_COOKIE).is_some_and(|secret| crate::issuer::storage_key(&secret) == *key)
+    });
     let mut frontchannel = Vec::new();
     if let Some((key, ended)) = found {
         for client_id in ended.clients.iter().filter(|c| Some(c.as_str()) != hinted_client.as_deref()) {
@@ -107,6 +130,8 @@ async fn logout(issuer: &Issuer, headers: &HeaderMap, text: &str) -> Response {
         }
         _ => logged_out(&frontchannel, continue_to.as_deref()),
     };
-    response.headers_mut().append(header::SET_COOKIE, session::clear_cookie(issuer, SSO_COOKIE));
+    if own_session {
+        response.headers_mut().append(header::SET_COOKIE, session::clear_cookie(issuer, SSO_COOKIE));
+    }
     response
 }

@@ -136,13 +136,24 @@ impl Issuer {
         self.own_keys.find(kid, alg)
     }
 
-    /// `sub`: base64url-with-padding(HMAC-SHA256(secret, client_id ‖ pid)), 44 characters.
-    pub fn pairwise_sub(&self, client_id: &str, pid: &str) -> String {
+    /// HMAC-SHA256 under the deployment secret over `parts`, base64url with padding.
+    fn mac(&self, parts: &[&[u8]]) -> String {
         let key = hmac::Key::new(hmac::HMAC_SHA256, self.pairwise_secret.expose().as_bytes());
         let mut context = hmac::Context::with_key(&key);
-        context.update(client_id.as_bytes());
-        context.update(pid.as_bytes());
+        for part in parts {
+            context.update(part);
+        }
         URL_SAFE.encode(context.sign().as_ref())
+    }
+
+    /// `sub`: base64url-with-padding(HMAC-SHA256(secret, client_id ‖ pid)), 44 characters.
+    pub fn pairwise_sub(&self, client_id: &str, pid: &str) -> String {
+        self.mac(&[client_id.as_bytes(), pid.as_bytes()])
+    }
+
+    /// The logout confirmation token of a session: only a page served to that browser has it.
+    pub fn logout_confirmation(&self, session_key: &str) -> String {
+        self.mac(&[b"logout\0", session_key.as_bytes()])
     }
 
     pub fn router(self: Arc<Self>) -> Router {

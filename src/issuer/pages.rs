@@ -97,6 +97,17 @@ pub fn form_post(redirect_uri: &str, params: &[(&str, String)]) -> Response {
     response
 }
 
+/// Logout asked for without an `id_token_hint`: the citizen confirms with a form only this
+/// browser's session can produce.
+pub fn confirm_logout(confirmation: &str) -> Response {
+    let body = format!(
+        "<h1>Log out?</h1><p>You are about to log out of every service you logged in to here.</p>\
+<form method=\"post\" action=\"/endsession\">{}<button type=\"submit\">Log out</button></form>",
+        hidden("confirm", confirmation)
+    );
+    page(StatusCode::OK, "Log out", &body)
+}
+
 /// After logout: front-channel iframes for the session's other clients, then on to the client.
 pub fn logged_out(frontchannel: &[String], continue_to: Option<&str>) -> Response {
     let frames: String = frontchannel

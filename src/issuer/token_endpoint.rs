@@ -13,14 +13,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
 
 use super::assertion::{self, Purpose};
-use super::clients::{self, Authenticated};
+use super::clients::{self, Authenticated, Client};
 use super::errors::{ErrorCode, Mp, OAuthError};
 use super::model::{CodeRecord, Grant, RefreshRecord, Session};
 use super::scopes::{ScopeRefusal, parse_scope};
 use super::store::Space;
 use super::tokens::{Issued, MachineExtras};
 use super::{Issuer, random_token, storage_key};
-use crate::config::AuthMethod;
+use crate::config::{AuthMethod, IntegrationType};
 use crate::telemetry::excerpt;
 use crate::token::verify::unix_now;
 
@@ -86,12 +86,14 @@ async fn authorization_code(
     let Authenticated { client, amr, .. } = clients::authenticate(issuer, headers, form).await?;
     let code = required(form, "code")?;
     let key = storage_key(code);
+    let unknown = || OAuthError::invalid_grant("the authorization code is unknown or expired");
+    // Another client's code is refused untouched: presenting it must not burn or revoke it.
+    let peeked: CodeRecord = issuer.state.get(Space::AuthorizationCode, &key).await?.ok_or_else(unknown)?;
+    if peeked.request.client_id != client.id {
+        return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
+    }
     // Taken, so two redemptions racing cannot both pass; put back marked as redeemed.
-    let record: CodeRecord = issuer
-        .state
-        .take(Space::AuthorizationCode, &key)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_grant("the authorization code is unknown or expired"))?;
+    let record: CodeRecord = issuer.state.take(Space::AuthorizationCode, &key).await?.ok_or_else(unknown)?;
     let now = unix_now();
     if let Some(grant) = &record.redeemed_grant {
         issuer.revoke_grant(grant).await?;
@@ -101,9 +103,6 @@ async fn authorization_code(
     }
     if now > record.expires_at {
         return Err(OAuthError::invalid_grant("the authorization code has expired"));
-    }
-    if record.request.client_id != client.id {
-        return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
     }
     if form.get("redirect_uri") != Some(&record.request.redirect_uri) {
         return Err(OAuthError::invalid_grant("redirect_uri differs from the authorization request's"));
@@ -156,15 +155,13 @@ async fn refresh_token(
     }
     let token = required(form, "refresh_token")?;
     let key = storage_key(token);
-    let mut record: RefreshRecord = issuer
-        .state
-        .take(Space::RefreshToken, &key)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_grant("the refresh token is unknown or expired"))?;
-    let now = unix_now();
-    if record.client_id != client.id {
+    let unknown = || OAuthError::invalid_grant("the refresh token is unknown or expired");
+    let peeked: RefreshRecord = issuer.state.get(Space::RefreshToken, &key).await?.ok_or_else(unknown)?;
+    if peeked.client_id != client.id {
         return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
     }
+    let mut record: RefreshRecord = issuer.state.take(Space::RefreshToken, &key).await?.ok_or_else(unknown)?;
+    let now = unix_now();
     if record.used {
         // Reuse means the token leaked (or the client lost track): the whole grant dies.
         issuer.revoke_grant(&record.grant_id).await?;
@@ -206,6 +203,18 @@ fn scope_error(refusal: ScopeRefusal, issuer: &Issuer) -> OAuthError {
     OAuthError::mp(mp, description, &issuer.error_uri_base)
 }
 
+/// Machine tokens are for machine clients only: a citizen-facing client (`api_klient`) must
+/// not mint tokens that name a citizen (`pid`) without that citizen's login.
+fn machine_client(client: &Client, grant: &str) -> Result<(), OAuthError> {
+    match client.integration_type {
+        IntegrationType::Maskinporten | IntegrationType::Krr => Ok(()),
+        other => Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            format!("client {} ({}) may not use the {grant} grant", client.id, other.name()),
+        )),
+    }
+}
+
 async fn client_credentials(
     issuer: &Issuer,
     headers: &HeaderMap,
@@ -215,6 +224,7 @@ async fn client_credentials(
     if method == AuthMethod::None {
         return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "a public client cannot use client_credentials"));
     }
+    machine_client(client, "client_credentials")?;
     let scopes = parse_scope(required(form, "scope")?).map_err(OAuthError::invalid_scope)?;
     issuer.scopes.check(&scopes, client.integration_type, &client.scopes).map_err(|r| scope_error(r, issuer))?;
     let audience = form.get("resource").map(|r| vec![r.clone()]).unwrap_or_default();
@@ -229,6 +239,7 @@ async fn jwt_bearer(issuer: &Issuer, form: &HashMap<String, String>) -> Result<I
         None => OAuthError::invalid_grant(e.description),
     })?;
     let client = verified.client;
+    machine_client(client, "JWT-bearer")?;
     let claims = verified.claims;
     let scope = claims.scope.as_deref().unwrap_or_default();
     let scopes = parse_scope(scope).map_err(|e| {

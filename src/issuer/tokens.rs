@@ -108,7 +108,8 @@ impl Issuer {
     ) -> Result<Issued, OAuthError> {
         let now = unix_now();
         let lifetime = self.access_lifetime(client, scopes).min((grant.expires_at - now).max(1) as u64);
-        let no_pid = scopes.iter().any(|s| s == "no_pid");
+        // From the grant, not the request: a refresh asking for fewer scopes cannot drop no_pid.
+        let no_pid = grant.scopes.iter().any(|s| s == "no_pid");
         let sub = self.pairwise_sub(&client.id, &grant.auth.pid);
         let mut claims = json!({
             "iss": self.id,

@@ -88,6 +88,14 @@ impl TrustAnchors {
             .collect::<Result<Vec<_>, _>>()?;
         let at = ASN1Time::from_timestamp(now).map_err(|e| ChainError::Untrusted(e.to_string()))?;
         let leaf = &certs[0];
+        if is_ca(leaf) {
+            return Err(ChainError::Untrusted(format!("{} is a CA certificate, not a client's", leaf.subject())));
+        }
+        if let Ok(Some(usage)) = leaf.key_usage()
+            && !(usage.value.digital_signature() || usage.value.non_repudiation())
+        {
+            return Err(ChainError::Untrusted(format!("{} may not sign (key usage)", leaf.subject())));
+        }
         if !leaf.validity().is_valid_at(at) {
             return Err(ChainError::Expired(format!(
                 "the certificate is valid from {} to {}",
@@ -194,8 +202,7 @@ mod tests {
         ));
         assert!(matches!(anchors.verify(&json!("MIIB"), now), Err(ChainError::Malformed(_))));
         assert!(matches!(anchors.verify(&json!(["not base64!"]), now), Err(ChainError::Malformed(_))));
-        // The CA certificate alone is trusted (it is an anchor) but is not the client's.
-        let ca = anchors.verify(&chain("test-ca.cert.pem"), now).unwrap();
-        assert_eq!(ca.orgno, None);
+        // The CA's own certificate is trusted, but it is not a client's.
+        assert!(matches!(anchors.verify(&chain("test-ca.cert.pem"), now), Err(ChainError::Untrusted(_))));
     }
 }

@@ -47,6 +47,8 @@ impl Simulator {
             .route(PATH, get(wsdl).post(soap_call))
             .route(XSD_WS_PATH, get(|| async { xml(soap::XSD_WS.to_owned()) }))
             .route(XSD_METADATA_PATH, get(|| async { xml(soap::XSD_METADATA.to_owned()) }))
+            // The listener already bounds bodies by `oppslag.max_request_bytes`.
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(self)
     }
 

@@ -16,7 +16,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::{self, AdminState, metrics::Metrics};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Environment};
 use crate::gateway::maintenance::{HealthChecker, KeyRefresher};
 use crate::gateway::{Gateway, GatewayState};
 use crate::issuer::Issuer;
@@ -82,7 +82,11 @@ impl Roles {
     ) -> Result<Built, ConfigError> {
         let gateway = match &config.gateway {
             Some(settings) => {
-                Some(GatewayState::build(settings, metrics, previous).map_err(|e| config.error("gateway", e))?)
+                let production = config.server.environment == Environment::Production;
+                Some(
+                    GatewayState::build(settings, production, metrics, previous)
+                        .map_err(|e| config.error("gateway", e))?,
+                )
             }
             None => None,
         };

@@ -51,6 +51,17 @@ impl VerifiedToken {
         })
     }
 
+    /// A citizen's token names the citizen (`pid`) and the login behind it (`acr`). A
+    /// Maskinporten token restricted to an end user carries `pid` but no login: it is not one.
+    pub fn is_citizen(&self) -> bool {
+        self.pid.is_some() && self.acr.is_some()
+    }
+
+    /// A machine token has no citizen behind it: no login (`acr`) and no `pid`.
+    pub fn is_machine(&self) -> bool {
+        self.pid.is_none() && self.acr.is_none()
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }

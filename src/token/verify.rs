@@ -28,6 +28,8 @@ pub enum Reason {
     IssuedInFuture,
     MissingClaim,
     Inactive,
+    /// A JWT that is not an access token (an id_token, say): wrong or missing `typ`.
+    NotAnAccessToken,
     /// No keys (or no introspection answer) could be had for the issuer: a 503, not a 401.
     IssuerUnavailable,
 }
@@ -47,11 +49,12 @@ impl Reason {
             Reason::IssuedInFuture => "issued_in_future",
             Reason::MissingClaim => "missing_claim",
             Reason::Inactive => "inactive",
+            Reason::NotAnAccessToken => "not_an_access_token",
             Reason::IssuerUnavailable => "issuer_unavailable",
         }
     }
 
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TooLarge,
@@ -64,6 +67,7 @@ impl Reason {
         Reason::IssuedInFuture,
         Reason::MissingClaim,
         Reason::Inactive,
+        Reason::NotAnAccessToken,
         Reason::IssuerUnavailable,
     ];
 }

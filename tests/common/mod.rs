@@ -94,9 +94,11 @@ impl TestKey {
         TestKey { kid: kid.into(), alg, encoding, pem: pem.into(), jwk }
     }
 
+    /// An RFC 9068 access-token header: `typ: at+jwt` and the key's `kid`.
     pub fn header(&self) -> Header {
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
+        header.typ = Some("at+jwt".into());
         header
     }
 
