@@ -3,6 +3,7 @@
 //! configuration reload (SIGHUP or `POST /reload` on the admin listener).
 
 mod reload;
+mod shutdown;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::issuer::store::{MemoryStore, Store};
 use crate::oppslag::Simulator;
 use crate::web::app::{AxumApp, SharedRouter};
 use reload::{ReloadOnHangup, Reloader};
+use shutdown::{Lingering, Signals};
 
 /// Admin requests are tiny.
 const ADMIN_MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -140,7 +142,9 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
 
     if let (Some(settings), Some(state)) = (&config.gateway, &roles.gateway) {
         let gateway = Gateway::new(state.clone(), roles.metrics.clone(), config.log.access_log);
-        let mut service = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway");
+        let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+        let grace = Duration::from_secs(config.server.grace_period_seconds);
+        let mut service = Service::new("gateway".into(), Lingering::new(proxy, grace));
         let addr = settings.listen.to_string();
         match &settings.tls {
             Some(tls) => service
@@ -202,7 +206,7 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
     if let Err(e) = std::fs::write(&pid_file, &pid) {
         tracing::warn!(pid_file = %pid_file.display(), error = %e, "cannot write the pid file");
     }
-    server.run(RunArgs::default());
+    server.run(RunArgs { shutdown_signal: Box::new(Signals) });
     if std::fs::read_to_string(&pid_file).is_ok_and(|owner| owner == pid) {
         let _ = std::fs::remove_file(&pid_file);
     }

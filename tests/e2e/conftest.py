@@ -75,13 +75,15 @@ class Portvakt:
         return self.process.wait(timeout=timeout)
 
     def stop(self):
+        """Ctrl-C, as a newcomer stops it: the process drains and must exit by the deadline."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=DEADLINE)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+                raise AssertionError(f"portvakt did not stop on SIGINT:\n{self.logs()[-4000:]}")
 
 
 def ports_free():

@@ -1,7 +1,9 @@
 """Operating the stack: reload without restart, a zero-downtime upgrade under load, SIGTERM
 with requests in flight. Each test runs its own process on a copy of the default config."""
 
+import http.client
 import http.server
+import json
 import signal
 import socketserver
 import threading
@@ -54,11 +56,16 @@ def test_a_reload_changes_a_routes_scopes_and_a_bad_config_is_refused(own_config
         portvakt.stop()
 
 
-def load(token, seconds, results):
-    """Bounded load: each worker asks until `seconds` have passed, on fresh connections."""
-    end = time.monotonic() + seconds
+def notable(log):
+    """The lines of a log worth reading after a failure: warnings, errors, failed requests."""
+    keep = ("WARN", "ERROR", "status=0", "status=5", "SIGQUIT", "shutdown", "grace")
+    return "\n".join([line for line in log.splitlines() if any(k in line for k in keep)][-80:])
+
+
+def load(token, stop, results):
+    """Load until `stop` is set, each request on a fresh connection."""
     url = f"{GATEWAY}/authlevel/rest/v1/sikkerhetsnivaa"
-    while time.monotonic() < end:
+    while not stop.is_set():
         try:
             answer = requests.post(url, json={"personidentifikator": "23079421936"}, headers={"Authorization": f"Bearer {token}"}, timeout=10)
             results.append(answer.status_code)
@@ -70,22 +77,29 @@ def test_an_upgrade_under_load_fails_no_request(own_config, tmp_path):
     root = own_config.parent.parent
     old = Portvakt(root, ["--config", str(own_config)], tmp_path / "old.log").wait_ready()
     new = None
+    results, stop = [], threading.Event()
     try:
         token = machine_token(["global/idporten.authlevel.read"])
-        results = []
-        workers = [threading.Thread(target=load, args=(token, 6, results)) for _ in range(4)]
+        workers = [threading.Thread(target=load, args=(token, stop, results)) for _ in range(4)]
         for worker in workers:
             worker.start()
         wait_until("some load", lambda: len(results) > 50)
         new = Portvakt(root, ["--config", str(own_config), "--upgrade"], tmp_path / "new.log")
         wait_until("the upgrade socket", lambda: (tmp_path / "upgrade.sock").exists())
         old.signal(signal.SIGQUIT)
+        # The load spans the whole hand-over: both processes accepting, then the old one closing.
         assert old.wait_exit() == 0, old.logs()
+        served_after = len(results)
+        wait_until("load on the new process alone", lambda: len(results) > served_after + 50)
+        stop.set()
         for worker in workers:
             worker.join()
         failures = [r for r in results if r != 404]
         assert len(results) > 500
-        assert failures == [], f"{len(failures)} of {len(results)} requests failed: {failures[:5]}"
+        assert failures == [], (
+            f"{len(failures)} of {len(results)} requests failed: {failures[:5]}\n"
+            f"--- old process ---\n{notable(old.logs())}\n--- new process ---\n{notable(new.logs())}"
+        )
         assert requests.post(
             f"{GATEWAY}/authlevel/rest/v1/sikkerhetsnivaa",
             json={"personidentifikator": "23079421936"},
@@ -93,6 +107,7 @@ def test_an_upgrade_under_load_fails_no_request(own_config, tmp_path):
             timeout=10,
         ).status_code == 404, "the new process serves"
     finally:
+        stop.set()
         old.stop()
         if new:
             new.stop()
@@ -160,3 +175,30 @@ def test_sigterm_lets_requests_in_flight_finish_and_exits_zero(own_config, tmp_p
     finally:
         portvakt.stop()
         upstream.shutdown()
+
+
+def test_ctrl_c_drains_and_a_connection_open_at_that_moment_may_still_send_its_request(own_config, tmp_path):
+    portvakt = Portvakt(own_config.parent.parent, ["--config", str(own_config)], tmp_path / "log").wait_ready()
+    try:
+        token = machine_token(["global/idporten.authlevel.read"])
+        body = json.dumps({"personidentifikator": "23079421936"})
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        # One answered request proves the connection accepted; it now idles, waiting for the next.
+        connection = http.client.HTTPConnection("127.0.0.1", 8080, timeout=10)
+        connection.request("POST", "/authlevel/rest/v1/sikkerhetsnivaa", body=body, headers=headers)
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 404
+        portvakt.signal(signal.SIGINT)
+        wait_until("the listener to close", lambda: refused(f"{GATEWAY}/authlevel/rest/v1/sikkerhetsnivaa"))
+        # The moment Pingora alone would drop every connection without a request; the linger
+        # lets this one's request in and answers it (then closes) instead of resetting it.
+        wait_until("the linger to start", lambda: "idle connections close after the linger" in portvakt.logs())
+        connection.request("POST", "/authlevel/rest/v1/sikkerhetsnivaa", body=body, headers=headers)
+        second = connection.getresponse()
+        assert second.status == 404, second.read()
+        assert second.getheader("Connection", "").lower() == "close"
+        connection.close()
+        assert portvakt.wait_exit() == 0, portvakt.logs()
+    finally:
+        portvakt.stop()
