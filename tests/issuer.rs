@@ -159,15 +159,7 @@ async fn a_citizen_logs_in_with_pkce_and_the_tokens_work_until_revoked() {
     assert!(raw["sid"].is_string());
 
     // userinfo with the access token.
-    let info: Value = reqwest::Client::new()
-        .get(format!("{}/userinfo", stack.issuer))
-        .bearer_auth(tokens.access_token().secret())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = userinfo(&stack, tokens.access_token().secret()).await;
     assert_eq!(info["pid"], CITIZEN);
     assert_eq!(info["sub"], claims.subject().as_str());
 
@@ -267,6 +259,24 @@ async fn redeem(stack: &Stack, client: &str, redirect: &str, code: &str) -> (u16
     }
     let response = request.form(&form).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn userinfo(stack: &Stack, access_token: &str) -> Value {
+    let response = reqwest::Client::new()
+        .get(format!("{}/userinfo", stack.issuer))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
+
+/// Log CITIZEN in at `acr` in `browser` for `client` and redeem the code: its tokens.
+async fn tokens_for(stack: &Stack, browser: &Browser, client: &str, redirect: &str, scope: &str, acr: &str) -> Value {
+    let answer = log_in(browser, stack, &authorize_url(stack, client, redirect, scope, &[]), CITIZEN, acr).await;
+    let (status, tokens) = redeem(stack, client, redirect, &answer.redirect_param("code").unwrap()).await;
+    assert_eq!(status, 200, "{tokens}");
+    tokens
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -536,9 +546,7 @@ async fn codes_are_bound_to_client_redirect_and_verifier() {
 async fn logout_ends_the_session_and_calls_the_other_clients_front_channel() {
     let stack = stack().await;
     let browser = Browser::new();
-    let answer =
-        log_in(&browser, &stack, &authorize_url(&stack, RP, RP_REDIRECT, "openid", &[]), CITIZEN, "Level3").await;
-    let (_, rp_tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
+    let rp_tokens = tokens_for(&stack, &browser, RP, RP_REDIRECT, "openid", "Level3").await;
     let spa = browser.get(&authorize_url(&stack, "demo-spa", SPA_REDIRECT, "openid", &[])).await;
     let (_, spa_tokens) = redeem(&stack, "demo-spa", SPA_REDIRECT, &spa.redirect_param("code").unwrap()).await;
     let sid = decode_jwt(rp_tokens["id_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
@@ -791,16 +799,8 @@ async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_answer() {
     let stack = stack().await;
-    let browser = Browser::new();
-    let answer = log_in(
-        &browser,
-        &stack,
-        &authorize_url(&stack, "demo-spa", SPA_REDIRECT, "openid krr:user/kontaktinformasjon.read", &[]),
-        CITIZEN,
-        "Level4",
-    )
-    .await;
-    let (_, tokens) = redeem(&stack, "demo-spa", SPA_REDIRECT, &answer.redirect_param("code").unwrap()).await;
+    let scope = "openid krr:user/kontaktinformasjon.read";
+    let tokens = tokens_for(&stack, &Browser::new(), "demo-spa", SPA_REDIRECT, scope, "Level4").await;
     let opaque = tokens["access_token"].as_str().unwrap();
     let http = reqwest::Client::new();
     for _ in 0..3 {
@@ -818,15 +818,8 @@ async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_ans
         "cached after the first call: {metrics}"
     );
     // A refresh token is active at /tokeninfo, but it is not an access token: 401.
-    let answer = log_in(
-        &Browser::new(),
-        &stack,
-        &authorize_url(&stack, RP, RP_REDIRECT, "openid user/kontaktinformasjon.read", &[]),
-        CITIZEN,
-        "Level4",
-    )
-    .await;
-    let (_, rp_tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
+    let scope = "openid user/kontaktinformasjon.read";
+    let rp_tokens = tokens_for(&stack, &Browser::new(), RP, RP_REDIRECT, scope, "Level4").await;
     for (token, words) in [
         (rp_tokens["refresh_token"].as_str().unwrap(), "not an access token"),
         (rp_tokens["id_token"].as_str().unwrap(), "at+jwt"),
@@ -853,30 +846,12 @@ async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_ans
 #[tokio::test(flavor = "multi_thread")]
 async fn no_pid_leaves_the_personal_number_out_of_every_token_and_userinfo() {
     let stack = stack().await;
-    let browser = Browser::new();
-    let answer = log_in(
-        &browser,
-        &stack,
-        &authorize_url(&stack, RP, RP_REDIRECT, "openid profile no_pid", &[]),
-        CITIZEN,
-        "Level3",
-    )
-    .await;
-    let (status, tokens) = redeem(&stack, RP, RP_REDIRECT, &answer.redirect_param("code").unwrap()).await;
-    assert_eq!(status, 200, "{tokens}");
+    let tokens = tokens_for(&stack, &Browser::new(), RP, RP_REDIRECT, "openid profile no_pid", "Level3").await;
     let id_token = decode_jwt(tokens["id_token"].as_str().unwrap());
     let access = decode_jwt(tokens["access_token"].as_str().unwrap());
     assert!(id_token.get("pid").is_none() && access.get("pid").is_none(), "{id_token} {access}");
     assert!(id_token["sub"].is_string(), "the pairwise sub still identifies the citizen to the client");
-    let info: Value = reqwest::Client::new()
-        .get(format!("{}/userinfo", stack.issuer))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = userinfo(&stack, tokens["access_token"].as_str().unwrap()).await;
     assert!(info.get("pid").is_none(), "{info}");
     // A refresh asking for fewer scopes cannot shed no_pid and get the pid back.
     let refreshed: Value = reqwest::Client::new()
