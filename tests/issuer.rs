@@ -271,6 +271,12 @@ async fn userinfo(stack: &Stack, access_token: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// `/tokeninfo` asked by the confidential demo client.
+async fn tokeninfo(stack: &Stack, token: &str) -> Value {
+    let request = reqwest::Client::new().post(format!("{}/tokeninfo", stack.issuer)).basic_auth(RP, Some(RP_SECRET));
+    request.form(&[("token", token)]).send().await.unwrap().json().await.unwrap()
+}
+
 /// Log CITIZEN in at `acr` in `browser` for `client` and redeem the code: its tokens.
 async fn tokens_for(stack: &Stack, browser: &Browser, client: &str, redirect: &str, scope: &str, acr: &str) -> Value {
     let answer = log_in(browser, stack, &authorize_url(stack, client, redirect, scope, &[]), CITIZEN, acr).await;
@@ -578,14 +584,7 @@ async fn logout_ends_the_session_and_calls_the_other_clients_front_channel() {
         .await
         .unwrap();
     assert_eq!(refresh.status(), 400);
-    let info = reqwest::Client::new()
-        .post(format!("{}/tokeninfo", stack.issuer))
-        .basic_auth(RP, Some(RP_SECRET))
-        .form(&[("token", spa_tokens["access_token"].as_str().unwrap())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(info.json::<Value>().await.unwrap(), json!({"active": false}));
+    assert_eq!(tokeninfo(&stack, spa_tokens["access_token"].as_str().unwrap()).await, json!({"active": false}));
     // An unregistered post-logout URI is refused.
     let mut evil = url::Url::parse(&format!("{}/endsession", stack.issuer)).unwrap();
     evil.query_pairs_mut()
@@ -603,32 +602,13 @@ async fn tokeninfo_needs_an_authenticated_caller_and_tells_active_from_not() {
     let token = machine["access_token"].as_str().unwrap();
     let anonymous = http.post(format!("{}/tokeninfo", stack.issuer)).form(&[("token", token)]).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
-    let info: Value = http
-        .post(format!("{}/tokeninfo", stack.issuer))
-        .basic_auth(RP, Some(RP_SECRET))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = tokeninfo(&stack, token).await;
     assert_eq!(info["active"], true);
     assert_eq!(info["client_id"], "demo-maskinporten");
     assert_eq!(info["consumer"]["ID"], "0192:991825827");
     assert!(info["expires_in"].as_i64().unwrap() > 0);
     for unknown in ["garbage", "a.b.c"] {
-        let info: Value = http
-            .post(format!("{}/tokeninfo", stack.issuer))
-            .basic_auth(RP, Some(RP_SECRET))
-            .form(&[("token", unknown)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(info, json!({"active": false}));
+        assert_eq!(tokeninfo(&stack, unknown).await, json!({"active": false}));
     }
 }
 

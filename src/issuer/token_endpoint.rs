@@ -149,10 +149,7 @@ async fn refresh_token(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Result<Issued, OAuthError> {
-    let Authenticated { client, amr, method } = clients::authenticate(issuer, headers, form).await?;
-    if method == AuthMethod::None {
-        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "public clients get no refresh tokens"));
-    }
+    let (client, amr) = confidential_client(issuer, headers, form, "refresh_token").await?;
     let token = required(form, "refresh_token")?;
     let key = storage_key(token);
     let unknown = || OAuthError::invalid_grant("the refresh token is unknown or expired");
@@ -203,6 +200,23 @@ fn scope_error(refusal: ScopeRefusal, issuer: &Issuer) -> OAuthError {
     OAuthError::mp(mp, description, &issuer.error_uri_base)
 }
 
+/// The grants a public client (no secret, no key) may not use.
+async fn confidential_client<'a>(
+    issuer: &'a Issuer,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+    grant: &str,
+) -> Result<(&'a Client, &'static str), OAuthError> {
+    let Authenticated { client, amr, method } = clients::authenticate(issuer, headers, form).await?;
+    if method == AuthMethod::None {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            format!("a public client cannot use the {grant} grant"),
+        ));
+    }
+    Ok((client, amr))
+}
+
 /// Machine tokens are for machine clients only: a citizen-facing client (`api_klient`) must
 /// not mint tokens that name a citizen (`pid`) without that citizen's login.
 fn machine_client(client: &Client, grant: &str) -> Result<(), OAuthError> {
@@ -220,10 +234,7 @@ async fn client_credentials(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Result<Issued, OAuthError> {
-    let Authenticated { client, amr, method } = clients::authenticate(issuer, headers, form).await?;
-    if method == AuthMethod::None {
-        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "a public client cannot use client_credentials"));
-    }
+    let (client, amr) = confidential_client(issuer, headers, form, "client_credentials").await?;
     machine_client(client, "client_credentials")?;
     let scopes = parse_scope(required(form, "scope")?).map_err(OAuthError::invalid_scope)?;
     issuer.scopes.check(&scopes, client.integration_type, &client.scopes).map_err(|r| scope_error(r, issuer))?;
