@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -665,4 +667,176 @@ async fn keys_found_by_oidc_discovery_verify_and_a_mismatched_issuer_is_refused(
     let ready: Value = reqwest::get(format!("{}/readyz", portvakt.admin)).await.unwrap().json().await.unwrap();
     assert!(ready["waiting_for"].to_string().contains("lying.test"), "{ready}");
     assert!(portvakt.logs().contains("names issuer \"https://someone-else.test\""), "the log says why");
+}
+
+/// Read one HTTP/1.1 answer with a Content-Length body from a raw connection, and return its
+/// head (lower-cased) and body.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> (String, String) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buffer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let head = head.to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+            if body.len() >= length {
+                return (head, body[..length].to_owned());
+            }
+        }
+        let n = tokio::time::timeout(DEADLINE, stream.read(&mut chunk)).await.expect("an answer in time").unwrap();
+        assert!(n > 0, "the connection closed before the answer was whole: {text}");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_on_one_client_connection_share_one_upstream_connection_and_bodies_pass() {
+    let edge = Edge::start().await;
+    let token = edge.rsa.sign(&machine("demo:read"));
+    let url = format!("{}/api/items", edge.portvakt.gateway);
+    let addr = edge.portvakt.gateway.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut peers = std::collections::HashSet::new();
+    for i in 0..10 {
+        let body = format!("item {i}");
+        let request = format!(
+            "POST /api/items HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+        let (head, answer) = read_answer(&mut stream).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let echoed: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(echoed["body"], body);
+        assert_eq!(echoed["headers"]["content-length"][0], body.len().to_string());
+        peers.insert(echoed["peer"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(peers.len(), 1, "one upstream connection carried every request: {peers:?}");
+
+    // A body of unknown length arrives chunked and goes on chunked.
+    let request = format!(
+        "PUT /api/items HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Transfer-Encoding: chunked\r\n\r\nc\r\nfirst part, \r\nb\r\nsecond part\r\n0\r\n\r\n"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+    let (head, body) = read_answer(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let echoed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echoed["body"], "first part, second part");
+    assert_eq!(echoed["headers"]["transfer-encoding"][0], "chunked");
+
+    // HEAD gets the head only.
+    let response = edge.client.head(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_by_hop_headers_stop_at_the_gateway_and_the_client_address_is_appended() {
+    use tokio::io::AsyncWriteExt;
+    let edge = Edge::start().await;
+    let token = edge.rsa.sign(&machine("demo:read"));
+    let addr = edge.portvakt.gateway.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "GET /api/hops HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Connection: keep-alive, X-Private-Hop\r\nX-Private-Hop: secret\r\nKeep-Alive: timeout=5\r\n\
+         Upgrade: websocket\r\nTE: trailers\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\n\
+         X-Forwarded-For: 203.0.113.9\r\nX-Kept: yes\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let (head, body) = read_answer(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let seen = &serde_json::from_str::<Value>(&body).unwrap()["headers"];
+    for hop in ["x-private-hop", "keep-alive", "upgrade", "te", "proxy-authorization"] {
+        assert!(seen.get(hop).is_none(), "{hop} reached the upstream: {seen}");
+    }
+    assert_eq!(seen["x-kept"][0], "yes");
+    assert_eq!(seen["x-forwarded-for"], json!(["203.0.113.9, 127.0.0.1"]));
+
+    // The connection is still good for another request, which expects 100-continue.
+    let body = r#"{"n": 1}"#;
+    let request = format!(
+        "POST /api/hops HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(DEADLINE, tokio::io::AsyncReadExt::read_exact(&mut stream, &mut interim))
+        .await
+        .expect("a go-ahead in time")
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(body.as_bytes()).await.unwrap();
+    let (head, answer) = read_answer(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let echoed: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(echoed["body"], body);
+    assert!(echoed["headers"].get("expect").is_none(), "the gateway answered the expectation itself");
+
+    // A head that cannot be parsed gets a 400 that says so.
+    let (status, body) =
+        raw_request(&edge.portvakt.gateway, "GET /api HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n").await;
+    assert_eq!(status, 400, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"], "invalid_request");
+    assert!(error["error_description"].as_str().unwrap().contains("request head"), "{error}");
+}
+
+/// An upstream that answers each connection once, chunked, and then closes it, as an upstream
+/// does when its keep-alive timeout ends. Counts its connections.
+async fn one_answer_per_connection_upstream() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => request.extend_from_slice(&chunk[..read]),
+                    }
+                }
+                let body = format!("connection {n}");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=1\r\n\
+                     Connection: keep-alive, X-Upstream-Hop\r\nX-Upstream-Hop: 1\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (url, connections)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_closing_kept_connections_fails_no_request_and_its_hops_stay_behind() {
+    let (upstream, connections) = one_answer_per_connection_upstream().await;
+    let extra =
+        format!("\n[[gateway.routes]]\nname = \"closing\"\npath = \"/closing\"\nupstreams = [\"{upstream}\"]\n");
+    let edge = Edge::start_with(&extra, &static_key()).await;
+    let token = edge.rsa.sign(&machine("demo:read"));
+    for i in 1..=5 {
+        let response =
+            edge.client.get(format!("{}/closing", edge.portvakt.gateway)).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "request {i}");
+        assert!(response.headers().get("keep-alive").is_none());
+        assert!(response.headers().get("x-upstream-hop").is_none());
+        assert!(response.headers().get("x-request-id").is_some());
+        assert!(response.text().await.unwrap().starts_with("connection "));
+    }
+    assert!(connections.load(Ordering::SeqCst) >= 5, "each request needed a new upstream connection");
 }

@@ -1,6 +1,7 @@
-//! The gateway role: a Pingora proxy that validates access tokens and their scopes, then
+//! The gateway role: a Pingora edge that validates access tokens and their scopes, then
 //! proxies to the route's upstreams or answers from a built-in handler (KRR).
 
+mod engine;
 pub mod introspection;
 pub mod keys;
 pub mod maintenance;
@@ -20,10 +21,11 @@ use http::HeaderName;
 use crate::admin::metrics::Metrics;
 use crate::config::{GatewaySettings, TrustedIssuerSettings};
 use keys::{FetchSettings, IssuerKeys};
-use routes::{Policy, RateLimit, Route, RouteTable, Target};
+use routes::{Policy, RateLimit, Route, RouteMetrics, RouteTable, Target};
 use upstream::Upstream;
 use validator::{TokenValidator, ValidatorSettings};
 
+pub use engine::GatewayService;
 pub use proxy::Gateway;
 
 /// Header names for the verified claims sent upstream, and the incoming ones always removed.
@@ -149,6 +151,7 @@ impl GatewayState {
                 forward_token: route.forward_token,
                 idempotent: route.idempotent,
                 rate_limit: route.rate_limit.as_ref().map(|l| RateLimit::new(l.requests_per_second)),
+                metrics: RouteMetrics::new(&route.name, metrics),
             });
         }
         let krr = match &settings.krr {

@@ -1,22 +1,20 @@
-//! The Pingora phases: admit (path, route, token, policy, rate) in `request_filter`, then
-//! proxy with the verified claims as headers, then count and log in `logging`.
+//! What the gateway does with one request, apart from moving its bytes (`engine`): admit it
+//! (path, route, token, policy, rate), write the upstream request with the verified claims as
+//! headers, mark the answer, then count and log it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use http::HeaderValue;
-use pingora::ErrorType;
+use http::{HeaderName, HeaderValue, header};
+use pingora::Result;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::prelude::{HttpPeer, ProxyHttp, Result, Session};
-use pingora::proxy::FailToProxy;
-use serde_json::json;
+use pingora::protocols::http::ServerSession;
 
 use super::GatewayState;
 use super::path::check_request_path;
-use super::respond::{self, Answer};
+use super::respond::Answer;
 use super::routes::{Denial, Lookup, Route, Target};
 use crate::admin::metrics::Metrics;
 use crate::config::Handler;
@@ -32,13 +30,13 @@ pub struct Gateway {
 
 pub struct RequestCtx {
     started: Instant,
-    request_id: String,
+    /// A header value from the start: it goes into the upstream request and the answer.
+    request_id: HeaderValue,
     /// The state this request started with: a reload mid-request does not change its route.
     state: Arc<GatewayState>,
     route: Option<Arc<str>>,
     route_index: Option<usize>,
     token: Option<Arc<VerifiedToken>>,
-    upstream_tries: usize,
 }
 
 impl Gateway {
@@ -46,12 +44,32 @@ impl Gateway {
         Gateway { state, metrics, access_log }
     }
 
-    fn route<'a>(&self, ctx: &'a RequestCtx) -> Option<&'a Route> {
+    pub fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            request_id: HeaderValue::from_static("-"),
+            state: self.state.load_full(),
+            route: None,
+            route_index: None,
+            token: None,
+        }
+    }
+
+    /// The route the request was admitted on.
+    pub fn route<'a>(&self, ctx: &'a RequestCtx) -> Option<&'a Route> {
         ctx.route_index.and_then(|i| ctx.state.routes.get(i))
     }
 
-    /// Decide whether the request may go on; `Ok(None)` means proxy it.
-    async fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Option<Answer> {
+    /// Name the request, then decide whether it goes upstream (`None`) or gets an answer.
+    pub async fn admit_request(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Option<Answer> {
+        ctx.request_id = match session.req_header().headers.get(&X_REQUEST_ID) {
+            Some(id) if valid_request_id(id) => id.clone(),
+            _ => new_request_id(),
+        };
+        self.admit(session, ctx).await
+    }
+
+    async fn admit(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Option<Answer> {
         let state = ctx.state.clone();
         let header = session.req_header();
         let path = match check_request_path(header.raw_path()) {
@@ -101,13 +119,7 @@ impl Gateway {
             );
         }
         match &route.target {
-            Target::Upstream(_) => {
-                if route.idempotent {
-                    // Keep the body so a retry on another connection can send it again.
-                    session.as_mut().enable_retry_buffering();
-                }
-                None
-            }
+            Target::Upstream(_) => None,
             Target::Handler(handler) => Some(self.handle(session, &state, *handler, &verified).await),
         }
     }
@@ -115,7 +127,7 @@ impl Gateway {
     /// A built-in handler: the gateway answers itself.
     async fn handle(
         &self,
-        session: &mut Session,
+        session: &mut ServerSession,
         state: &GatewayState,
         handler: Handler,
         token: &VerifiedToken,
@@ -135,7 +147,7 @@ impl Gateway {
 }
 
 /// Read a request body the gateway answers itself, refusing more than `max` bytes.
-async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, Answer> {
+async fn read_body(session: &mut ServerSession, max: usize) -> Result<Bytes, Answer> {
     let too_large = || Answer::error(413, "invalid_request", &format!("the request body is larger than {max} bytes"));
     let header = session.req_header();
     let declared = header
@@ -146,16 +158,8 @@ async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, Answer> {
     if declared.is_some_and(|len| len > max) {
         return Err(too_large());
     }
-    let expects_continue = header
-        .headers
-        .get(http::header::EXPECT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-    if expects_continue {
-        let go_on = ResponseHeader::build(100, None).map_err(|_| too_large())?;
-        if session.write_response_header(Box::new(go_on), false).await.is_err() {
-            return Err(Answer::error(400, "invalid_request", "the client went away"));
-        }
+    if send_continue_if_expected(session).await.is_err() {
+        return Err(Answer::error(400, "invalid_request", "the client went away"));
     }
     let mut body = BytesMut::new();
     loop {
@@ -174,17 +178,29 @@ async fn read_body(session: &mut Session, max: usize) -> Result<Bytes, Answer> {
     }
 }
 
-fn valid_request_id(value: &HeaderValue) -> Option<&str> {
-    let value = value.to_str().ok()?;
-    (!value.is_empty()
-        && value.len() <= 128
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
-    .then_some(value)
+/// A client that sent `Expect: 100-continue` waits for a go-ahead before its body. The gateway
+/// gives it itself, as nginx does, rather than passing the expectation upstream.
+pub async fn send_continue_if_expected(session: &mut ServerSession) -> Result<()> {
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue {
+        session.write_response_header(Box::new(ResponseHeader::build(100, None)?)).await?;
+    }
+    Ok(())
+}
+
+fn valid_request_id(value: &HeaderValue) -> bool {
+    let value = value.as_bytes();
+    !value.is_empty() && value.len() <= 128 && value.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
 }
 
 /// A request id: a random per-process prefix and a counter. Unique, cheap (no RNG call per
 /// request, which perf showed), and not meant to be secret.
-fn new_request_id() -> String {
+fn new_request_id() -> HeaderValue {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static PREFIX: OnceLock<u64> = OnceLock::new();
@@ -195,196 +211,167 @@ fn new_request_id() -> String {
         u64::from_le_bytes(bytes)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{n:08x}")
+    let id = format!("{prefix:016x}{n:08x}");
+    HeaderValue::from_maybe_shared(Bytes::from(id)).unwrap_or(HeaderValue::from_static("-"))
 }
 
-fn set_header(request: &mut RequestHeader, name: &http::HeaderName, value: &str) -> Result<()> {
-    request.insert_header(name.clone(), value)
+/// Headers that describe one hop, never the message (RFC 9110 §7.6.1), and must not be passed
+/// on. `Upgrade` is among them: the gateway does not tunnel protocol switches (WebSocket).
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The headers a `Connection` header names: hop-by-hop too. Empty (no allocation) without one.
+fn connection_nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect()
 }
 
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
+/// `X-Forwarded-For` for a client: its address, once per connection.
+pub fn forwarded_for(session: &ServerSession) -> Option<HeaderValue> {
+    let addr = session.client_addr()?.as_inet()?;
+    HeaderValue::from_str(&addr.ip().to_string()).ok()
+}
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            started: Instant::now(),
-            request_id: String::new(),
-            state: self.state.load_full(),
-            route: None,
-            route_index: None,
-            token: None,
-            upstream_tries: 0,
-        }
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.request_id = session
-            .req_header()
-            .headers
-            .get("x-request-id")
-            .and_then(valid_request_id)
-            .map_or_else(new_request_id, str::to_owned);
-        match self.admit(session, ctx).await {
-            None => Ok(false),
-            Some(answer) => {
-                respond::send(session, &answer, &ctx.request_id).await?;
-                Ok(true)
+impl Gateway {
+    /// The request to send upstream: the client's, less hop-by-hop headers and any claiming a
+    /// verified identity (`x_portvakt_pid` too: CGI-style upstreams read it as `x-portvakt-pid`),
+    /// and less the token unless the route forwards it; plus the verified claims, the request
+    /// id and `X-Forwarded-For`. It is built afresh rather than cloned and trimmed: only what
+    /// passes is copied, and names go lower case (as over HTTP/2, and as Envoy sends them).
+    pub fn upstream_request(
+        &self,
+        session: &ServerSession,
+        ctx: &RequestCtx,
+        client: Option<&HeaderValue>,
+    ) -> Result<RequestHeader> {
+        let incoming = session.req_header();
+        let mut request = RequestHeader::build_no_case(
+            incoming.method.clone(),
+            incoming.raw_path(),
+            Some(incoming.headers.len() + 8),
+        )?;
+        let forward = &ctx.state.forward;
+        let forward_token = self.route(ctx).is_some_and(|r| r.forward_token);
+        let claims_identity = |name: &str| {
+            forward.all().any(|f| f.as_str() == name)
+                || (name.contains('_') && forward.all().any(|f| f.as_str() == name.replace('_', "-")))
+        };
+        let nominated = connection_nominated(&incoming.headers);
+        for (name, value) in incoming.headers.iter() {
+            let lower = name.as_str();
+            let passes = !HOP_BY_HOP.contains(&lower)
+                && !nominated.contains(name)
+                && lower != "expect"
+                && !(lower == "authorization" && !forward_token)
+                && name != X_REQUEST_ID
+                && name != X_FORWARDED_FOR
+                && !claims_identity(lower);
+            if passes {
+                request.append_header(name.clone(), value.clone())?;
             }
         }
-    }
-
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        ctx.upstream_tries += 1;
-        let upstream = match self.route(ctx).map(|r| &r.target) {
-            Some(Target::Upstream(upstream)) => upstream,
-            _ => return Err(pingora::Error::explain(ErrorType::InternalError, "no upstream for this route")),
-        };
-        upstream.peer().ok_or_else(|| pingora::Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"))
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        request: &mut RequestHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        let forward = &ctx.state.forward;
-        for name in forward.all() {
-            request.remove_header(name);
-        }
-        // CGI-style upstreams read `x_portvakt_pid` as `x-portvakt-pid`: those go too.
-        let spoofed: Vec<http::HeaderName> = request
-            .headers
-            .keys()
-            .filter(|name| name.as_str().contains('_'))
-            .filter(|name| {
-                let dashed = name.as_str().replace('_', "-");
-                forward.all().any(|f| f.as_str() == dashed)
-            })
-            .cloned()
-            .collect();
-        for name in spoofed {
-            request.remove_header(&name);
-        }
-        if !self.route(ctx).is_some_and(|r| r.forward_token) {
-            request.remove_header(&http::header::AUTHORIZATION);
+        let has_body = incoming.headers.contains_key(header::CONTENT_LENGTH)
+            || incoming.headers.contains_key(header::TRANSFER_ENCODING);
+        if has_body && !incoming.headers.contains_key(header::CONTENT_LENGTH) {
+            // The body is passed on as it arrives: chunked, whatever its framing downstream.
+            request.append_header(header::TRANSFER_ENCODING, "chunked")?;
         }
         if let Some(token) = &ctx.token {
-            if let Some(pid) = &token.pid {
-                set_header(request, &forward.pid, pid)?;
-            }
-            if let Some(client_id) = &token.client_id {
-                set_header(request, &forward.client_id, client_id)?;
-            }
-            if let Some(orgno) = &token.consumer_orgno {
-                set_header(request, &forward.consumer, orgno)?;
+            let claims = [
+                (&forward.pid, token.pid.as_deref()),
+                (&forward.client_id, token.client_id.as_deref()),
+                (&forward.consumer, token.consumer_orgno.as_deref()),
+                (&forward.acr, token.acr.as_deref()),
+                (&forward.issuer, Some(&*token.issuer)),
+            ];
+            for (name, value) in claims {
+                if let Some(value) = value {
+                    request.append_header(name.clone(), value)?;
+                }
             }
             if !token.scopes.is_empty() {
-                set_header(request, &forward.scope, &token.scopes.join(" "))?;
-            }
-            if let Some(acr) = &token.acr {
-                set_header(request, &forward.acr, acr)?;
-            }
-            set_header(request, &forward.issuer, &token.issuer)?;
-        }
-        request.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            let client = addr.ip().to_string();
-            let forwarded_for = match request.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-                Some(previous) => format!("{previous}, {client}"),
-                None => client,
-            };
-            request.insert_header("x-forwarded-for", forwarded_for)?;
-        }
-        Ok(())
-    }
-
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        response.insert_header("x-request-id", ctx.request_id.as_str())
-    }
-
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<pingora::Error>,
-        ctx: &mut RequestCtx,
-        client_reused: bool,
-    ) -> Box<pingora::Error> {
-        // Pingora's rule (retry only idempotent methods, and only on a reused connection),
-        // widened to every method on routes declared idempotent.
-        let mut e = e.more_context(format!("Peer: {peer}"));
-        let idempotent = session.req_header().method.is_idempotent() || self.route(ctx).is_some_and(|r| r.idempotent);
-        if !idempotent || session.as_ref().retry_buffer_truncated() {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
-        e
-    }
-
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
-        mut e: Box<pingora::Error>,
-    ) -> Box<pingora::Error> {
-        // Try the next backend once per backend, never more.
-        let backends = match self.route(ctx).map(|r| &r.target) {
-            Some(Target::Upstream(u)) => u.backend_count(),
-            _ => 1,
-        };
-        if ctx.upstream_tries < backends {
-            e.set_retry(true);
-        }
-        e
-    }
-
-    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut RequestCtx) -> FailToProxy {
-        use pingora::ErrorSource;
-        let (status, error, description) = match e.etype() {
-            ErrorType::HTTPStatus(503) => (503, "upstream_unavailable", "no healthy upstream for this route"),
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                (504, "upstream_timeout", "the upstream did not answer in time")
-            }
-            _ => match e.esource() {
-                ErrorSource::Upstream => (502, "bad_gateway", "the upstream could not be reached or answered badly"),
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => (0, "", ""),
-                    _ => (400, "invalid_request", "the request could not be read"),
-                },
-                _ => (500, "server_error", "the gateway failed to handle the request"),
-            },
-        };
-        if status > 0 {
-            let answer = Answer::json(status, &json!({"error": error, "error_description": description}));
-            if let Err(write_error) = respond::send(session, &answer, &ctx.request_id).await {
-                tracing::debug!(error = %write_error, "cannot send the error answer");
+                request.append_header(forward.scope.clone(), token.scopes.join(" "))?;
             }
         }
-        FailToProxy { error_code: status, can_reuse_downstream: false }
+        request.append_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        let previous: Vec<&str> =
+            incoming.headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
+        match (previous.is_empty(), client) {
+            (true, Some(client)) => {
+                request.append_header(X_FORWARDED_FOR, client.clone())?;
+            }
+            (true, None) => {}
+            (false, client) => {
+                let mut chain = previous.join(", ");
+                if let Some(client) = client.and_then(|c| c.to_str().ok()) {
+                    chain.push_str(", ");
+                    chain.push_str(client);
+                }
+                request.append_header(X_FORWARDED_FOR, chain)?;
+            }
+        }
+        Ok(request)
     }
 
-    async fn logging(&self, session: &mut Session, error: Option<&pingora::Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    /// The upstream's answer as the client gets it: less its hop-by-hop headers (the framing,
+    /// `Transfer-Encoding`, is redone for the client's connection), plus the request id.
+    pub fn downstream_response(&self, upstream: &ResponseHeader, ctx: &RequestCtx) -> Result<Box<ResponseHeader>> {
+        let mut response = ResponseHeader::build_no_case(upstream.status, Some(upstream.headers.len() + 3))?;
+        let nominated = connection_nominated(&upstream.headers);
+        for (name, value) in upstream.headers.iter() {
+            let lower = name.as_str();
+            let passes = lower == "transfer-encoding" || (!HOP_BY_HOP.contains(&lower) && !nominated.contains(name));
+            if passes && name != X_REQUEST_ID {
+                response.append_header(name.clone(), value.clone())?;
+            }
+        }
+        response.append_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        Ok(Box::new(response))
+    }
+
+    /// Count the request and, when the access log is on, log it (personal numbers masked).
+    pub fn log(&self, session: &ServerSession, status: u16, error: Option<&str>, ctx: &RequestCtx) {
         let route = ctx.route.as_deref().unwrap_or("-");
         let elapsed = ctx.started.elapsed();
-        self.metrics.requests.with_label_values(&[route, status_label(status)]).inc();
-        self.metrics.request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+        match self.route(ctx) {
+            Some(admitted) => {
+                if status == 200 {
+                    admitted.metrics.ok.inc();
+                } else {
+                    self.metrics.requests.with_label_values(&[route, status_label(status)]).inc();
+                }
+                admitted.metrics.duration.observe(elapsed.as_secs_f64());
+            }
+            None => {
+                self.metrics.requests.with_label_values(&[route, status_label(status)]).inc();
+                self.metrics.request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+            }
+        }
         if self.access_log {
             let header = session.req_header();
             let path = personid::mask_in_text(&String::from_utf8_lossy(header.raw_path())).into_owned();
             let token = ctx.token.as_deref();
             tracing::info!(
                 target: "portvakt::access",
-                request_id = %ctx.request_id,
+                request_id = ctx.request_id(),
                 method = %header.method,
                 path = %path,
                 route,
@@ -392,9 +379,16 @@ impl ProxyHttp for Gateway {
                 client_id = token.and_then(|t| t.client_id.as_deref()).unwrap_or("-"),
                 pid = %token.and_then(|t| t.pid.as_deref()).map(personid::mask).unwrap_or_default(),
                 latency_us = elapsed.as_micros() as u64,
-                error = error.map(|e| e.to_string()).unwrap_or_default(),
+                error = error.unwrap_or_default(),
             );
         }
+    }
+}
+
+impl RequestCtx {
+    /// Made of visible ASCII only: either generated here or checked by `valid_request_id`.
+    pub fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
     }
 }
 

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
 use crate::token::{Acr, Reason, TokenError};
@@ -72,6 +72,17 @@ impl Answer {
         Answer::error(503, "temporarily_unavailable", description).with_header("retry-after", retry_after.to_string())
     }
 
+    /// 502, or 504 when the upstream was too slow: it could not be reached or answered badly.
+    pub fn upstream_failed(error: &pingora::Error) -> Answer {
+        use pingora::ErrorType::{ConnectTimedout, ReadTimedout, WriteTimedout};
+        match error.etype() {
+            ConnectTimedout | ReadTimedout | WriteTimedout => {
+                Answer::error(504, "upstream_timeout", "the upstream did not answer in time")
+            }
+            _ => Answer::error(502, "bad_gateway", "the upstream could not be reached or answered badly"),
+        }
+    }
+
     /// The answer for a refused token.
     pub fn for_token_error(error: &TokenError, retry_after: u64) -> Answer {
         match error.reason {
@@ -82,7 +93,7 @@ impl Answer {
 }
 
 /// Write an answer to the downstream, keeping the connection reusable.
-pub async fn send(session: &mut Session, answer: &Answer, request_id: &str) -> pingora::Result<()> {
+pub async fn send(session: &mut ServerSession, answer: &Answer, request_id: &str) -> pingora::Result<()> {
     let mut header = ResponseHeader::build(answer.status, Some(answer.headers.len() + 4))?;
     header.insert_header("content-type", answer.content_type)?;
     header.insert_header("content-length", answer.body.len().to_string())?;
@@ -91,7 +102,7 @@ pub async fn send(session: &mut Session, answer: &Answer, request_id: &str) -> p
     for (name, value) in &answer.headers {
         header.append_header(*name, value.as_str())?;
     }
-    session.write_response_header(Box::new(header), false).await?;
-    session.write_response_body(Some(answer.body.clone()), true).await?;
+    session.write_response_header(Box::new(header)).await?;
+    session.write_response_body(answer.body.clone(), true).await?;
     Ok(())
 }

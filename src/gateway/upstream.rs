@@ -82,8 +82,8 @@ impl Upstream {
     }
 }
 
-/// Poll once a future that is expected to be ready (static discovery) without a runtime.
-fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+/// Poll a future once, without a runtime's waker: its output if it is ready at once.
+pub(super) fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
     let mut context = std::task::Context::from_waker(std::task::Waker::noop());
     match std::pin::pin!(future).poll(&mut context) {
         std::task::Poll::Ready(output) => Some(output),

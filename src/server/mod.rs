@@ -19,14 +19,14 @@ use pingora::services::listening::Service;
 use crate::admin::{self, AdminState, metrics::Metrics};
 use crate::config::{Config, ConfigError, Environment};
 use crate::gateway::maintenance::{HealthChecker, KeyRefresher};
-use crate::gateway::{Gateway, GatewayState};
+use crate::gateway::{Gateway, GatewayService, GatewayState};
 use crate::issuer::Issuer;
 use crate::issuer::idp::{IdentityProvider, TestIdp};
 use crate::issuer::store::{MemoryStore, Store};
 use crate::oppslag::Simulator;
 use crate::web::app::{AxumApp, SharedRouter};
 use reload::{ReloadOnHangup, Reloader};
-use shutdown::{Lingering, Signals};
+use shutdown::Signals;
 
 /// Admin requests are tiny.
 const ADMIN_MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -142,9 +142,7 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
 
     if let (Some(settings), Some(state)) = (&config.gateway, &roles.gateway) {
         let gateway = Gateway::new(state.clone(), roles.metrics.clone(), config.log.access_log);
-        let proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
-        let grace = Duration::from_secs(config.server.grace_period_seconds);
-        let mut service = Service::new("gateway".into(), Lingering::new(proxy, grace));
+        let mut service = Service::new("gateway".into(), GatewayService::new(gateway, &server.configuration));
         let addr = settings.listen.to_string();
         match &settings.tls {
             Some(tls) => service

@@ -1,13 +1,8 @@
-//! How a Portvakt process stops: which signal means what, and a short drain window between
-//! "stop accepting" and "drop connections with no request yet".
-
-use std::sync::Arc;
-use std::time::Duration;
+//! How a Portvakt process stops: which signal means what. (How the gateway's connections wind
+//! down is in `gateway::engine`.)
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
-use pingora::protocols::Stream;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// SIGQUIT hands the listeners to a new process; SIGTERM and SIGINT (Ctrl+C) both drain.
@@ -34,37 +29,5 @@ impl ShutdownSignalWatch for Signals {
                 ShutdownSignal::GracefulTerminate
             }
         }
-    }
-}
-
-/// The longest a connection accepted just before shutdown is given to send its first request.
-const FIRST_REQUEST_LINGER: Duration = Duration::from_secs(1);
-
-/// Pingora's proxy drops, as soon as a listener closes, every connection still waiting for a
-/// request head. That includes connections accepted an instant earlier whose request is still on
-/// the wire, so a client would see a reset during an upgrade. Holding the proxy's clean-up back
-/// for a moment lets those requests in; idle keep-alive connections close a moment later.
-pub struct Lingering<A> {
-    inner: Arc<A>,
-    linger: Duration,
-}
-
-impl<A> Lingering<A> {
-    /// The linger stays well inside the grace period, so requests it lets in can still finish.
-    pub fn new(inner: A, grace_period: Duration) -> Self {
-        Lingering { inner: Arc::new(inner), linger: FIRST_REQUEST_LINGER.min(grace_period / 2) }
-    }
-}
-
-#[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Lingering<A> {
-    async fn process_new(self: &Arc<Self>, session: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        self.inner.process_new(session, shutdown).await
-    }
-
-    async fn cleanup(&self) {
-        tracing::info!(linger = ?self.linger, "listener closed; idle connections close after the linger");
-        tokio::time::sleep(self.linger).await;
-        self.inner.cleanup().await;
     }
 }

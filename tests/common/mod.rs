@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -133,7 +133,7 @@ pub async fn serve(router: Router) -> (SocketAddr, tokio::task::JoinHandle<()>) 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().unwrap();
     let handle = tokio::spawn(async move {
-        axum::serve(listener, router).await.expect("test server");
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("test server");
     });
     (addr, handle)
 }
@@ -220,7 +220,8 @@ impl JwksServer {
     }
 }
 
-/// An upstream that answers every request with what it received, as JSON.
+/// An upstream that answers every request with what it received, as JSON, and from which
+/// address (`peer`: which of the gateway's connections carried it).
 pub struct EchoUpstream {
     pub addr: SocketAddr,
     pub url: String,
@@ -230,6 +231,7 @@ pub struct EchoUpstream {
 
 async fn echo(
     State(hits): State<Arc<AtomicUsize>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -241,7 +243,8 @@ async fn echo(
         let values = seen.entry(name.as_str().to_owned()).or_insert_with(|| json!([]));
         values.as_array_mut().unwrap().push(json!(value.to_str().unwrap_or("<binary>")));
     }
-    axum::Json(json!({"method": method.as_str(), "uri": uri.to_string(), "headers": seen, "body": body}))
+    let peer = peer.to_string();
+    axum::Json(json!({"method": method.as_str(), "uri": uri.to_string(), "headers": seen, "body": body, "peer": peer}))
         .into_response()
 }
 

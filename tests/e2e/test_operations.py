@@ -191,9 +191,9 @@ def test_ctrl_c_drains_and_a_connection_open_at_that_moment_may_still_send_its_r
         assert first.status == 404
         portvakt.signal(signal.SIGINT)
         wait_until("the listener to close", lambda: refused(f"{GATEWAY}/authlevel/rest/v1/sikkerhetsnivaa"))
-        # The moment Pingora alone would drop every connection without a request; the linger
-        # lets this one's request in and answers it (then closes) instead of resetting it.
-        wait_until("the linger to start", lambda: "idle connections close after the linger" in portvakt.logs())
+        # The moment pingora-proxy would drop every connection without a request; the gateway
+        # answers this one's request (then closes) instead of resetting it.
+        wait_until("the listener's clean-up", lambda: "open connections get their next answer" in portvakt.logs())
         connection.request("POST", "/authlevel/rest/v1/sikkerhetsnivaa", body=body, headers=headers)
         second = connection.getresponse()
         assert second.status == 404, second.read()

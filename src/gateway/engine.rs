@@ -1,0 +1,422 @@
+//! The gateway's client connections, on Pingora's core. Pingora's HTTP/1 sessions read and
+//! frame every message (size limits, keep-alive, chunking, timeouts) and its connector opens,
+//! pools and health-checks upstream connections. This loop adds one thing: an upstream
+//! connection stays with its client connection between requests (a bounded number of them, see
+//! `Slots`). pingora-proxy hands every
+//! upstream connection back to the shared pool after each request (a task, a lock and a
+//! check per request, plus channels between its two halves); profiling showed that to be most
+//! of its cost per request (docs/benchmarks.md).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use http::HeaderValue;
+use pingora::apps::ServerApp;
+use pingora::connectors::{ConnectorOptions, TransportConnector};
+use pingora::http::RequestHeader;
+use pingora::protocols::Stream;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
+use pingora::server::ShutdownWatch;
+use pingora::server::configuration::ServerConf;
+use pingora::upstreams::peer::{HttpPeer, Peer};
+use pingora::{Error, ErrorType};
+use tokio::io::AsyncReadExt;
+
+use super::Gateway;
+use super::proxy::{RequestCtx, forwarded_for, send_continue_if_expected};
+use super::respond::{self, Answer};
+use super::routes::Target;
+use super::upstream::ready_now;
+
+/// How long an idle client connection is kept, as Pingora's own HTTP services do.
+const KEEPALIVE_SECONDS: u64 = 60;
+
+/// Shutdown: once the listener has closed, every open connection still gets its next request
+/// answered, with `Connection: close`, until the grace period ends. A connection accepted an
+/// instant before the listener closed thus gets its answer rather than a reset (pingora-proxy
+/// drops every connection waiting for a request the moment its listener closes).
+pub struct GatewayService {
+    gateway: Gateway,
+    connector: TransportConnector,
+    slots: Arc<Slots>,
+}
+
+impl GatewayService {
+    pub fn new(gateway: Gateway, conf: &ServerConf) -> GatewayService {
+        GatewayService {
+            gateway,
+            connector: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            slots: Arc::new(Slots { max: conf.upstream_keepalive_pool_size, taken: AtomicUsize::new(0) }),
+        }
+    }
+}
+
+/// How many upstream connections client connections may keep between requests, idle or not:
+/// as many as Pingora's pool keeps idle (`upstream_keepalive_pool_size`). Beyond that a
+/// connection goes back to the pool after each request, so idle clients cannot pile up idle
+/// upstream connections.
+struct Slots {
+    max: usize,
+    taken: AtomicUsize,
+}
+
+/// One taken slot, given back when the kept connection goes (to the pool, or closed).
+struct Slot(Arc<Slots>);
+
+impl Slots {
+    fn take(self: &Arc<Self>) -> Option<Slot> {
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.taken.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An upstream connection kept with its client connection between requests.
+struct Held {
+    peer: Box<HttpPeer>,
+    hash: u64,
+    stream: Stream,
+    slot: Slot,
+}
+
+/// How one request ended.
+enum Outcome {
+    /// The whole answer went out: the connection can take another request.
+    Done(u16),
+    /// Nothing went to the client yet: it gets this answer, then the connection closes.
+    Refused(Answer, Box<Error>),
+    /// The client went away, or the answer broke off after it began: close.
+    Broken(u16, Box<Error>),
+}
+
+/// How one exchange with an upstream connection ended.
+enum Exchange {
+    Answered(u16),
+    /// The upstream failed before its answer began: another connection may be tried.
+    NoAnswer(Box<Error>),
+    Over(Outcome),
+}
+
+#[async_trait]
+impl ServerApp for GatewayService {
+    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let mut held = None;
+        // The client's address, for `X-Forwarded-For`: the same for every request.
+        let mut client: Option<Option<HeaderValue>> = None;
+        loop {
+            let mut session = ServerSession::new_http1(stream);
+            session.set_keepalive(Some(KEEPALIVE_SECONDS));
+            match session.read_request().await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    refuse_unreadable(&mut session, &e).await;
+                    break;
+                }
+            }
+            if *shutdown.borrow() {
+                // Answer, then close: the client goes on to the process taking over.
+                session.set_keepalive(None);
+            }
+            let client = client.get_or_insert_with(|| forwarded_for(&session)).as_ref();
+            if !self.serve(&mut session, &mut held, client).await {
+                break;
+            }
+            match session.finish().await {
+                Ok(Some(next)) => stream = next.into_parts().0,
+                _ => break,
+            }
+        }
+        if let Some(kept) = held {
+            self.release(kept);
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        tracing::info!("gateway listener closed; open connections get their next answer with Connection: close");
+    }
+}
+
+impl GatewayService {
+    /// Hand a kept upstream connection back to Pingora's pool, which watches it while idle.
+    fn release(&self, kept: Held) {
+        self.connector.release_stream(kept.stream, kept.hash, kept.peer.idle_timeout());
+    }
+
+    /// One request: answer it or forward it, then count and log it. `false` closes the connection.
+    async fn serve(&self, session: &mut ServerSession, held: &mut Option<Held>, client: Option<&HeaderValue>) -> bool {
+        let gateway = &self.gateway;
+        let mut ctx = gateway.new_ctx();
+        let outcome = match gateway.admit_request(session, &mut ctx).await {
+            Some(answer) => match respond::send(session, &answer, ctx.request_id()).await {
+                Ok(()) => Outcome::Done(answer.status),
+                Err(e) => Outcome::Broken(answer.status, e),
+            },
+            None => self.forward(session, &ctx, held, client).await,
+        };
+        match outcome {
+            Outcome::Done(status) => {
+                gateway.log(session, status, None, &ctx);
+                true
+            }
+            Outcome::Refused(answer, error) => {
+                session.set_keepalive(None);
+                if let Err(e) = respond::send(session, &answer, ctx.request_id()).await {
+                    tracing::debug!(error = %e, "cannot send the error answer");
+                }
+                gateway.log(session, answer.status, Some(&error.to_string()), &ctx);
+                false
+            }
+            Outcome::Broken(status, error) => {
+                gateway.log(session, status, Some(&error.to_string()), &ctx);
+                false
+            }
+        }
+    }
+
+    /// Send the request to the route's upstream and its answer to the client. A backend that
+    /// cannot be reached makes way for the next; a request that failed on a kept connection
+    /// (the upstream may have closed it meanwhile) is sent once more on a new connection when it
+    /// is safe to repeat: an idempotent method or route, and a body still held in full.
+    async fn forward(
+        &self,
+        session: &mut ServerSession,
+        ctx: &RequestCtx,
+        held: &mut Option<Held>,
+        client: Option<&HeaderValue>,
+    ) -> Outcome {
+        let Some(route) = self.gateway.route(ctx) else {
+            return internal_error("a request was forwarded without a route");
+        };
+        let Target::Upstream(upstream) = &route.target else {
+            return internal_error("a request was forwarded on a route without upstreams");
+        };
+        // Built once; a resend (rare) builds it again rather than every request keeping a copy.
+        let mut request = match self.upstream_request(session, ctx, client) {
+            Ok(request) => Some(request),
+            Err(outcome) => return outcome,
+        };
+        let repeatable = session.req_header().method.is_idempotent() || route.idempotent;
+        if repeatable {
+            session.enable_retry_buffering();
+        }
+        if let Err(e) = send_continue_if_expected(session).await {
+            return Outcome::Broken(0, e);
+        }
+        let backends = upstream.backend_count();
+        let mut connect_failures = 0;
+        let mut resent = false;
+        loop {
+            let Some(peer) = upstream.peer() else {
+                let answer = Answer::error(503, "upstream_unavailable", "no healthy upstream for this route");
+                return Outcome::Refused(answer, Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"));
+            };
+            let hash = peer.reuse_hash();
+            let mut slot = None;
+            let kept = match held.take() {
+                Some(kept) if kept.hash == hash && !resent => {
+                    slot = Some(kept.slot);
+                    still_open(kept.stream)
+                }
+                Some(other) => {
+                    self.release(other);
+                    None
+                }
+                None => None,
+            };
+            let connected = match kept {
+                Some(stream) => Ok((stream, true)),
+                // A resend goes on a new connection, never on another one that may be stale.
+                None if resent => self.connector.new_stream(&*peer).await.map(|stream| (stream, false)),
+                None => self.connector.get_stream(&*peer).await,
+            };
+            let (stream, reused) = match connected {
+                Ok(connected) => connected,
+                Err(e) => {
+                    connect_failures += 1;
+                    if connect_failures < backends {
+                        continue;
+                    }
+                    return Outcome::Refused(Answer::upstream_failed(&e), e.more_context(format!("Peer: {peer}")));
+                }
+            };
+            let header = match request.take().map_or_else(|| self.upstream_request(session, ctx, client), Ok) {
+                Ok(header) => header,
+                Err(outcome) => return outcome,
+            };
+            let mut upstream_session = UpstreamSession::new_with_options(stream, &*peer);
+            match self.exchange(session, &mut upstream_session, header, ctx, resent).await {
+                Exchange::Answered(status) => {
+                    upstream_session.respect_keepalive();
+                    if let Some(stream) = upstream_session.reuse().await {
+                        match slot.or_else(|| self.slots.take()) {
+                            Some(slot) => *held = Some(Held { peer, hash, stream, slot }),
+                            None => self.connector.release_stream(stream, hash, peer.idle_timeout()),
+                        }
+                    }
+                    return Outcome::Done(status);
+                }
+                Exchange::NoAnswer(e) => {
+                    let body_held = session.is_body_done() && !session.retry_buffer_truncated();
+                    if reused && repeatable && body_held && !resent {
+                        resent = true;
+                        continue;
+                    }
+                    return Outcome::Refused(Answer::upstream_failed(&e), e.more_context(format!("Peer: {peer}")));
+                }
+                Exchange::Over(outcome) => return outcome,
+            }
+        }
+    }
+
+    fn upstream_request(
+        &self,
+        session: &ServerSession,
+        ctx: &RequestCtx,
+        client: Option<&HeaderValue>,
+    ) -> Result<Box<RequestHeader>, Outcome> {
+        self.gateway
+            .upstream_request(session, ctx, client)
+            .map(Box::new)
+            .map_err(|e| Outcome::Refused(Answer::error(500, "server_error", "cannot build the upstream request"), e))
+    }
+
+    /// One request and its answer over one upstream connection. A resend takes the body from
+    /// the copy kept of it; otherwise the body passes through as it arrives.
+    async fn exchange(
+        &self,
+        session: &mut ServerSession,
+        upstream: &mut UpstreamSession,
+        request: Box<RequestHeader>,
+        ctx: &RequestCtx,
+        resend: bool,
+    ) -> Exchange {
+        if let Err(e) = upstream.write_request_header(request).await {
+            return Exchange::NoAnswer(e);
+        }
+        if resend {
+            if let Some(body) = session.get_retry_buffer()
+                && let Err(e) = upstream.write_body(&body).await
+            {
+                return Exchange::NoAnswer(e);
+            }
+        } else {
+            loop {
+                match session.read_request_body().await {
+                    Ok(Some(chunk)) => {
+                        if let Err(e) = upstream.write_body(&chunk).await {
+                            return Exchange::NoAnswer(e);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Exchange::Over(unreadable_body(e)),
+                }
+            }
+        }
+        if let Err(e) = upstream.finish_body().await {
+            return Exchange::NoAnswer(e);
+        }
+        let response = loop {
+            if let Err(e) = upstream.read_response().await {
+                return Exchange::NoAnswer(e);
+            }
+            match upstream.resp_header() {
+                // 100 and 103 are hints for this hop; the client gets the final answer only.
+                Some(head) if head.status.is_informational() && head.status != 101 => continue,
+                Some(head) if head.status == 101 => {
+                    return Exchange::NoAnswer(Error::explain(
+                        ErrorType::InvalidHTTPHeader,
+                        "the upstream switched protocols, which the gateway does not tunnel",
+                    ));
+                }
+                Some(head) => match self.gateway.downstream_response(head, ctx) {
+                    Ok(response) => break response,
+                    Err(e) => return Exchange::NoAnswer(e),
+                },
+                None => return Exchange::NoAnswer(Error::explain(ErrorType::InvalidHTTPHeader, "no response head")),
+            }
+        };
+        let status = response.status.as_u16();
+        if let Err(e) = session.write_response_header(response).await {
+            return Exchange::Over(Outcome::Broken(status, e));
+        }
+        loop {
+            match upstream.read_body_bytes().await {
+                Ok(Some(chunk)) => {
+                    if let Err(e) = session.write_response_body(chunk, false).await {
+                        return Exchange::Over(Outcome::Broken(status, e));
+                    }
+                }
+                Ok(None) => return Exchange::Answered(status),
+                Err(e) => return Exchange::Over(Outcome::Broken(status, e)),
+            }
+        }
+    }
+}
+
+/// A kept upstream connection that the upstream closed, or wrote to unasked, while it was idle
+/// is not used again. Nothing to read means it is still open.
+fn still_open(mut stream: Stream) -> Option<Stream> {
+    let mut byte = [0u8; 1];
+    match ready_now(tokio::task::unconstrained(stream.read(&mut byte))) {
+        None => Some(stream),
+        Some(_) => None,
+    }
+}
+
+/// A request head Pingora could not parse gets a 400 naming the problem; a connection that
+/// merely broke gets nothing.
+async fn refuse_unreadable(session: &mut ServerSession, error: &Error) {
+    if !matches!(error.etype(), ErrorType::InvalidHTTPHeader) {
+        tracing::debug!(error = %error, "client connection ended while reading a request");
+        return;
+    }
+    session.set_keepalive(None);
+    let detail = error.context.as_ref().map_or("malformed", |c| c.as_str());
+    let answer = Answer::error(400, "invalid_request", &format!("the request head could not be read: {detail}"));
+    if let Err(e) = respond::send(session, &answer, "-").await {
+        tracing::debug!(error = %e, "cannot send the 400 answer");
+    }
+}
+
+/// A request body that broke off is not answered; a malformed one gets a 400.
+fn unreadable_body(error: Box<Error>) -> Outcome {
+    match error.etype() {
+        ErrorType::ReadError | ErrorType::ConnectionClosed | ErrorType::ReadTimedout => Outcome::Broken(0, error),
+        _ => Outcome::Refused(Answer::error(400, "invalid_request", "the request body could not be read"), error),
+    }
+}
+
+fn internal_error(reason: &'static str) -> Outcome {
+    Outcome::Refused(
+        Answer::error(500, "server_error", "the gateway failed to handle the request"),
+        Error::explain(ErrorType::InternalError, reason),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_more_connections_are_kept_than_there_are_slots_and_a_slot_frees_when_its_connection_goes() {
+        let slots = Arc::new(Slots { max: 2, taken: AtomicUsize::new(0) });
+        let first = slots.take().expect("a first slot");
+        let second = slots.take().expect("a second slot");
+        assert!(slots.take().is_none(), "a third connection goes back to the pool");
+        drop(first);
+        let third = slots.take().expect("the freed slot");
+        drop((second, third));
+        assert_eq!(slots.taken.load(Ordering::Acquire), 0);
+    }
+}
