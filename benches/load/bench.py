@@ -28,6 +28,8 @@ from joserfc.jwk import ECKey, RSAKey
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PORTVAKT = ROOT / "target" / "release" / "portvakt"
+PINGORA_FLOOR = ROOT / "target" / "release" / "examples" / "pingora_floor"
+PINGORA_FLOOR_PORT = 8086
 UPSTREAM_PORT, NGINX_PORT, HAPROXY_PORT, ENVOY_PORT, PORTVAKT_PORT, PORTVAKT_ADMIN = 8081, 8082, 8083, 8084, 8085, 9911
 
 
@@ -221,6 +223,11 @@ def edge_cases(args, run_dir, results):
         results.append(measure("nginx reverse proxy, no auth", f"http://127.0.0.1:{NGINX_PORT}/", args, run_dir, nginx, rs))
         nginx.stop()
 
+        floor = Process("pingora-floor", [str(PINGORA_FLOOR), f"127.0.0.1:{PINGORA_FLOOR_PORT}", f"127.0.0.1:{UPSTREAM_PORT}", "1"], run_dir)
+        wait_port(PINGORA_FLOOR_PORT)
+        results.append(measure("pingora-proxy bare, no auth (Pingora's proxy engine alone)", f"http://127.0.0.1:{PINGORA_FLOOR_PORT}/", args, run_dir, floor, rs))
+        floor.stop()
+
         haproxy = Process("haproxy", ["haproxy", "-f", str(template("haproxy.cfg"))], run_dir)
         wait_port(HAPROXY_PORT)
         results.append(measure("HAProxy jwt_verify RS256", f"http://127.0.0.1:{HAPROXY_PORT}/", args, run_dir, haproxy, rs))
@@ -398,6 +405,7 @@ def ratios(results):
     ratio("vs HAProxy jwt_verify (goal ≥ 1.5)", best, "HAProxy jwt_verify RS256")
     ratio("vs Envoy jwt_authn (goal ≥ 2.5)", best, "Envoy jwt_authn RS256")
     ratio("vs nginx plain proxying (goal ≥ 0.8)", best, "nginx reverse proxy, no auth")
+    ratio("vs pingora-proxy bare, no auth", best, "pingora-proxy bare, no auth (Pingora's proxy engine alone)")
     ratio("cache off vs HAProxy jwt_verify", "Portvakt RS256, cache off, 1 thread", "HAProxy jwt_verify RS256")
     ratio("cache off vs Envoy jwt_authn", "Portvakt RS256, cache off, 1 thread", "Envoy jwt_authn RS256")
     ratio("ES256 cache off vs HAProxy ES256", "Portvakt ES256, cache off, 1 thread", "HAProxy jwt_verify ES256")

