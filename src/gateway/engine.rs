@@ -29,6 +29,7 @@ use super::proxy::{RequestCtx, forwarded_for, send_continue_if_expected};
 use super::respond::{self, Answer};
 use super::routes::Target;
 use super::upstream::ready_now;
+use super::validator::LastToken;
 
 /// How long an idle client connection is kept, as Pingora's own HTTP services do.
 const KEEPALIVE_SECONDS: u64 = 60;
@@ -112,6 +113,7 @@ impl ServerApp for GatewayService {
         let mut held = None;
         // The client's address, for `X-Forwarded-For`: the same for every request.
         let mut client: Option<Option<HeaderValue>> = None;
+        let mut last_token = None;
         loop {
             let mut session = ServerSession::new_http1(stream);
             session.set_keepalive(Some(KEEPALIVE_SECONDS));
@@ -128,7 +130,7 @@ impl ServerApp for GatewayService {
                 session.set_keepalive(None);
             }
             let client = client.get_or_insert_with(|| forwarded_for(&session)).as_ref();
-            if !self.serve(&mut session, &mut held, client).await {
+            if !self.serve(&mut session, &mut held, client, &mut last_token).await {
                 break;
             }
             match session.finish().await {
@@ -154,10 +156,16 @@ impl GatewayService {
     }
 
     /// One request: answer it or forward it, then count and log it. `false` closes the connection.
-    async fn serve(&self, session: &mut ServerSession, held: &mut Option<Held>, client: Option<&HeaderValue>) -> bool {
+    async fn serve(
+        &self,
+        session: &mut ServerSession,
+        held: &mut Option<Held>,
+        client: Option<&HeaderValue>,
+        last_token: &mut Option<LastToken>,
+    ) -> bool {
         let gateway = &self.gateway;
         let mut ctx = gateway.new_ctx();
-        let outcome = match gateway.admit_request(session, &mut ctx).await {
+        let outcome = match gateway.admit_request(session, &mut ctx, last_token).await {
             Some(answer) => match respond::send(session, &answer, ctx.request_id()).await {
                 Ok(()) => Outcome::Done(answer.status),
                 Err(e) => Outcome::Broken(answer.status, e),

@@ -16,6 +16,7 @@ use super::GatewayState;
 use super::path::check_request_path;
 use super::respond::Answer;
 use super::routes::{Denial, Lookup, Route, Target};
+use super::validator::LastToken;
 use crate::admin::metrics::Metrics;
 use crate::config::Handler;
 use crate::personid;
@@ -61,15 +62,25 @@ impl Gateway {
     }
 
     /// Name the request, then decide whether it goes upstream (`None`) or gets an answer.
-    pub async fn admit_request(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Option<Answer> {
+    pub async fn admit_request(
+        &self,
+        session: &mut ServerSession,
+        ctx: &mut RequestCtx,
+        last_token: &mut Option<LastToken>,
+    ) -> Option<Answer> {
         ctx.request_id = match session.req_header().headers.get(&X_REQUEST_ID) {
             Some(id) if valid_request_id(id) => id.clone(),
             _ => new_request_id(),
         };
-        self.admit(session, ctx).await
+        self.admit(session, ctx, last_token).await
     }
 
-    async fn admit(&self, session: &mut ServerSession, ctx: &mut RequestCtx) -> Option<Answer> {
+    async fn admit(
+        &self,
+        session: &mut ServerSession,
+        ctx: &mut RequestCtx,
+        last_token: &mut Option<LastToken>,
+    ) -> Option<Answer> {
         let state = ctx.state.clone();
         let header = session.req_header();
         let path = match check_request_path(header.raw_path()) {
@@ -97,7 +108,7 @@ impl Gateway {
                 return Some(Answer::invalid_token(e.describe()));
             }
         };
-        let verified = match state.validator.validate(token).await {
+        let verified = match state.validator.validate_on_connection(token, last_token).await {
             Ok(verified) => verified,
             Err(e) => return Some(Answer::for_token_error(&e, state.retry_after_seconds)),
         };

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest;
@@ -40,7 +41,20 @@ pub struct ValidatorSettings {
     pub cache_max_ttl: Duration,
 }
 
+/// The last token one client connection showed, and what it was found to be. Clients send the
+/// same token request after request on a kept-alive connection; recognising it by comparison
+/// skips hashing it for the shared cache. It holds for at most a second, never past the token's
+/// `exp`, and only for the validator (so the config) that checked it.
+pub struct LastToken {
+    validator: u64,
+    token: String,
+    verified: Arc<VerifiedToken>,
+    until: i64,
+}
+
 pub struct TokenValidator {
+    /// Tells this validator from the one a reload replaces it with.
+    id: u64,
     issuers: HashMap<Arc<str>, Arc<IssuerKeys>>,
     introspector: Option<Introspector>,
     cache: Option<Cache<[u8; 32], Cached>>,
@@ -61,7 +75,9 @@ impl TokenValidator {
         let cache = settings
             .cache_entries
             .map(|entries| Cache::builder().max_capacity(entries).expire_after(UntilExpiry).build());
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         TokenValidator {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             issuers: issuers.into_iter().map(|keys| (keys.issuer.clone(), keys)).collect(),
             introspector,
             cache,
@@ -75,6 +91,36 @@ impl TokenValidator {
 
     pub fn issuers(&self) -> impl Iterator<Item = &Arc<IssuerKeys>> {
         self.issuers.values()
+    }
+
+    /// Validate the token of a request on a connection that may have shown it before. With the
+    /// cache off, every request is verified all the same.
+    pub async fn validate_on_connection(
+        &self,
+        token: &str,
+        last: &mut Option<LastToken>,
+    ) -> Result<Arc<VerifiedToken>, TokenError> {
+        if self.cache.is_none() {
+            return self.validate(token).await;
+        }
+        let now = unix_now();
+        if let Some(seen) = last.as_ref()
+            && seen.validator == self.id
+            && now < seen.until
+            && seen.token == token
+        {
+            self.valid.inc();
+            self.cache_hit.inc();
+            return Ok(seen.verified.clone());
+        }
+        let verified = self.validate(token).await?;
+        *last = Some(LastToken {
+            validator: self.id,
+            token: token.to_owned(),
+            verified: verified.clone(),
+            until: (now + 1).min(verified.expires_at),
+        });
+        Ok(verified)
     }
 
     /// Validate a bearer token; refusals are counted by reason.
@@ -164,4 +210,84 @@ fn cache_key(token: &str) -> [u8; 32] {
     let mut key = [0u8; 32];
     key.copy_from_slice(hash.as_ref());
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::sign::SigningKey;
+    use crate::token::{Alg, KeySet};
+    use serde_json::json;
+
+    const ISSUER: &str = "https://issuer.test";
+
+    fn signing_key() -> SigningKey {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::Ed25519KeyPair;
+        use base64::Engine;
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("an Ed25519 key");
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref())
+        );
+        SigningKey::from_pem(pem.as_bytes(), Alg::EdDSA, Some("k1".into())).expect("a signing key")
+    }
+
+    fn validator(key: &SigningKey, cache: bool) -> TokenValidator {
+        let metrics = Arc::new(Metrics::new());
+        let jwks = json!({"keys": [key.public_jwk()]});
+        let set = KeySet::from_jwks(jwks.to_string().as_bytes(), &Alg::ALL).expect("a key set");
+        let issuer = Arc::new(IssuerKeys::with_keys(ISSUER, Alg::ALL.to_vec(), set, metrics.clone()));
+        let settings = ValidatorSettings {
+            leeway_seconds: 0,
+            max_token_bytes: 8192,
+            cache_entries: cache.then_some(100),
+            cache_max_ttl: Duration::from_secs(600),
+        };
+        TokenValidator::new(vec![issuer], None, settings, metrics)
+    }
+
+    fn token(key: &SigningKey, jti: &str) -> String {
+        let now = unix_now();
+        let claims = json!({"iss": ISSUER, "client_id": "c", "scope": "s", "iat": now, "exp": now + 600, "jti": jti});
+        key.sign_jwt(Some("at+jwt"), &claims).expect("a token")
+    }
+
+    #[tokio::test]
+    async fn a_token_shown_again_on_a_connection_is_recognised_only_by_the_validator_that_checked_it() {
+        let key = signing_key();
+        let checking = validator(&key, true);
+        let (first, second) = (token(&key, "1"), token(&key, "2"));
+        let mut last = None;
+
+        let verified = checking.validate_on_connection(&first, &mut last).await.expect("valid");
+        let again = checking.validate_on_connection(&first, &mut last).await.expect("valid");
+        assert!(Arc::ptr_eq(&verified, &again));
+        assert_eq!((checking.cache_miss.get(), checking.cache_hit.get()), (1, 1));
+
+        // Another token on the same connection is checked, and remembered instead.
+        checking.validate_on_connection(&second, &mut last).await.expect("valid");
+        assert_eq!(checking.cache_miss.get(), 2);
+        assert_eq!(last.as_ref().map(|l| l.token.as_str()), Some(second.as_str()));
+
+        // A forgery (the first token's claims under the second's signature) is never taken for
+        // the remembered token.
+        let (head_and_claims, _) = first.rsplit_once('.').expect("a JWS");
+        let (_, signature) = second.rsplit_once('.').expect("a JWS");
+        let forged = format!("{head_and_claims}.{signature}");
+        assert!(checking.validate_on_connection(&forged, &mut last).await.is_err());
+
+        // After a reload, the new validator checks the token itself.
+        let reloaded = validator(&key, true);
+        reloaded.validate_on_connection(&second, &mut last).await.expect("valid");
+        assert_eq!((reloaded.cache_miss.get(), reloaded.cache_hit.get()), (1, 0));
+
+        // With the cache off, every request is verified and nothing is remembered.
+        let uncached = validator(&key, false);
+        let mut nothing = None;
+        uncached.validate_on_connection(&first, &mut nothing).await.expect("valid");
+        uncached.validate_on_connection(&first, &mut nothing).await.expect("valid");
+        assert!(nothing.is_none());
+        assert_eq!(uncached.cache_hit.get(), 0);
+    }
 }
