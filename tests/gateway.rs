@@ -840,3 +840,22 @@ async fn an_upstream_closing_kept_connections_fails_no_request_and_its_hops_stay
     }
     assert!(connections.load(Ordering::SeqCst) >= 5, "each request needed a new upstream connection");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_framed_both_ways_is_passed_on_chunked_only() {
+    // Content-Length and Transfer-Encoding together are the stuff of request smuggling: the
+    // chunked framing wins (RFC 9112 §6.3), and the upstream must see that framing only.
+    let edge = Edge::start().await;
+    let token = edge.rsa.sign(&machine("demo:read"));
+    let addr = edge.portvakt.gateway.trim_start_matches("http://").to_owned();
+    let request = format!(
+        "POST /api/framing HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 4\r\n\
+         Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    );
+    let (status, body) = raw_request(&edge.portvakt.gateway, &request).await;
+    assert_eq!(status, 200, "{body}");
+    let echoed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echoed["body"], "hello");
+    assert_eq!(echoed["headers"]["transfer-encoding"][0], "chunked");
+    assert!(echoed["headers"].get("content-length").is_none(), "{echoed}");
+}

@@ -288,20 +288,21 @@ impl Gateway {
         let nominated = connection_nominated(&incoming.headers);
         for (name, value) in incoming.headers.iter() {
             let lower = name.as_str();
-            let passes = !HOP_BY_HOP.contains(&lower)
-                && !nominated.contains(name)
-                && lower != "expect"
-                && !(lower == "authorization" && !forward_token)
-                && name != X_REQUEST_ID
-                && name != X_FORWARDED_FOR
-                && !claims_identity(lower);
-            if passes {
+            // Hop-by-hop, answered here (Expect), set below, or claiming a verified identity.
+            let stays_behind = HOP_BY_HOP.contains(&lower)
+                || nominated.contains(name)
+                || lower == "expect"
+                || (lower == "authorization" && !forward_token)
+                || name == X_REQUEST_ID
+                || name == X_FORWARDED_FOR
+                || claims_identity(lower);
+            if !stays_behind {
                 request.append_header(name.clone(), value.clone())?;
             }
         }
-        let has_body = incoming.headers.contains_key(header::CONTENT_LENGTH)
-            || incoming.headers.contains_key(header::TRANSFER_ENCODING);
-        if has_body && !incoming.headers.contains_key(header::CONTENT_LENGTH) {
+        let chunked = incoming.headers.contains_key(header::TRANSFER_ENCODING)
+            && !incoming.headers.contains_key(header::CONTENT_LENGTH);
+        if chunked {
             // The body is passed on as it arrives: chunked, whatever its framing downstream.
             request.append_header(header::TRANSFER_ENCODING, "chunked")?;
         }
