@@ -152,6 +152,10 @@ pub struct UpstreamSettings {
     pub idle_timeout_seconds: u64,
     /// TCP health checks of every upstream address; 0 turns them off.
     pub health_check_seconds: u64,
+    /// How many upstream connections client connections may keep between their requests (the
+    /// fast path); beyond it, requests take a connection from the shared pool each time. 0
+    /// turns keeping off.
+    pub kept_connections: usize,
 }
 
 impl Default for UpstreamSettings {
@@ -162,6 +166,7 @@ impl Default for UpstreamSettings {
             write_timeout_ms: 30_000,
             idle_timeout_seconds: 60,
             health_check_seconds: 5,
+            kept_connections: 1024,
         }
     }
 }

@@ -49,17 +49,15 @@ impl GatewayService {
         GatewayService {
             gateway,
             connector: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
-            slots: Arc::new(Slots { max: conf.upstream_keepalive_pool_size, taken: AtomicUsize::new(0) }),
+            slots: Arc::new(Slots { taken: AtomicUsize::new(0) }),
         }
     }
 }
 
-/// How many upstream connections client connections may keep between requests, idle or not:
-/// as many as Pingora's pool keeps idle (`upstream_keepalive_pool_size`). Beyond that a
-/// connection goes back to the pool after each request, so idle clients cannot pile up idle
-/// upstream connections.
+/// How many upstream connections client connections keep between requests, idle or not, held
+/// under `gateway.upstream.kept_connections`. Beyond that a connection goes back to the pool
+/// after each request, so idle clients cannot pile up idle upstream connections.
 struct Slots {
-    max: usize,
     taken: AtomicUsize,
 }
 
@@ -67,9 +65,9 @@ struct Slots {
 struct Slot(Arc<Slots>);
 
 impl Slots {
-    fn take(self: &Arc<Self>) -> Option<Slot> {
+    fn take(self: &Arc<Self>, max: usize) -> Option<Slot> {
         self.taken
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .ok()
             .map(|_| Slot(self.clone()))
     }
@@ -267,7 +265,7 @@ impl GatewayService {
                 Exchange::Answered(status) => {
                     upstream_session.respect_keepalive();
                     if let Some(stream) = upstream_session.reuse().await {
-                        match slot.or_else(|| self.slots.take()) {
+                        match slot.or_else(|| self.slots.take(ctx.state().kept_connections)) {
                             Some(slot) => *held = Some(Held { peer, hash, stream, slot }),
                             None => self.connector.release_stream(stream, hash, peer.idle_timeout()),
                         }
@@ -418,12 +416,13 @@ mod tests {
 
     #[test]
     fn no_more_connections_are_kept_than_there_are_slots_and_a_slot_frees_when_its_connection_goes() {
-        let slots = Arc::new(Slots { max: 2, taken: AtomicUsize::new(0) });
-        let first = slots.take().expect("a first slot");
-        let second = slots.take().expect("a second slot");
-        assert!(slots.take().is_none(), "a third connection goes back to the pool");
+        let slots = Arc::new(Slots { taken: AtomicUsize::new(0) });
+        let first = slots.take(2).expect("a first slot");
+        let second = slots.take(2).expect("a second slot");
+        assert!(slots.take(2).is_none(), "a third connection goes back to the pool");
         drop(first);
-        let third = slots.take().expect("the freed slot");
+        let third = slots.take(2).expect("the freed slot");
+        assert!(slots.take(0).is_none(), "0 turns keeping off");
         drop((second, third));
         assert_eq!(slots.taken.load(Ordering::Acquire), 0);
     }

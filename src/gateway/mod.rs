@@ -70,6 +70,8 @@ pub struct GatewayState {
     pub forward: ForwardHeaders,
     pub retry_after_seconds: u64,
     pub max_body_bytes: usize,
+    /// How many upstream connections client connections may keep between requests.
+    pub kept_connections: usize,
     /// The KRR REST facade behind the `krr-*` handlers.
     pub krr: Option<Arc<crate::krr::Krr>>,
 }
@@ -167,6 +169,7 @@ impl GatewayState {
             forward: ForwardHeaders::new(&settings.forward)?,
             retry_after_seconds: settings.jwks.retry_after_seconds,
             max_body_bytes: settings.max_body_bytes,
+            kept_connections: settings.upstream.kept_connections,
         })
     }
 

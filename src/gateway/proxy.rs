@@ -398,6 +398,10 @@ impl Gateway {
 }
 
 impl RequestCtx {
+    pub fn state(&self) -> &GatewayState {
+        &self.state
+    }
+
     /// Made of visible ASCII only: either generated here or checked by `valid_request_id`.
     pub fn request_id(&self) -> &str {
         self.request_id.to_str().unwrap_or("-")
