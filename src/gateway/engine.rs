@@ -20,7 +20,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora::server::ShutdownWatch;
 use pingora::server::configuration::ServerConf;
-use pingora::upstreams::peer::{HttpPeer, Peer};
+use pingora::upstreams::peer::Peer;
 use pingora::{Error, ErrorType};
 use tokio::io::AsyncReadExt;
 
@@ -28,7 +28,7 @@ use super::Gateway;
 use super::proxy::{RequestCtx, forwarded_for, send_continue_if_expected};
 use super::respond::{self, Answer};
 use super::routes::Target;
-use super::upstream::ready_now;
+use super::upstream::{PeerTarget, ready_now};
 use super::validator::LastToken;
 
 /// How long an idle client connection is kept, as Pingora's own HTTP services do.
@@ -81,8 +81,7 @@ impl Drop for Slot {
 
 /// An upstream connection kept with its client connection between requests.
 struct Held {
-    peer: Box<HttpPeer>,
-    hash: u64,
+    target: Arc<PeerTarget>,
     stream: Stream,
     slot: Slot,
 }
@@ -150,7 +149,7 @@ impl ServerApp for GatewayService {
 impl GatewayService {
     /// Hand a kept upstream connection back to Pingora's pool, which watches it while idle.
     fn release(&self, kept: Held) {
-        self.connector.release_stream(kept.stream, kept.hash, kept.peer.idle_timeout());
+        self.connector.release_stream(kept.stream, kept.target.hash, kept.target.peer.idle_timeout());
     }
 
     /// One request: answer it or forward it, then count and log it. `false` closes the connection.
@@ -223,14 +222,14 @@ impl GatewayService {
         let mut connect_failures = 0;
         let mut resent = false;
         loop {
-            let Some(peer) = upstream.peer() else {
+            let Some(target) = upstream.peer() else {
                 let answer = Answer::error(503, "upstream_unavailable", "no healthy upstream for this route");
                 return Outcome::Refused(answer, Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"));
             };
-            let hash = peer.reuse_hash();
+            let (peer, hash) = (&target.peer, target.hash);
             let mut slot = None;
             let kept = match held.take() {
-                Some(kept) if kept.hash == hash && !resent => {
+                Some(kept) if kept.target.hash == hash && !resent => {
                     slot = Some(kept.slot);
                     still_open(kept.stream)
                 }
@@ -243,8 +242,8 @@ impl GatewayService {
             let connected = match kept {
                 Some(stream) => Ok((stream, true)),
                 // A resend goes on a new connection, never on another one that may be stale.
-                None if resent => self.connector.new_stream(&*peer).await.map(|stream| (stream, false)),
-                None => self.connector.get_stream(&*peer).await,
+                None if resent => self.connector.new_stream(peer).await.map(|stream| (stream, false)),
+                None => self.connector.get_stream(peer).await,
             };
             let (stream, reused) = match connected {
                 Ok(connected) => connected,
@@ -260,13 +259,13 @@ impl GatewayService {
                 Ok(header) => header,
                 Err(outcome) => return outcome,
             };
-            let mut upstream_session = UpstreamSession::new_with_options(stream, &*peer);
+            let mut upstream_session = UpstreamSession::new_with_options(stream, peer);
             match self.exchange(session, &mut upstream_session, header, ctx, resent).await {
                 Exchange::Answered(status) => {
                     upstream_session.respect_keepalive();
                     if let Some(stream) = upstream_session.reuse().await {
                         match slot.or_else(|| self.slots.take(ctx.state().kept_connections)) {
-                            Some(slot) => *held = Some(Held { peer, hash, stream, slot }),
+                            Some(slot) => *held = Some(Held { target: target.clone(), stream, slot }),
                             None => self.connector.release_stream(stream, hash, peer.idle_timeout()),
                         }
                     }

@@ -1,45 +1,55 @@
 //! A route's upstreams: round-robin over healthy addresses, pooled connections, timeouts.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::lb::discovery::Static;
 use pingora::lb::health_check::TcpHealthCheck;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, Backends, LoadBalancer};
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use url::Url;
 
 use crate::config::{UpstreamSettings, resolve};
 
-/// What a backend needs beyond its address: TLS and the name to present.
-#[derive(Clone, Debug)]
-struct Target {
-    tls: bool,
-    host: String,
+/// A backend as a ready peer: built once with the route's timeouts, with the key Pingora pools
+/// its connections under, rather than on every request.
+pub struct PeerTarget {
+    pub peer: HttpPeer,
+    pub hash: u64,
 }
 
 pub struct Upstream {
     lb: LoadBalancer<RoundRobin>,
+    /// With one backend there is nothing to choose: it is tried whatever its health.
+    only: Option<Arc<PeerTarget>>,
     /// The configured URLs, to tell whether a reload changed anything.
     pub urls: Vec<Url>,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    write_timeout: Duration,
-    idle_timeout: Duration,
 }
 
 impl Upstream {
     pub fn new(urls: &[Url], settings: &UpstreamSettings) -> Result<Upstream, String> {
         let mut backends = BTreeSet::new();
         for url in urls {
-            let target = Target { tls: url.scheme() == "https", host: url.host_str().unwrap_or_default().to_owned() };
+            let tls = url.scheme() == "https";
+            let host = url.host_str().unwrap_or_default().to_owned();
             for addr in resolve(url)? {
                 let mut backend = Backend::new(&addr.to_string()).map_err(|e| format!("{url}: {e}"))?;
-                backend.ext.insert(target.clone());
+                let mut peer = HttpPeer::new(backend.addr.clone(), tls, host.clone());
+                peer.options.connection_timeout = Some(Duration::from_millis(settings.connect_timeout_ms));
+                peer.options.read_timeout = Some(Duration::from_millis(settings.read_timeout_ms));
+                peer.options.write_timeout = Some(Duration::from_millis(settings.write_timeout_ms));
+                peer.options.idle_timeout = Some(Duration::from_secs(settings.idle_timeout_seconds));
+                let hash = peer.reuse_hash();
+                backend.ext.insert(Arc::new(PeerTarget { peer, hash }));
                 backends.insert(backend);
             }
         }
+        let only = match backends.len() {
+            1 => backends.first().and_then(|b| b.ext.get::<Arc<PeerTarget>>().cloned()),
+            _ => None,
+        };
         let mut backends = Backends::new(Static::new(backends));
         let mut check = TcpHealthCheck::new();
         // One lost probe is not an outage: mark a backend down after two in a row.
@@ -50,27 +60,17 @@ impl Upstream {
         ready_now(lb.update())
             .ok_or("static discovery did not answer at once")?
             .map_err(|e| format!("cannot set up the upstreams: {e}"))?;
-        Ok(Upstream {
-            lb,
-            urls: urls.to_vec(),
-            connect_timeout: Duration::from_millis(settings.connect_timeout_ms),
-            read_timeout: Duration::from_millis(settings.read_timeout_ms),
-            write_timeout: Duration::from_millis(settings.write_timeout_ms),
-            idle_timeout: Duration::from_secs(settings.idle_timeout_seconds),
-        })
+        Ok(Upstream { lb, only, urls: urls.to_vec() })
     }
 
-    /// The next healthy backend as a peer. When every backend is marked down, any backend is
-    /// tried anyway ("panic routing"): a wrong health verdict must not turn into a full outage.
-    pub fn peer(&self) -> Option<Box<HttpPeer>> {
+    /// The next healthy backend. When every backend is marked down, any backend is tried
+    /// anyway ("panic routing"): a wrong health verdict must not turn into a full outage.
+    pub fn peer(&self) -> Option<Arc<PeerTarget>> {
+        if let Some(only) = &self.only {
+            return Some(only.clone());
+        }
         let backend = self.lb.select(b"", 256).or_else(|| self.lb.select_with(b"", 256, |_, _| true))?;
-        let target = backend.ext.get::<Target>()?;
-        let mut peer = HttpPeer::new(backend.addr.clone(), target.tls, target.host.clone());
-        peer.options.connection_timeout = Some(self.connect_timeout);
-        peer.options.read_timeout = Some(self.read_timeout);
-        peer.options.write_timeout = Some(self.write_timeout);
-        peer.options.idle_timeout = Some(self.idle_timeout);
-        Some(Box::new(peer))
+        backend.ext.get::<Arc<PeerTarget>>().cloned()
     }
 
     pub fn backend_count(&self) -> usize {
