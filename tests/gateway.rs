@@ -859,3 +859,20 @@ async fn a_request_framed_both_ways_is_passed_on_chunked_only() {
     assert_eq!(echoed["headers"]["transfer-encoding"][0], "chunked");
     assert!(echoed["headers"].get("content-length").is_none(), "{echoed}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_that_changes_token_forwards_the_new_tokens_claims() {
+    // A connection keeps the last token's claim headers; a new token must bring its own.
+    let edge = Edge::start().await;
+    let addr = edge.portvakt.gateway.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for scope in ["demo:read", "demo:admin", "demo:read"] {
+        let token = edge.rsa.sign(&machine(scope));
+        let request = format!("GET /api/claims HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes()).await.unwrap();
+        let (head, body) = read_answer(&mut stream).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let seen = &serde_json::from_str::<Value>(&body).unwrap()["headers"];
+        assert_eq!(seen["x-portvakt-scope"], json!([scope]), "{seen}");
+    }
+}

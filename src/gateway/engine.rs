@@ -25,7 +25,7 @@ use pingora::{Error, ErrorType};
 use tokio::io::AsyncReadExt;
 
 use super::Gateway;
-use super::proxy::{RequestCtx, forwarded_for, send_continue_if_expected};
+use super::proxy::{ClaimHeaders, RequestCtx, forwarded_for, send_continue_if_expected};
 use super::respond::{self, Answer};
 use super::routes::Target;
 use super::upstream::{PeerTarget, ready_now};
@@ -79,6 +79,18 @@ impl Drop for Slot {
     }
 }
 
+/// What one client connection carries from request to request.
+#[derive(Default)]
+struct ClientConnection {
+    /// The upstream connection kept for it.
+    held: Option<Held>,
+    /// Its address for `X-Forwarded-For`, rendered at its first request.
+    forwarded_for: Option<Option<HeaderValue>>,
+    /// The last token it showed, and the claim headers made of it.
+    last_token: Option<LastToken>,
+    claims: Option<ClaimHeaders>,
+}
+
 /// An upstream connection kept with its client connection between requests.
 struct Held {
     target: Arc<PeerTarget>,
@@ -107,10 +119,7 @@ enum Exchange {
 #[async_trait]
 impl ServerApp for GatewayService {
     async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let mut held = None;
-        // The client's address, for `X-Forwarded-For`: the same for every request.
-        let mut client: Option<Option<HeaderValue>> = None;
-        let mut last_token = None;
+        let mut connection = ClientConnection::default();
         loop {
             let mut session = ServerSession::new_http1(stream);
             session.set_keepalive(Some(KEEPALIVE_SECONDS));
@@ -126,8 +135,10 @@ impl ServerApp for GatewayService {
                 // Answer, then close: the client goes on to the process taking over.
                 session.set_keepalive(None);
             }
-            let client = client.get_or_insert_with(|| forwarded_for(&session)).as_ref();
-            if !self.serve(&mut session, &mut held, client, &mut last_token).await {
+            if connection.forwarded_for.is_none() {
+                connection.forwarded_for = Some(forwarded_for(&session));
+            }
+            if !self.serve(&mut session, &mut connection).await {
                 break;
             }
             match session.finish().await {
@@ -135,7 +146,7 @@ impl ServerApp for GatewayService {
                 _ => break,
             }
         }
-        if let Some(kept) = held {
+        if let Some(kept) = connection.held {
             self.release(kept);
         }
         None
@@ -153,21 +164,15 @@ impl GatewayService {
     }
 
     /// One request: answer it or forward it, then count and log it. `false` closes the connection.
-    async fn serve(
-        &self,
-        session: &mut ServerSession,
-        held: &mut Option<Held>,
-        client: Option<&HeaderValue>,
-        last_token: &mut Option<LastToken>,
-    ) -> bool {
+    async fn serve(&self, session: &mut ServerSession, connection: &mut ClientConnection) -> bool {
         let gateway = &self.gateway;
         let mut ctx = gateway.new_ctx();
-        let outcome = match gateway.admit_request(session, &mut ctx, last_token).await {
+        let outcome = match gateway.admit_request(session, &mut ctx, &mut connection.last_token).await {
             Some(answer) => match respond::send(session, &answer, ctx.request_id()).await {
                 Ok(()) => Outcome::Done(answer.status),
                 Err(e) => Outcome::Broken(answer.status, e),
             },
-            None => self.forward(session, &ctx, held, client).await,
+            None => self.forward(session, &ctx, connection).await,
         };
         match outcome {
             Outcome::Done(status) => {
@@ -197,9 +202,10 @@ impl GatewayService {
         &self,
         session: &mut ServerSession,
         ctx: &RequestCtx,
-        held: &mut Option<Held>,
-        client: Option<&HeaderValue>,
+        connection: &mut ClientConnection,
     ) -> Outcome {
+        let ClientConnection { held, forwarded_for, claims, .. } = connection;
+        let client = forwarded_for.as_ref().and_then(Option::as_ref);
         let Some(route) = self.gateway.route(ctx) else {
             return internal_error("a request was forwarded without a route");
         };
@@ -207,7 +213,7 @@ impl GatewayService {
             return internal_error("a request was forwarded on a route without upstreams");
         };
         // Built once; a resend (rare) builds it again rather than every request keeping a copy.
-        let mut request = match self.upstream_request(session, ctx, client) {
+        let mut request = match self.upstream_request(session, ctx, client, claims) {
             Ok(request) => Some(request),
             Err(outcome) => return outcome,
         };
@@ -255,7 +261,7 @@ impl GatewayService {
                     return Outcome::Refused(Answer::upstream_failed(&e), e.more_context(format!("Peer: {peer}")));
                 }
             };
-            let header = match request.take().map_or_else(|| self.upstream_request(session, ctx, client), Ok) {
+            let header = match request.take().map_or_else(|| self.upstream_request(session, ctx, client, claims), Ok) {
                 Ok(header) => header,
                 Err(outcome) => return outcome,
             };
@@ -289,9 +295,10 @@ impl GatewayService {
         session: &ServerSession,
         ctx: &RequestCtx,
         client: Option<&HeaderValue>,
+        claims: &mut Option<ClaimHeaders>,
     ) -> Result<Box<RequestHeader>, Outcome> {
         self.gateway
-            .upstream_request(session, ctx, client)
+            .upstream_request(session, ctx, client, claims)
             .map(Box::new)
             .map_err(|e| Outcome::Refused(Answer::error(500, "server_error", "cannot build the upstream request"), e))
     }

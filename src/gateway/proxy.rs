@@ -8,9 +8,9 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, header};
-use pingora::Result;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::ServerSession;
+use pingora::{OrErr, Result};
 
 use super::GatewayState;
 use super::path::check_request_path;
@@ -261,6 +261,38 @@ pub fn forwarded_for(session: &ServerSession) -> Option<HeaderValue> {
     HeaderValue::from_str(&addr.ip().to_string()).ok()
 }
 
+/// The claim headers of the token a connection last forwarded, built once per token rather
+/// than once per request. The token is the validator's own `Arc`: a reload brings a new
+/// validator and with it new `Arc`s, so a kept set never outlives the header names (the config)
+/// it was built with.
+pub struct ClaimHeaders {
+    token: Arc<VerifiedToken>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ClaimHeaders {
+    fn new(forward: &super::ForwardHeaders, token: &Arc<VerifiedToken>) -> Result<ClaimHeaders> {
+        let scopes = (!token.scopes.is_empty()).then(|| token.scopes.join(" "));
+        let claims = [
+            (&forward.pid, token.pid.as_deref()),
+            (&forward.client_id, token.client_id.as_deref()),
+            (&forward.consumer, token.consumer_orgno.as_deref()),
+            (&forward.scope, scopes.as_deref()),
+            (&forward.acr, token.acr.as_deref()),
+            (&forward.issuer, Some(&*token.issuer)),
+        ];
+        let mut headers = Vec::with_capacity(claims.len());
+        for (name, value) in claims {
+            if let Some(value) = value {
+                let value = HeaderValue::from_str(value)
+                    .or_err(pingora::ErrorType::InvalidHTTPHeader, "a claim is not a header value")?;
+                headers.push((name.clone(), value));
+            }
+        }
+        Ok(ClaimHeaders { token: token.clone(), headers })
+    }
+}
+
 impl Gateway {
     /// The request to send upstream: the client's, less hop-by-hop headers and any claiming a
     /// verified identity (`x_portvakt_pid` too: CGI-style upstreams read it as `x-portvakt-pid`),
@@ -272,6 +304,7 @@ impl Gateway {
         session: &ServerSession,
         ctx: &RequestCtx,
         client: Option<&HeaderValue>,
+        claims: &mut Option<ClaimHeaders>,
     ) -> Result<RequestHeader> {
         let incoming = session.req_header();
         let mut request = RequestHeader::build_no_case(
@@ -307,20 +340,11 @@ impl Gateway {
             request.append_header(header::TRANSFER_ENCODING, "chunked")?;
         }
         if let Some(token) = &ctx.token {
-            let claims = [
-                (&forward.pid, token.pid.as_deref()),
-                (&forward.client_id, token.client_id.as_deref()),
-                (&forward.consumer, token.consumer_orgno.as_deref()),
-                (&forward.acr, token.acr.as_deref()),
-                (&forward.issuer, Some(&*token.issuer)),
-            ];
-            for (name, value) in claims {
-                if let Some(value) = value {
-                    request.append_header(name.clone(), value)?;
-                }
+            if !claims.as_ref().is_some_and(|kept| Arc::ptr_eq(&kept.token, token)) {
+                *claims = Some(ClaimHeaders::new(forward, token)?);
             }
-            if !token.scopes.is_empty() {
-                request.append_header(forward.scope.clone(), token.scopes.join(" "))?;
+            for (name, value) in claims.iter().flat_map(|kept| &kept.headers) {
+                request.append_header(name.clone(), value.clone())?;
             }
         }
         request.append_header(X_REQUEST_ID, ctx.request_id.clone())?;
