@@ -43,6 +43,8 @@ startup_wait_seconds = 1
 
 [gateway.upstream]
 health_check_seconds = 1
+# Loopback upstreams answer at once; a silent one is shown by a test.
+read_timeout_ms = 2000
 
 [[gateway.issuers]]
 issuer = "{ISS}"
@@ -874,5 +876,148 @@ async fn a_connection_that_changes_token_forwards_the_new_tokens_claims() {
         assert!(head.starts_with("http/1.1 200"), "{head}");
         let seen = &serde_json::from_str::<Value>(&body).unwrap()["headers"];
         assert_eq!(seen["x-portvakt-scope"], json!([scope]), "{seen}");
+    }
+}
+
+/// An upstream that answers by path with framing an upstream may really send: chunked with
+/// extensions and trailers, interim answers first, a body ended by closing, a contradictory
+/// Content-Length, and silence. It keeps a connection after a framed answer and counts
+/// connections.
+async fn scripted_framing_upstream() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => request.extend_from_slice(&chunk[..read]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&request).into_owned();
+                    request.clear();
+                    let path = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                    let (answer, close): (&[u8], bool) = match path.as_str() {
+                        "/framing/chunked" => (
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n\
+                              6;ext=\"a b\"\r\nchunks\r\n1\r\n \r\n3\r\nand\r\n9\r\n trailers\r\n0\r\nX-Checksum: 1\r\n\r\n",
+                            false,
+                        ),
+                        "/framing/interim" => (
+                            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n\
+                              HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+                            false,
+                        ),
+                        "/framing/close" => (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", true),
+                        // Nothing, or half a body, then silence with the connection open.
+                        "/framing/silent" | "/framing/stalled" => {
+                            if path.ends_with("stalled") {
+                                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhalf").await;
+                            }
+                            let mut rest = [0u8; 1];
+                            let _ = stream.read(&mut rest).await;
+                            return;
+                        }
+                        _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", true),
+                    };
+                    if stream.write_all(answer).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, connections)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_framing_is_decoded_strictly_and_only_a_certain_end_keeps_the_connection() {
+    let (upstream, connections) = scripted_framing_upstream().await;
+    let extra =
+        format!("\n[[gateway.routes]]\nname = \"framing\"\npath = \"/framing\"\nupstreams = [\"{upstream}\"]\n");
+    let edge = Edge::start_with(&extra, &static_key()).await;
+    let token = edge.rsa.sign(&machine("demo:read"));
+    let addr = edge.portvakt.gateway.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n");
+
+    // Chunked with an extension and trailers: decoded, and sent on with the client's own framing.
+    for _ in 0..2 {
+        tokio::io::AsyncWriteExt::write_all(&mut stream, get("/framing/chunked").as_bytes()).await.unwrap();
+        let head = read_head(&mut stream).await;
+        assert!(head.starts_with("http/1.1 200") && head.contains("transfer-encoding: chunked"), "{head}");
+        assert_eq!(read_chunked_body(&mut stream).await, "chunks and trailers");
+    }
+    // An interim answer is for the gateway's hop; the client sees the final one.
+    tokio::io::AsyncWriteExt::write_all(&mut stream, get("/framing/interim").as_bytes()).await.unwrap();
+    let (head, body) = read_answer(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200") && !head.contains("link"), "{head}");
+    assert_eq!(body, "final");
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "framed answers kept the upstream connection");
+
+    // A body that ends when the upstream closes passes whole; that connection is not reused.
+    let (status, body) = raw_request(&edge.portvakt.gateway, &get("/framing/close")).await;
+    assert_eq!((status, body.as_str()), (200, "until the end"));
+    // Two Content-Length values that disagree: nothing of that answer reaches the client.
+    let (status, body) = raw_request(&edge.portvakt.gateway, &get("/framing/conflict")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(!body.contains("hello"), "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "bad_gateway");
+    assert!(edge.portvakt.logs().contains("Content-Length is invalid or contradicts itself"), "the log says why");
+
+    // An upstream that goes silent: 504 before the answer began; after, the client's
+    // connection closes with the answer cut short, never completed with made-up bytes.
+    let (status, body) = raw_request(&edge.portvakt.gateway, &get("/framing/silent")).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "upstream_timeout");
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, get("/framing/stalled").as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer))
+        .await
+        .expect("the gateway closes the connection once the upstream has timed out")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 200") && answer.contains("content-length: 9"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nhalf"), "what came of the body, then the close: {answer}");
+}
+
+/// Read an answer head (lower-cased) from a raw connection, one byte at a time.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(DEADLINE, tokio::io::AsyncReadExt::read_u8(stream))
+            .await
+            .expect("a head in time")
+            .expect("the connection stays open");
+        head.push(byte);
+    }
+    String::from_utf8_lossy(&head).to_ascii_lowercase()
+}
+
+/// Read a chunked body from a raw connection, decoding it.
+async fn read_chunked_body(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut body = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        while !line.ends_with(b"\r\n") {
+            line.push(tokio::time::timeout(DEADLINE, stream.read_u8()).await.expect("in time").unwrap());
+        }
+        let size = usize::from_str_radix(String::from_utf8_lossy(&line).trim(), 16).expect("a chunk size");
+        let mut data = vec![0u8; size + 2];
+        tokio::time::timeout(DEADLINE, stream.read_exact(&mut data)).await.expect("in time").unwrap();
+        if size == 0 {
+            return String::from_utf8(body).unwrap();
+        }
+        body.extend_from_slice(&data[..size]);
     }
 }

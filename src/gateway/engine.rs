@@ -1,6 +1,7 @@
-//! The gateway's client connections, on Pingora's core. Pingora's HTTP/1 sessions read and
-//! frame every message (size limits, keep-alive, chunking, timeouts) and its connector opens,
-//! pools and health-checks upstream connections. This loop adds one thing: an upstream
+//! The gateway's client connections, on Pingora's core. Pingora's HTTP/1 server sessions read
+//! and frame every client message (size limits, keep-alive, chunking, timeouts) and its
+//! connector opens, pools and health-checks upstream connections; the upstream half of each
+//! exchange is `upstream::wire`. This loop adds one thing: an upstream
 //! connection stays with its client connection between requests (a bounded number of them, see
 //! `Slots`). pingora-proxy hands every
 //! upstream connection back to the shared pool after each request (a task, a lock and a
@@ -14,10 +15,8 @@ use async_trait::async_trait;
 use http::HeaderValue;
 use pingora::apps::ServerApp;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
-use pingora::http::RequestHeader;
 use pingora::protocols::Stream;
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
 use pingora::server::ShutdownWatch;
 use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::Peer;
@@ -28,6 +27,7 @@ use super::Gateway;
 use super::proxy::{ClaimHeaders, RequestCtx, forwarded_for, send_continue_if_expected};
 use super::respond::{self, Answer};
 use super::routes::Target;
+use super::upstream::wire::{self, RequestHead};
 use super::upstream::{PeerTarget, ready_now};
 use super::validator::LastToken;
 
@@ -110,7 +110,8 @@ enum Outcome {
 
 /// How one exchange with an upstream connection ended.
 enum Exchange {
-    Answered(u16),
+    /// The whole answer went out; whether the upstream connection can take another request.
+    Answered(u16, bool),
     /// The upstream failed before its answer began: another connection may be tried.
     NoAnswer(Box<Error>),
     Over(Outcome),
@@ -212,10 +213,12 @@ impl GatewayService {
         let Target::Upstream(upstream) = &route.target else {
             return internal_error("a request was forwarded on a route without upstreams");
         };
-        // Built once; a resend (rare) builds it again rather than every request keeping a copy.
-        let mut request = match self.upstream_request(session, ctx, client, claims) {
-            Ok(request) => Some(request),
-            Err(outcome) => return outcome,
+        let request = match self.gateway.upstream_request(session, ctx, client, claims) {
+            Ok(request) => request,
+            Err(e) => {
+                let answer = Answer::error(500, "server_error", "cannot build the upstream request");
+                return Outcome::Refused(answer, e);
+            }
         };
         let repeatable = session.req_header().method.is_idempotent() || route.idempotent;
         if repeatable {
@@ -261,15 +264,11 @@ impl GatewayService {
                     return Outcome::Refused(Answer::upstream_failed(&e), e.more_context(format!("Peer: {peer}")));
                 }
             };
-            let header = match request.take().map_or_else(|| self.upstream_request(session, ctx, client, claims), Ok) {
-                Ok(header) => header,
-                Err(outcome) => return outcome,
-            };
-            let mut upstream_session = UpstreamSession::new_with_options(stream, peer);
-            match self.exchange(session, &mut upstream_session, header, ctx, resent).await {
-                Exchange::Answered(status) => {
-                    upstream_session.respect_keepalive();
-                    if let Some(stream) = upstream_session.reuse().await {
+            let mut stream = stream;
+            let mut upstream = wire::Connection { stream: &mut stream, timeouts: target.timeouts };
+            match self.exchange(session, &mut upstream, &request, ctx, resent).await {
+                Exchange::Answered(status, reusable) => {
+                    if reusable {
                         match slot.or_else(|| self.slots.take(ctx.state().kept_connections)) {
                             Some(slot) => *held = Some(Held { target: target.clone(), stream, slot }),
                             None => self.connector.release_stream(stream, hash, peer.idle_timeout()),
@@ -290,35 +289,22 @@ impl GatewayService {
         }
     }
 
-    fn upstream_request(
-        &self,
-        session: &ServerSession,
-        ctx: &RequestCtx,
-        client: Option<&HeaderValue>,
-        claims: &mut Option<ClaimHeaders>,
-    ) -> Result<Box<RequestHeader>, Outcome> {
-        self.gateway
-            .upstream_request(session, ctx, client, claims)
-            .map(Box::new)
-            .map_err(|e| Outcome::Refused(Answer::error(500, "server_error", "cannot build the upstream request"), e))
-    }
-
     /// One request and its answer over one upstream connection. A resend takes the body from
     /// the copy kept of it; otherwise the body passes through as it arrives.
     async fn exchange(
         &self,
         session: &mut ServerSession,
-        upstream: &mut UpstreamSession,
-        request: Box<RequestHeader>,
+        upstream: &mut wire::Connection<'_>,
+        request: &RequestHead,
         ctx: &RequestCtx,
         resend: bool,
     ) -> Exchange {
-        if let Err(e) = upstream.write_request_header(request).await {
+        if let Err(e) = upstream.write_head(request).await {
             return Exchange::NoAnswer(e);
         }
         if resend {
             if let Some(body) = session.get_retry_buffer()
-                && let Err(e) = upstream.write_body(&body).await
+                && let Err(e) = upstream.write_body(request, &body).await
             {
                 return Exchange::NoAnswer(e);
             }
@@ -326,7 +312,7 @@ impl GatewayService {
             loop {
                 match session.read_request_body().await {
                     Ok(Some(chunk)) => {
-                        if let Err(e) = upstream.write_body(&chunk).await {
+                        if let Err(e) = upstream.write_body(request, &chunk).await {
                             return Exchange::NoAnswer(e);
                         }
                     }
@@ -335,41 +321,30 @@ impl GatewayService {
                 }
             }
         }
-        if let Err(e) = upstream.finish_body().await {
+        if let Err(e) = upstream.end_body(request).await {
             return Exchange::NoAnswer(e);
         }
-        let response = loop {
-            if let Err(e) = upstream.read_response().await {
-                return Exchange::NoAnswer(e);
-            }
-            match upstream.resp_header() {
-                // 100 and 103 are hints for this hop; the client gets the final answer only.
-                Some(head) if head.status.is_informational() && head.status != 101 => continue,
-                Some(head) if head.status == 101 => {
-                    return Exchange::NoAnswer(Error::explain(
-                        ErrorType::InvalidHTTPHeader,
-                        "the upstream switched protocols, which the gateway does not tunnel",
-                    ));
-                }
-                Some(head) => match self.gateway.downstream_response(head, ctx) {
-                    Ok(response) => break response,
-                    Err(e) => return Exchange::NoAnswer(e),
-                },
-                None => return Exchange::NoAnswer(Error::explain(ErrorType::InvalidHTTPHeader, "no response head")),
-            }
+        let head_request = session.req_header().method == http::Method::HEAD;
+        let mut answer = match upstream.read_response(head_request).await {
+            Ok(answer) => answer,
+            Err(e) => return Exchange::NoAnswer(e),
+        };
+        let response = match self.gateway.downstream_response(&answer, ctx) {
+            Ok(response) => response,
+            Err(e) => return Exchange::NoAnswer(e),
         };
         let status = response.status.as_u16();
         if let Err(e) = session.write_response_header(response).await {
             return Exchange::Over(Outcome::Broken(status, e));
         }
         loop {
-            match upstream.read_body_bytes().await {
+            match upstream.read_body(&mut answer).await {
                 Ok(Some(chunk)) => {
                     if let Err(e) = session.write_response_body(chunk, false).await {
                         return Exchange::Over(Outcome::Broken(status, e));
                     }
                 }
-                Ok(None) => return Exchange::Answered(status),
+                Ok(None) => return Exchange::Answered(status, answer.reusable()),
                 Err(e) => return Exchange::Over(Outcome::Broken(status, e)),
             }
         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, header};
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::{OrErr, Result};
 
@@ -16,6 +16,7 @@ use super::GatewayState;
 use super::path::check_request_path;
 use super::respond::Answer;
 use super::routes::{Denial, Lookup, Route, Target};
+use super::upstream::wire::{RequestHead, Response};
 use super::validator::LastToken;
 use crate::admin::metrics::Metrics;
 use crate::config::Handler;
@@ -244,15 +245,15 @@ const HOP_BY_HOP: [&str; 10] = [
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// The headers a `Connection` header names: hop-by-hop too. Empty (no allocation) without one.
-fn connection_nominated(headers: &http::HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect()
+/// The headers that `Connection` header values name: hop-by-hop too. Empty (no allocation)
+/// without any.
+fn connection_nominated<V: AsRef<[u8]>>(values: impl Iterator<Item = V>) -> Vec<HeaderName> {
+    let mut names = Vec::new();
+    for value in values {
+        let listed = value.as_ref().split(|&b| b == b',');
+        names.extend(listed.filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok()));
+    }
+    names
 }
 
 /// `X-Forwarded-For` for a client: its address, once per connection.
@@ -305,20 +306,16 @@ impl Gateway {
         ctx: &RequestCtx,
         client: Option<&HeaderValue>,
         claims: &mut Option<ClaimHeaders>,
-    ) -> Result<RequestHeader> {
+    ) -> Result<RequestHead> {
         let incoming = session.req_header();
-        let mut request = RequestHeader::build_no_case(
-            incoming.method.clone(),
-            incoming.raw_path(),
-            Some(incoming.headers.len() + 8),
-        )?;
+        let mut request = RequestHead::new(&incoming.method, incoming.raw_path())?;
         let forward = &ctx.state.forward;
         let forward_token = self.route(ctx).is_some_and(|r| r.forward_token);
         let claims_identity = |name: &str| {
             forward.all().any(|f| f.as_str() == name)
                 || (name.contains('_') && forward.all().any(|f| f.as_str() == name.replace('_', "-")))
         };
-        let nominated = connection_nominated(&incoming.headers);
+        let nominated = connection_nominated(incoming.headers.get_all(header::CONNECTION).iter());
         for (name, value) in incoming.headers.iter() {
             let lower = name.as_str();
             // Hop-by-hop, answered here (Expect), set below, or claiming a verified identity.
@@ -330,30 +327,27 @@ impl Gateway {
                 || name == X_FORWARDED_FOR
                 || claims_identity(lower);
             if !stays_behind {
-                request.append_header(name.clone(), value.clone())?;
+                request.header(name, value);
             }
         }
-        let chunked = incoming.headers.contains_key(header::TRANSFER_ENCODING)
-            && !incoming.headers.contains_key(header::CONTENT_LENGTH);
-        if chunked {
-            // The body is passed on as it arrives: chunked, whatever its framing downstream.
-            request.append_header(header::TRANSFER_ENCODING, "chunked")?;
+        if incoming.headers.contains_key(header::TRANSFER_ENCODING)
+            && !incoming.headers.contains_key(header::CONTENT_LENGTH)
+        {
+            request.chunked();
         }
         if let Some(token) = &ctx.token {
             if !claims.as_ref().is_some_and(|kept| Arc::ptr_eq(&kept.token, token)) {
                 *claims = Some(ClaimHeaders::new(forward, token)?);
             }
             for (name, value) in claims.iter().flat_map(|kept| &kept.headers) {
-                request.append_header(name.clone(), value.clone())?;
+                request.header(name, value);
             }
         }
-        request.append_header(X_REQUEST_ID, ctx.request_id.clone())?;
+        request.header(&X_REQUEST_ID, &ctx.request_id);
         let previous: Vec<&str> =
             incoming.headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
         match (previous.is_empty(), client) {
-            (true, Some(client)) => {
-                request.append_header(X_FORWARDED_FOR, client.clone())?;
-            }
+            (true, Some(client)) => request.header(&X_FORWARDED_FOR, client),
             (true, None) => {}
             (false, client) => {
                 let mut chain = previous.join(", ");
@@ -361,23 +355,34 @@ impl Gateway {
                     chain.push_str(", ");
                     chain.push_str(client);
                 }
-                request.append_header(X_FORWARDED_FOR, chain)?;
+                let chain = HeaderValue::try_from(chain)
+                    .or_err(pingora::ErrorType::InvalidHTTPHeader, "X-Forwarded-For cannot be extended")?;
+                request.header(&X_FORWARDED_FOR, &chain);
             }
         }
-        Ok(request)
+        Ok(request.end())
     }
 
-    /// The upstream's answer as the client gets it: less its hop-by-hop headers (the framing,
-    /// `Transfer-Encoding`, is redone for the client's connection), plus the request id.
-    pub fn downstream_response(&self, upstream: &ResponseHeader, ctx: &RequestCtx) -> Result<Box<ResponseHeader>> {
-        let mut response = ResponseHeader::build_no_case(upstream.status, Some(upstream.headers.len() + 3))?;
-        let nominated = connection_nominated(&upstream.headers);
-        for (name, value) in upstream.headers.iter() {
-            let lower = name.as_str();
-            let passes = lower == "transfer-encoding" || (!HOP_BY_HOP.contains(&lower) && !nominated.contains(name));
-            if passes && name != X_REQUEST_ID {
-                response.append_header(name.clone(), value.clone())?;
+    /// The upstream's answer as the client gets it: less its hop-by-hop headers, with the
+    /// framing redone for the client's connection, plus the request id.
+    pub fn downstream_response(&self, upstream: &Response, ctx: &RequestCtx) -> Result<Box<ResponseHeader>> {
+        let mut response = ResponseHeader::build_no_case(upstream.status, Some(upstream.header_count() + 2))?;
+        let connection = upstream.headers().filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"));
+        let nominated = connection_nominated(connection.map(|(_, value)| value));
+        for (name, value) in upstream.headers() {
+            let hop = HOP_BY_HOP.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
+                || nominated.iter().any(|n| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+                || X_REQUEST_ID.as_str().as_bytes().eq_ignore_ascii_case(name);
+            if !hop {
+                let name =
+                    HeaderName::from_bytes(name).or_err(pingora::ErrorType::InvalidHTTPHeader, "a header name")?;
+                let value = HeaderValue::from_maybe_shared(value)
+                    .or_err(pingora::ErrorType::InvalidHTTPHeader, "the upstream sent an invalid header value")?;
+                response.append_header(name, value)?;
             }
+        }
+        if let Some((name, value)) = upstream.framing_header() {
+            response.append_header(name, value)?;
         }
         response.append_header(X_REQUEST_ID, ctx.request_id.clone())?;
         Ok(Box::new(response))

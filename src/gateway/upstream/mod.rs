@@ -13,11 +13,17 @@ use url::Url;
 
 use crate::config::{UpstreamSettings, resolve};
 
+pub mod chunked;
+pub mod wire;
+
+use wire::Timeouts;
+
 /// A backend as a ready peer: built once with the route's timeouts, with the key Pingora pools
 /// its connections under, rather than on every request.
 pub struct PeerTarget {
     pub peer: HttpPeer,
     pub hash: u64,
+    pub timeouts: Timeouts,
 }
 
 pub struct Upstream {
@@ -42,7 +48,8 @@ impl Upstream {
                 peer.options.write_timeout = Some(Duration::from_millis(settings.write_timeout_ms));
                 peer.options.idle_timeout = Some(Duration::from_secs(settings.idle_timeout_seconds));
                 let hash = peer.reuse_hash();
-                backend.ext.insert(Arc::new(PeerTarget { peer, hash }));
+                let timeouts = Timeouts { read: peer.options.read_timeout, write: peer.options.write_timeout };
+                backend.ext.insert(Arc::new(PeerTarget { peer, hash, timeouts }));
                 backends.insert(backend);
             }
         }
