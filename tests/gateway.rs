@@ -119,6 +119,13 @@ impl Edge {
         Edge { portvakt, jwks, upstream, rsa, client: reqwest::Client::new() }
     }
 
+    /// An edge with one more route, `/{name}` to `upstream`, open to any trusted token.
+    async fn start_with_route(name: &str, upstream: &str) -> Edge {
+        let extra =
+            format!("\n[[gateway.routes]]\nname = \"{name}\"\npath = \"/{name}\"\nupstreams = [\"{upstream}\"]\n");
+        Edge::start_with(&extra, &static_key()).await
+    }
+
     async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut request = self.client.get(format!("{}{path}", self.portvakt.gateway));
         if let Some(token) = token {
@@ -791,45 +798,48 @@ async fn hop_by_hop_headers_stop_at_the_gateway_and_the_client_address_is_append
     assert!(error["error_description"].as_str().unwrap().contains("request head"), "{error}");
 }
 
-/// An upstream that answers each connection once, chunked, and then closes it, as an upstream
-/// does when its keep-alive timeout ends. Counts its connections.
-async fn one_answer_per_connection_upstream() -> (String, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A raw upstream on loopback: `serve` gets each connection and its number (from 1). Its URL,
+/// and how many connections it has had.
+async fn raw_upstream<F, Served>(serve: F) -> (String, Arc<AtomicUsize>)
+where
+    F: Fn(tokio::net::TcpStream, usize) -> Served + Send + 'static,
+    Served: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = connections.clone();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+        while let Ok((stream, _)) = listener.accept().await {
             let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(read) => request.extend_from_slice(&chunk[..read]),
-                    }
-                }
-                let body = format!("connection {n}");
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=1\r\n\
-                     Connection: keep-alive, X-Upstream-Hop\r\nX-Upstream-Hop: 1\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-            });
+            tokio::spawn(serve(stream, n));
         }
     });
     (url, connections)
 }
 
+/// An upstream that answers each connection once, chunked, and then closes it, as an upstream
+/// does when its keep-alive timeout ends. Counts its connections.
+async fn one_answer_per_connection_upstream() -> (String, Arc<AtomicUsize>) {
+    raw_upstream(|mut stream, n| async move {
+        if next_head(&mut stream).await.is_none() {
+            return;
+        }
+        let body = format!("connection {n}");
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=1\r\n\
+             Connection: keep-alive, X-Upstream-Hop\r\nX-Upstream-Hop: 1\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        );
+        let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, answer.as_bytes()).await;
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_closing_kept_connections_fails_no_request_and_its_hops_stay_behind() {
     let (upstream, connections) = one_answer_per_connection_upstream().await;
-    let extra =
-        format!("\n[[gateway.routes]]\nname = \"closing\"\npath = \"/closing\"\nupstreams = [\"{upstream}\"]\n");
-    let edge = Edge::start_with(&extra, &static_key()).await;
+    let edge = Edge::start_with_route("closing", &upstream).await;
     let token = edge.rsa.sign(&machine("demo:read"));
     for i in 1..=5 {
         let response =
@@ -885,65 +895,44 @@ async fn a_connection_that_changes_token_forwards_the_new_tokens_claims() {
 /// connections.
 async fn scripted_framing_upstream() -> (String, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => request.extend_from_slice(&chunk[..read]),
-                        }
+    raw_upstream(|mut stream, _| async move {
+        while let Some(head) = next_head(&mut stream).await {
+            let path = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+            let (answer, close): (&[u8], bool) = match path.as_str() {
+                "/framing/chunked" => (
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n\
+                      6;ext=\"a b\"\r\nchunks\r\n1\r\n \r\n3\r\nand\r\n9\r\n trailers\r\n0\r\nX-Checksum: 1\r\n\r\n",
+                    false,
+                ),
+                "/framing/interim" => (
+                    b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n\
+                      HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+                    false,
+                ),
+                "/framing/close" => (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", true),
+                // Nothing, or half a body, then silence with the connection open.
+                "/framing/silent" | "/framing/stalled" => {
+                    if path.ends_with("stalled") {
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhalf").await;
                     }
-                    let head = String::from_utf8_lossy(&request).into_owned();
-                    request.clear();
-                    let path = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
-                    let (answer, close): (&[u8], bool) = match path.as_str() {
-                        "/framing/chunked" => (
-                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n\
-                              6;ext=\"a b\"\r\nchunks\r\n1\r\n \r\n3\r\nand\r\n9\r\n trailers\r\n0\r\nX-Checksum: 1\r\n\r\n",
-                            false,
-                        ),
-                        "/framing/interim" => (
-                            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n\
-                              HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
-                            false,
-                        ),
-                        "/framing/close" => (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", true),
-                        // Nothing, or half a body, then silence with the connection open.
-                        "/framing/silent" | "/framing/stalled" => {
-                            if path.ends_with("stalled") {
-                                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhalf").await;
-                            }
-                            let mut rest = [0u8; 1];
-                            let _ = stream.read(&mut rest).await;
-                            return;
-                        }
-                        _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", true),
-                    };
-                    if stream.write_all(answer).await.is_err() || close {
-                        return;
-                    }
+                    let mut rest = [0u8; 1];
+                    let _ = stream.read(&mut rest).await;
+                    return;
                 }
-            });
+                _ => (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", true),
+            };
+            if stream.write_all(answer).await.is_err() || close {
+                return;
+            }
         }
-    });
-    (url, connections)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_framing_is_decoded_strictly_and_only_a_certain_end_keeps_the_connection() {
     let (upstream, connections) = scripted_framing_upstream().await;
-    let extra =
-        format!("\n[[gateway.routes]]\nname = \"framing\"\npath = \"/framing\"\nupstreams = [\"{upstream}\"]\n");
-    let edge = Edge::start_with(&extra, &static_key()).await;
+    let edge = Edge::start_with_route("framing", &upstream).await;
     let token = edge.rsa.sign(&machine("demo:read"));
     let addr = edge.portvakt.gateway.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -992,15 +981,18 @@ async fn upstream_framing_is_decoded_strictly_and_only_a_certain_end_keeps_the_c
 
 /// Read an answer head (lower-cased) from a raw connection, one byte at a time.
 async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+    let head = tokio::time::timeout(DEADLINE, next_head(stream)).await.expect("a head in time");
+    head.expect("the connection stays open").to_ascii_lowercase()
+}
+
+/// The next message head on a raw connection, one byte at a time (nothing of what follows is
+/// taken); `None` when the connection ends first.
+async fn next_head(stream: &mut tokio::net::TcpStream) -> Option<String> {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
-        let byte = tokio::time::timeout(DEADLINE, tokio::io::AsyncReadExt::read_u8(stream))
-            .await
-            .expect("a head in time")
-            .expect("the connection stays open");
-        head.push(byte);
+        head.push(tokio::io::AsyncReadExt::read_u8(stream).await.ok()?);
     }
-    String::from_utf8_lossy(&head).to_ascii_lowercase()
+    Some(String::from_utf8_lossy(&head).into_owned())
 }
 
 /// Read a chunked body from a raw connection, decoding it.
