@@ -254,7 +254,7 @@ impl GatewayService {
                 None if resent => self.connector.new_stream(peer).await.map(|stream| (stream, false)),
                 None => self.connector.get_stream(peer).await,
             };
-            let (stream, reused) = match connected {
+            let (mut stream, reused) = match connected {
                 Ok(connected) => connected,
                 Err(e) => {
                     connect_failures += 1;
@@ -264,7 +264,6 @@ impl GatewayService {
                     return Outcome::Refused(Answer::upstream_failed(&e), e.more_context(format!("Peer: {peer}")));
                 }
             };
-            let mut stream = stream;
             let mut upstream = wire::Connection { stream: &mut stream, timeouts: target.timeouts };
             match self.exchange(session, &mut upstream, &request, ctx, resent).await {
                 Exchange::Answered(status, reusable) => {

@@ -16,7 +16,7 @@ use super::GatewayState;
 use super::path::check_request_path;
 use super::respond::Answer;
 use super::routes::{Denial, Lookup, Route, Target};
-use super::upstream::wire::{RequestHead, Response};
+use super::upstream::wire::{RequestHead, Response, list_items};
 use super::validator::LastToken;
 use crate::admin::metrics::Metrics;
 use crate::config::Handler;
@@ -250,8 +250,7 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 fn connection_nominated<V: AsRef<[u8]>>(values: impl Iterator<Item = V>) -> Vec<HeaderName> {
     let mut names = Vec::new();
     for value in values {
-        let listed = value.as_ref().split(|&b| b == b',');
-        names.extend(listed.filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok()));
+        names.extend(list_items(value.as_ref()).filter_map(|name| HeaderName::from_bytes(name).ok()));
     }
     names
 }

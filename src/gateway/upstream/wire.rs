@@ -337,6 +337,11 @@ fn parse_response(read: &mut BytesMut, head_request: bool, interim: &mut usize) 
     }
 }
 
+/// The items of a comma-separated header value (RFC 9110 §5.6.1), trimmed; empty ones kept.
+pub fn list_items(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
 /// What an answer's header lines say about its framing and its connection.
 #[derive(Default)]
 struct Framing {
@@ -351,8 +356,7 @@ impl Framing {
     fn note(&mut self, name: &[u8], value: &[u8]) -> Result<()> {
         if name.eq_ignore_ascii_case(b"content-length") {
             // A list of equal values is one value (RFC 9110 §8.6); anything else is fatal.
-            for item in value.split(|&b| b == b',') {
-                let item = item.trim_ascii();
+            for item in list_items(value) {
                 let length = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
                     .then(|| item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
                 match (length, self.length) {
@@ -367,11 +371,11 @@ impl Framing {
                 }
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if let Some(last) = value.split(|&b| b == b',').map(<[u8]>::trim_ascii).rfind(|c| !c.is_empty()) {
+            if let Some(last) = list_items(value).rfind(|c| !c.is_empty()) {
                 self.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for option in list_items(value) {
                 self.close |= option.eq_ignore_ascii_case(b"close");
                 self.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
             }
