@@ -99,6 +99,21 @@ fn each_kind_of_mistake_names_the_file_the_key_and_the_reason() {
             "key `gateway.issuers[0].algorithms",
             "HMAC",
         ),
+        (
+            MINIMAL.replace("[gateway]\n", "[gateway.forward]\nstrip = [\"x-a\", \"Content-Length\"]\n\n[gateway]\n"),
+            "key `gateway.forward.strip[1]`",
+            "frames the message",
+        ),
+        (
+            MINIMAL.replace("[gateway]\n", "[gateway.forward]\npid = \"transfer-encoding\"\n\n[gateway]\n"),
+            "key `gateway.forward.pid`",
+            "reserved header",
+        ),
+        (
+            format!("[server]\nrequest_head_timeout_ms = 0\n{MINIMAL}"),
+            "key `server.request_head_timeout_ms`",
+            "between 100 and 300000",
+        ),
     ];
     for (config, key, reason) in cases {
         let (code, stderr, path) = check(&config, &[]);

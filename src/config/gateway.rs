@@ -369,8 +369,11 @@ impl GatewaySettings {
             }
         }
         for (i, header) in self.forward.strip.iter().enumerate() {
+            let key = format!("gateway.forward.strip[{i}]");
             if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                check.error(format!("gateway.forward.strip[{i}]"), format!("{header:?} is not a valid header name"));
+                check.error(key, format!("{header:?} is not a valid header name"));
+            } else if is_framing(header) {
+                check.error(key, format!("{header:?} frames the message: the gateway writes it itself"));
             }
         }
     }
@@ -537,6 +540,11 @@ pub fn resolve(url: &Url) -> Result<Vec<SocketAddr>, String> {
         return Err(format!("{host} resolves to no address"));
     }
     Ok(addrs)
+}
+
+/// Headers that frame a message or name its host: only the gateway writes them upstream.
+fn is_framing(name: &str) -> bool {
+    ["host", "content-length", "transfer-encoding"].contains(&name.to_ascii_lowercase().as_str())
 }
 
 fn is_hop_or_reserved(name: &str) -> bool {

@@ -33,6 +33,10 @@ pub struct ServerSettings {
     /// The Unix socket over which an upgrading process takes over the listeners.
     pub upgrade_socket: PathBuf,
     pub pid_file: PathBuf,
+    /// On every listener: a request head must arrive whole within this long of its first byte
+    /// (of the connection's opening, for its first request), or the client gets a 408 and the
+    /// connection closes. A client sending its head a byte at a time cannot hold a connection.
+    pub request_head_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -45,17 +49,25 @@ impl Default for ServerSettings {
             graceful_shutdown_timeout_seconds: 5,
             upgrade_socket: PathBuf::from("/tmp/portvakt-upgrade.sock"),
             pid_file: PathBuf::from("/tmp/portvakt.pid"),
+            request_head_timeout_ms: 10_000,
         }
     }
 }
 
 impl ServerSettings {
+    pub fn head_limits(&self) -> crate::web::connection::HeadLimits {
+        crate::web::connection::HeadLimits { deadline: std::time::Duration::from_millis(self.request_head_timeout_ms) }
+    }
+
     pub(super) fn validate(&self, check: &mut Checker<'_>) {
         if self.threads == 0 || self.threads > 256 {
             check.error("server.threads", "must be between 1 and 256");
         }
         if self.grace_period_seconds > 3600 {
             check.error("server.grace_period_seconds", "must be at most 3600");
+        }
+        if !(100..=300_000).contains(&self.request_head_timeout_ms) {
+            check.error("server.request_head_timeout_ms", "must be between 100 and 300000");
         }
         if self.graceful_shutdown_timeout_seconds > 3600 {
             check.error("server.graceful_shutdown_timeout_seconds", "must be at most 3600");

@@ -30,9 +30,7 @@ use super::routes::Target;
 use super::upstream::wire::{self, RequestHead};
 use super::upstream::{PeerTarget, ready_now};
 use super::validator::LastToken;
-
-/// How long an idle client connection is kept, as Pingora's own HTTP services do.
-const KEEPALIVE_SECONDS: u64 = 60;
+use crate::web::connection::{self as web, HeadLimits};
 
 /// Shutdown: once the listener has closed, every open connection still gets its next request
 /// answered, with `Connection: close`, until the grace period ends. A connection accepted an
@@ -42,14 +40,16 @@ pub struct GatewayService {
     gateway: Gateway,
     connector: TransportConnector,
     slots: Arc<Slots>,
+    head: HeadLimits,
 }
 
 impl GatewayService {
-    pub fn new(gateway: Gateway, conf: &ServerConf) -> GatewayService {
+    pub fn new(gateway: Gateway, conf: &ServerConf, head: HeadLimits) -> GatewayService {
         GatewayService {
             gateway,
             connector: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
             slots: Arc::new(Slots { taken: AtomicUsize::new(0) }),
+            head,
         }
     }
 }
@@ -119,19 +119,11 @@ enum Exchange {
 
 #[async_trait]
 impl ServerApp for GatewayService {
-    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let mut connection = ClientConnection::default();
-        loop {
-            let mut session = ServerSession::new_http1(stream);
-            session.set_keepalive(Some(KEEPALIVE_SECONDS));
-            match session.read_request().await {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    refuse_unreadable(&mut session, &e).await;
-                    break;
-                }
-            }
+        let mut next = Some(web::Connection::new(stream));
+        while let Some(client) = next.take() {
+            let Some(mut session) = client.next_request(self.head).await else { break };
             if *shutdown.borrow() {
                 // Answer, then close: the client goes on to the process taking over.
                 session.set_keepalive(None);
@@ -142,10 +134,7 @@ impl ServerApp for GatewayService {
             if !self.serve(&mut session, &mut connection).await {
                 break;
             }
-            match session.finish().await {
-                Ok(Some(next)) => stream = next.into_parts().0,
-                _ => break,
-            }
+            next = web::Connection::after(session.finish().await);
         }
         if let Some(kept) = connection.held {
             self.release(kept);
@@ -169,7 +158,7 @@ impl GatewayService {
         let gateway = &self.gateway;
         let mut ctx = gateway.new_ctx();
         let outcome = match gateway.admit_request(session, &mut ctx, &mut connection.last_token).await {
-            Some(answer) => match respond::send(session, &answer, ctx.request_id()).await {
+            Some(answer) => match answer_early(session, &answer, ctx.request_id()).await {
                 Ok(()) => Outcome::Done(answer.status),
                 Err(e) => Outcome::Broken(answer.status, e),
             },
@@ -213,7 +202,7 @@ impl GatewayService {
         let Target::Upstream(upstream) = &route.target else {
             return internal_error("a request was forwarded on a route without upstreams");
         };
-        let request = match self.gateway.upstream_request(session, ctx, client, claims) {
+        let request = match self.gateway.upstream_request(session, ctx, &upstream.host, client, claims) {
             Ok(request) => request,
             Err(e) => {
                 let answer = Answer::error(500, "server_error", "cannot build the upstream request");
@@ -264,7 +253,7 @@ impl GatewayService {
                     return Outcome::Refused(Answer::upstream_failed(&e), e.more_context(format!("Peer: {peer}")));
                 }
             };
-            let mut upstream = wire::Connection { stream: &mut stream, timeouts: target.timeouts };
+            let mut upstream = wire::Connection::new(&mut stream, target.timeouts);
             match self.exchange(session, &mut upstream, &request, ctx, resent).await {
                 Exchange::Answered(status, reusable) => {
                     if reusable {
@@ -360,19 +349,14 @@ fn still_open(mut stream: Stream) -> Option<Stream> {
     }
 }
 
-/// A request head Pingora could not parse gets a 400 naming the problem; a connection that
-/// merely broke gets nothing.
-async fn refuse_unreadable(session: &mut ServerSession, error: &Error) {
-    if !matches!(error.etype(), ErrorType::InvalidHTTPHeader) {
-        tracing::debug!(error = %error, "client connection ended while reading a request");
-        return;
+/// An answer the gateway gives itself. When the client's body was not read (a refusal before
+/// it was needed), the connection closes after the answer: whatever the client sends next may
+/// be that body, and is never taken for a request (nor waited for, after `Expect: 100-continue`).
+async fn answer_early(session: &mut ServerSession, answer: &Answer, request_id: &str) -> pingora::Result<()> {
+    if !session.is_body_done() {
+        session.set_keepalive(None);
     }
-    session.set_keepalive(None);
-    let detail = error.context.as_ref().map_or("malformed", |c| c.as_str());
-    let answer = Answer::error(400, "invalid_request", &format!("the request head could not be read: {detail}"));
-    if let Err(e) = respond::send(session, &answer, "-").await {
-        tracing::debug!(error = %e, "cannot send the 400 answer");
-    }
+    respond::send(session, answer, request_id).await
 }
 
 /// A request body that broke off is not answered; a malformed one gets a 400.

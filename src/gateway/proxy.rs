@@ -16,7 +16,7 @@ use super::GatewayState;
 use super::path::check_request_path;
 use super::respond::Answer;
 use super::routes::{Denial, Lookup, Route, Target};
-use super::upstream::wire::{RequestHead, Response, list_items};
+use super::upstream::wire::{RequestBody, RequestHead, Response, content_length, list_items};
 use super::validator::LastToken;
 use crate::admin::metrics::Metrics;
 use crate::config::Handler;
@@ -228,8 +228,9 @@ fn new_request_id() -> HeaderValue {
 }
 
 /// Headers that describe one hop, never the message (RFC 9110 §7.6.1), and must not be passed
-/// on. `Upgrade` is among them: the gateway does not tunnel protocol switches (WebSocket).
-const HOP_BY_HOP: [&str; 10] = [
+/// on. `Upgrade` is among them: the gateway does not tunnel protocol switches (WebSocket). The
+/// framing headers are among them too: the gateway writes its own (`RequestBody`).
+const HOP_BY_HOP: [&str; 11] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -238,21 +239,45 @@ const HOP_BY_HOP: [&str; 10] = [
     "te",
     "trailer",
     "transfer-encoding",
+    "content-length",
     "upgrade",
     "http2-settings",
 ];
 
+/// Headers a `Connection` option can never remove: the gateway relies on them.
+const NEVER_NOMINATED: [HeaderName; 3] = [header::HOST, header::CONTENT_LENGTH, header::TRANSFER_ENCODING];
+
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// The headers that `Connection` header values name: hop-by-hop too. Empty (no allocation)
-/// without any.
+/// The headers that `Connection` header values name: hop-by-hop too, except those the gateway
+/// relies on. Empty (no allocation) without any.
 fn connection_nominated<V: AsRef<[u8]>>(values: impl Iterator<Item = V>) -> Vec<HeaderName> {
     let mut names = Vec::new();
     for value in values {
-        names.extend(list_items(value.as_ref()).filter_map(|name| HeaderName::from_bytes(name).ok()));
+        names.extend(
+            list_items(value.as_ref())
+                .filter_map(|name| HeaderName::from_bytes(name).ok())
+                .filter(|name| !NEVER_NOMINATED.contains(name)),
+        );
     }
     names
+}
+
+/// The body of the client's request as Pingora's session reads it (RFC 9112 §6.3): chunked
+/// when a transfer coding is given (Pingora refuses one whose last coding is not chunked, and
+/// drops a `Content-Length` beside it), else the one `Content-Length`, else none.
+fn request_body(headers: &http::HeaderMap) -> Result<RequestBody> {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return Ok(RequestBody::Chunked);
+    }
+    let mut length = None;
+    for line in headers.get_all(header::CONTENT_LENGTH) {
+        length = content_length(length, line.as_bytes()).ok_or_else(|| {
+            pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "the request's Content-Length is invalid")
+        })?;
+    }
+    Ok(length.map_or(RequestBody::None, RequestBody::Length))
 }
 
 /// `X-Forwarded-For` for a client: its address, once per connection.
@@ -294,7 +319,7 @@ impl ClaimHeaders {
 }
 
 impl Gateway {
-    /// The request to send upstream: the client's, less hop-by-hop headers and any claiming a
+    /// The request to send upstream: the client's, less hop-by-hop and framing headers and any claiming a
     /// verified identity (`x_portvakt_pid` too: CGI-style upstreams read it as `x-portvakt-pid`),
     /// and less the token unless the route forwards it; plus the verified claims, the request
     /// id and `X-Forwarded-For`. It is built afresh rather than cloned and trimmed: only what
@@ -303,6 +328,7 @@ impl Gateway {
         &self,
         session: &ServerSession,
         ctx: &RequestCtx,
+        host: &HeaderValue,
         client: Option<&HeaderValue>,
         claims: &mut Option<ClaimHeaders>,
     ) -> Result<RequestHead> {
@@ -315,6 +341,10 @@ impl Gateway {
                 || (name.contains('_') && forward.all().any(|f| f.as_str() == name.replace('_', "-")))
         };
         let nominated = connection_nominated(incoming.headers.get_all(header::CONNECTION).iter());
+        if !incoming.headers.contains_key(header::HOST) {
+            // HTTP/1.0 may leave Host out; HTTP/1.1 to the upstream needs one.
+            request.header(&header::HOST, host);
+        }
         for (name, value) in incoming.headers.iter() {
             let lower = name.as_str();
             // Hop-by-hop, answered here (Expect), set below, or claiming a verified identity.
@@ -329,11 +359,7 @@ impl Gateway {
                 request.header(name, value);
             }
         }
-        if incoming.headers.contains_key(header::TRANSFER_ENCODING)
-            && !incoming.headers.contains_key(header::CONTENT_LENGTH)
-        {
-            request.chunked();
-        }
+        request.body(request_body(&incoming.headers)?);
         if let Some(token) = &ctx.token {
             if !claims.as_ref().is_some_and(|kept| Arc::ptr_eq(&kept.token, token)) {
                 *claims = Some(ClaimHeaders::new(forward, token)?);

@@ -142,7 +142,10 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
 
     if let (Some(settings), Some(state)) = (&config.gateway, &roles.gateway) {
         let gateway = Gateway::new(state.clone(), roles.metrics.clone(), config.log.access_log);
-        let mut service = Service::new("gateway".into(), GatewayService::new(gateway, &server.configuration));
+        let mut service = Service::new(
+            "gateway".into(),
+            GatewayService::new(gateway, &server.configuration, config.server.head_limits()),
+        );
         let addr = settings.listen.to_string();
         match &settings.tls {
             Some(tls) => service
@@ -171,14 +174,18 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
         }
     }
     if let (Some(settings), Some(issuer)) = (&config.issuer, &roles.issuer) {
-        let mut service =
-            Service::new("issuer".into(), AxumApp::new(issuer.router.clone(), crate::issuer::MAX_REQUEST_BYTES));
+        let mut service = Service::new(
+            "issuer".into(),
+            AxumApp::new(issuer.router.clone(), crate::issuer::MAX_REQUEST_BYTES, config.server.head_limits()),
+        );
         service.add_tcp(&settings.listen.to_string());
         server.add_service(service);
     }
     if let (Some(settings), Some(router)) = (&config.oppslag, &roles.oppslag) {
-        let mut service =
-            Service::new("oppslagstjenesten".into(), AxumApp::new(router.clone(), settings.max_request_bytes));
+        let mut service = Service::new(
+            "oppslagstjenesten".into(),
+            AxumApp::new(router.clone(), settings.max_request_bytes, config.server.head_limits()),
+        );
         service.add_tcp(&settings.listen.to_string());
         server.add_service(service);
     }
@@ -191,8 +198,10 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
         readiness: Arc::new(move || probe_roles.waiting_for()),
         reload: Some(reloader),
     };
-    let mut admin_service =
-        Service::new("admin".into(), AxumApp::fixed(admin::router(admin_state), ADMIN_MAX_REQUEST_BYTES));
+    let mut admin_service = Service::new(
+        "admin".into(),
+        AxumApp::fixed(admin::router(admin_state), ADMIN_MAX_REQUEST_BYTES, config.server.head_limits()),
+    );
     admin_service.add_tcp(&config.admin.listen.to_string());
     server.add_service(admin_service);
 

@@ -1,6 +1,8 @@
 //! Axum routers served on Pingora listeners. The issuer, the simulator and the admin endpoints
 //! are axum apps; running them on Pingora's listeners (rather than axum's own) gives every role
-//! the same graceful shutdown and the same zero-downtime listener hand-over as the gateway.
+//! the same graceful shutdown and the same zero-downtime listener hand-over as the gateway, and
+//! the same reading of request heads (`connection`): Pingora's own HTTP app loop has no overall
+//! head deadline and logs an unreadable head, bytes and all, at ERROR.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,9 +11,14 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::ConnectInfo;
-use pingora::apps::http_app::ServeHttp;
+use pingora::apps::ServerApp;
+use pingora::http::ResponseHeader;
+use pingora::protocols::Stream;
 use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
 use tower::ServiceExt;
+
+use super::connection::{Connection, HeadLimits};
 
 /// Answers larger than this are a bug, not a response: refuse rather than buffer them.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -22,15 +29,16 @@ pub type SharedRouter = Arc<ArcSwap<Router>>;
 pub struct AxumApp {
     router: SharedRouter,
     max_request_bytes: usize,
+    head: HeadLimits,
 }
 
 impl AxumApp {
-    pub fn new(router: SharedRouter, max_request_bytes: usize) -> AxumApp {
-        AxumApp { router, max_request_bytes }
+    pub fn new(router: SharedRouter, max_request_bytes: usize, head: HeadLimits) -> AxumApp {
+        AxumApp { router, max_request_bytes, head }
     }
 
-    pub fn fixed(router: Router, max_request_bytes: usize) -> AxumApp {
-        AxumApp::new(Arc::new(ArcSwap::from_pointee(router)), max_request_bytes)
+    pub fn fixed(router: Router, max_request_bytes: usize, head: HeadLimits) -> AxumApp {
+        AxumApp::new(Arc::new(ArcSwap::from_pointee(router)), max_request_bytes, head)
     }
 }
 
@@ -45,7 +53,31 @@ fn plain(status: u16, message: &str) -> http::Response<Vec<u8>> {
 }
 
 #[async_trait]
-impl ServeHttp for AxumApp {
+impl ServerApp for AxumApp {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let mut next = Some(Connection::new(stream));
+        while let Some(client) = next.take() {
+            let Some(mut session) = client.next_request(self.head).await else { break };
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            }
+            let (parts, body) = self.response(&mut session).await.into_parts();
+            let header: ResponseHeader = parts.into();
+            let written = match session.write_response_header(Box::new(header)).await {
+                Ok(()) => session.write_response_body(body.into(), true).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::debug!(error = e.etype().as_str(), "cannot write an answer: the client went away");
+                break;
+            }
+            next = Connection::after(session.finish().await);
+        }
+        None
+    }
+}
+
+impl AxumApp {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let parts = session.req_header().as_owned_parts();
         let mut body = Vec::new();

@@ -32,6 +32,8 @@ pub struct Upstream {
     only: Option<Arc<PeerTarget>>,
     /// The configured URLs, to tell whether a reload changed anything.
     pub urls: Vec<Url>,
+    /// `Host` for a client request without one (HTTP/1.0): the first URL's authority.
+    pub host: http::HeaderValue,
 }
 
 impl Upstream {
@@ -67,7 +69,18 @@ impl Upstream {
         ready_now(lb.update())
             .ok_or("static discovery did not answer at once")?
             .map_err(|e| format!("cannot set up the upstreams: {e}"))?;
-        Ok(Upstream { lb, only, urls: urls.to_vec() })
+        let host = urls
+            .first()
+            .and_then(|url| {
+                let host = url.host_str()?;
+                let authority = match url.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_owned(),
+                };
+                http::HeaderValue::try_from(authority).ok()
+            })
+            .ok_or("an upstream URL without a host")?;
+        Ok(Upstream { lb, only, urls: urls.to_vec(), host })
     }
 
     /// The next healthy backend. When every backend is marked down, any backend is tried

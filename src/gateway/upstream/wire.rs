@@ -27,10 +27,24 @@ const MAX_INTERIM: usize = 16;
 const BODY_READ_BYTES: usize = 64 * 1024;
 const HEAD_READ_BYTES: usize = 4096;
 
+/// How a request's body is framed upstream. The gateway decides it from what it parsed of the
+/// client's message and writes the one framing header itself: nothing the client sent (a
+/// `Content-Length`, a `Transfer-Encoding`, a `Connection` naming either) reaches the upstream,
+/// so the upstream can never read the body's end elsewhere than the gateway did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestBody {
+    /// No body: no framing header, and no body byte is ever written.
+    None,
+    /// Exactly this many bytes, no more and no fewer.
+    Length(u64),
+    /// Of unknown length: re-chunked by the gateway as it arrives.
+    Chunked,
+}
+
 /// A request head, written as it is built: the request line, then one line per header.
 pub struct RequestHead {
     bytes: Vec<u8>,
-    chunked: bool,
+    body: RequestBody,
 }
 
 impl RequestHead {
@@ -45,7 +59,7 @@ impl RequestHead {
         bytes.push(b' ');
         bytes.extend_from_slice(target);
         bytes.extend_from_slice(b" HTTP/1.1\r\n");
-        Ok(RequestHead { bytes, chunked: false })
+        Ok(RequestHead { bytes, body: RequestBody::None })
     }
 
     /// Names and values are `http` types: a token, and a value without CR, LF or NUL.
@@ -56,10 +70,15 @@ impl RequestHead {
         self.bytes.extend_from_slice(b"\r\n");
     }
 
-    /// The body goes upstream chunked (as it arrives, whatever its framing downstream).
-    pub fn chunked(&mut self) {
-        self.header(&header::TRANSFER_ENCODING, &HeaderValue::from_static("chunked"));
-        self.chunked = true;
+    /// The body's framing, written by the gateway: its one `Content-Length` or
+    /// `Transfer-Encoding`.
+    pub fn body(&mut self, body: RequestBody) {
+        match body {
+            RequestBody::None => {}
+            RequestBody::Length(length) => self.header(&header::CONTENT_LENGTH, &HeaderValue::from(length)),
+            RequestBody::Chunked => self.header(&header::TRANSFER_ENCODING, &HeaderValue::from_static("chunked")),
+        }
+        self.body = body;
     }
 
     pub fn end(mut self) -> RequestHead {
@@ -79,31 +98,53 @@ pub struct Timeouts {
 pub struct Connection<'a> {
     pub stream: &'a mut Stream,
     pub timeouts: Timeouts,
+    /// Body bytes written so far: never more than the head declared, and at the end exactly that.
+    body_sent: u64,
 }
 
-impl Connection<'_> {
+impl<'a> Connection<'a> {
+    pub fn new(stream: &'a mut Stream, timeouts: Timeouts) -> Connection<'a> {
+        Connection { stream, timeouts, body_sent: 0 }
+    }
+
     pub async fn write_head(&mut self, head: &RequestHead) -> Result<()> {
         self.write(&head.bytes, "while writing the request head").await
     }
 
-    /// A piece of the request body, framed as the head said.
+    /// A piece of the request body, framed as the head said. Bytes the head did not declare are
+    /// refused rather than written: they would be read upstream as the start of a request.
     pub async fn write_body(&mut self, head: &RequestHead, data: &[u8]) -> Result<()> {
         if data.is_empty() {
             return Ok(());
         }
-        if !head.chunked {
-            return self.write(data, "while writing the request body").await;
+        let sent = self.body_sent + data.len() as u64;
+        match head.body {
+            RequestBody::None => return Error::e_explain(ErrorType::InternalError, "a body for a request without one"),
+            RequestBody::Length(length) if sent > length => {
+                return Error::e_explain(ErrorType::InternalError, "more body than the request declared");
+            }
+            RequestBody::Length(_) => self.write(data, "while writing the request body").await?,
+            RequestBody::Chunked => {
+                let mut chunk = Vec::with_capacity(data.len() + 20);
+                chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                chunk.extend_from_slice(data);
+                chunk.extend_from_slice(b"\r\n");
+                self.write(&chunk, "while writing the request body").await?;
+            }
         }
-        let mut chunk = Vec::with_capacity(data.len() + 20);
-        chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-        chunk.extend_from_slice(data);
-        chunk.extend_from_slice(b"\r\n");
-        self.write(&chunk, "while writing the request body").await
+        self.body_sent = sent;
+        Ok(())
     }
 
+    /// End the body: the last chunk, or a check that every declared byte went out. A body that
+    /// ended short leaves the connection mid-message: the caller must close it.
     pub async fn end_body(&mut self, head: &RequestHead) -> Result<()> {
-        if head.chunked {
-            self.write(b"0\r\n\r\n", "while ending the request body").await?;
+        match head.body {
+            RequestBody::Chunked => self.write(b"0\r\n\r\n", "while ending the request body").await?,
+            RequestBody::Length(length) if self.body_sent != length => {
+                return Error::e_explain(ErrorType::InternalError, "the request body ended before its declared length");
+            }
+            RequestBody::Length(_) | RequestBody::None => {}
         }
         within(self.timeouts.write, self.stream.flush())
             .await
@@ -337,6 +378,22 @@ fn parse_response(read: &mut BytesMut, head_request: bool, interim: &mut usize) 
     }
 }
 
+/// Fold one `Content-Length` line into the length seen so far (`None` before the first line).
+/// A list of equal values is one value (RFC 9110 §8.6); an invalid or different value is `None`
+/// wrapped as an error by the caller: the framing is unrecoverable.
+pub fn content_length(seen: Option<u64>, line: &[u8]) -> Option<Option<u64>> {
+    let mut length = seen;
+    for item in list_items(line) {
+        let value = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
+            .then(|| item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))?;
+        match length {
+            Some(seen) if seen != value => return None,
+            _ => length = Some(value),
+        }
+    }
+    Some(length)
+}
+
 /// The items of a comma-separated header value (RFC 9110 §5.6.1), trimmed; empty ones kept.
 pub fn list_items(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
@@ -355,21 +412,12 @@ struct Framing {
 impl Framing {
     fn note(&mut self, name: &[u8], value: &[u8]) -> Result<()> {
         if name.eq_ignore_ascii_case(b"content-length") {
-            // A list of equal values is one value (RFC 9110 §8.6); anything else is fatal.
-            for item in list_items(value) {
-                let length = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
-                    .then(|| item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
-                match (length, self.length) {
-                    (Some(length), None) => self.length = Some(length),
-                    (Some(length), Some(seen)) if length == seen => {}
-                    _ => {
-                        return Error::e_explain(
-                            ErrorType::InvalidHTTPHeader,
-                            "the upstream's Content-Length is invalid or contradicts itself",
-                        );
-                    }
-                }
-            }
+            self.length = content_length(self.length, value).ok_or_else(|| {
+                Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "the upstream's Content-Length is invalid or contradicts itself",
+                )
+            })?;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             if let Some(last) = list_items(value).rfind(|c| !c.is_empty()) {
                 self.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
