@@ -108,11 +108,21 @@ impl Edge {
     }
 
     async fn start_with(extra: &str, static_key: &TestKey) -> Edge {
+        Edge::start_configured(|config| format!("{config}{extra}"), static_key).await
+    }
+
+    /// An edge with more `[gateway]` settings.
+    async fn start_with_gateway_settings(settings: &str) -> Edge {
+        let settings = format!("[gateway]\n{settings}\n");
+        Edge::start_configured(|config| config.replacen("[gateway]\n", &settings, 1), &static_key()).await
+    }
+
+    async fn start_configured(edit: impl FnOnce(String) -> String, static_key: &TestKey) -> Edge {
         let rsa = TestKey::new("rsa-1", Algorithm::RS256);
         let jwks = JwksServer::start(jwks(&[&rsa])).await;
         let upstream = EchoUpstream::start().await;
         let ports = Ports::new();
-        let config = config(&ports, &jwks.url, &upstream.url, extra);
+        let config = edit(config(&ports, &jwks.url, &upstream.url, ""));
         let mut portvakt =
             Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[static_key]))]);
         portvakt.wait_for("/readyz").await;
@@ -314,6 +324,20 @@ async fn audience_scope_level_and_token_kind_are_enforced_per_route() {
     let (status, _, body) = edge.get("/aud", Some(&edge.rsa.sign(&aud))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body["error_description"].as_str().unwrap().contains("audience"), "{body}");
+    // A route without an audience of its own takes tokens for no particular resource, and
+    // refuses one meant for another API.
+    for (aud, expected) in [(json!("unspecified"), StatusCode::OK), (json!("https://other/"), StatusCode::UNAUTHORIZED)]
+    {
+        let mut token = machine("demo:read");
+        token["aud"] = aud.clone();
+        let (status, _, body) = edge.get("/api", Some(&edge.rsa.sign(&token))).await;
+        assert_eq!(status, expected, "{aud}: {body}");
+    }
+    let mut other = machine("demo:read");
+    other["aud"] = json!("https://other/");
+    let (_, headers, body) = edge.get("/api", Some(&edge.rsa.sign(&other))).await;
+    assert_eq!(body["error_description"], "the token is meant for another resource (https://other/)");
+    assert!(challenge(&headers).contains("invalid_token"));
 
     // A missing scope is a 403 naming the scopes that would do.
     let (status, headers, body) = edge.get("/api", Some(&edge.rsa.sign(&machine("other:scope")))).await;
@@ -756,17 +780,18 @@ async fn hop_by_hop_headers_stop_at_the_gateway_and_the_client_address_is_append
         "GET /api/hops HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
          Connection: keep-alive, X-Private-Hop\r\nX-Private-Hop: secret\r\nKeep-Alive: timeout=5\r\n\
          Upgrade: websocket\r\nTE: trailers\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\n\
-         X-Forwarded-For: 203.0.113.9\r\nX-Kept: yes\r\n\r\n"
+         X-Forwarded-For: 203.0.113.9\r\nForwarded: for=203.0.113.9\r\nX-Real-IP: 203.0.113.9\r\n\
+         X-Kept: yes\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let (head, body) = read_answer(&mut stream).await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     let seen = &serde_json::from_str::<Value>(&body).unwrap()["headers"];
-    for hop in ["x-private-hop", "keep-alive", "upgrade", "te", "proxy-authorization"] {
+    for hop in ["x-private-hop", "keep-alive", "upgrade", "te", "proxy-authorization", "forwarded", "x-real-ip"] {
         assert!(seen.get(hop).is_none(), "{hop} reached the upstream: {seen}");
     }
     assert_eq!(seen["x-kept"][0], "yes");
-    assert_eq!(seen["x-forwarded-for"], json!(["203.0.113.9, 127.0.0.1"]));
+    assert_eq!(seen["x-forwarded-for"], json!(["127.0.0.1"]), "an untrusted client's chain is replaced");
 
     // The connection is still good for another request, which expects 100-continue.
     let body = r#"{"n": 1}"#;
@@ -796,6 +821,24 @@ async fn hop_by_hop_headers_stop_at_the_gateway_and_the_client_address_is_append
     let error: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(error["error"], "invalid_request");
     assert!(error["error_description"].as_str().unwrap().contains("request head"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_proxys_forwarding_headers_are_kept_and_extended() {
+    let edge = Edge::start_with_gateway_settings(r#"trusted_proxies = ["127.0.0.0/8", "::1/128"]"#).await;
+    let token = edge.rsa.sign(&machine("demo:read"));
+    let response = edge
+        .client
+        .get(format!("{}/api/proxied", edge.portvakt.gateway))
+        .bearer_auth(&token)
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("forwarded", "for=203.0.113.9;proto=https")
+        .send()
+        .await
+        .unwrap();
+    let seen = &response.json::<Value>().await.unwrap()["headers"];
+    assert_eq!(seen["x-forwarded-for"], json!(["203.0.113.9, 127.0.0.1"]));
+    assert_eq!(seen["forwarded"], json!(["for=203.0.113.9;proto=https"]));
 }
 
 /// A raw upstream on loopback: `serve` gets each connection and its number (from 1). Its URL,

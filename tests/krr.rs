@@ -520,6 +520,21 @@ async fn a_citizen_gets_their_own_entry_with_a_jwt_or_an_opaque_token() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_token_meant_for_another_resource_is_refused() {
+    let krr = Krr::start().await;
+    let issuer = issuer_url(&krr.ports);
+    let scopes = ["global/kontaktinformasjon.read"];
+    let other = machine_token_with(&issuer, &scopes, &json!({"resource": "https://other.example/"})).await;
+    let ids = vec!["26074502015".to_owned()];
+    let (status, body) = krr.personer(&other, &ids).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "invalid_token");
+    assert!(body["error_description"].as_str().unwrap().contains("https://other.example/"), "{body}");
+    let (status, body) = krr.personer(&machine_token(&issuer, &scopes).await, &ids).await;
+    assert_eq!(status, 200, "a token for no particular resource still does: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn backend_faults_bad_answers_hangs_and_outages_are_502_504_and_503() {
     let krr = Krr::start().await;
     let token = machine_token(&issuer_url(&krr.ports), &["global/kontaktinformasjon.read"]).await;

@@ -698,16 +698,7 @@ async fn the_default_stack_never_executes_a_body_as_a_request() {
     let portvakt = Portvakt::start(&default_config(&ports, ""), &ports).await;
     let issuer = issuer_url(&ports);
     let token = machine_token(&issuer, &["global/idporten.authlevel.read"]).await;
-    let dev = project_path("config/dev");
-    let client = portvakt::client::MaskinportenClient::from_files(
-        &issuer,
-        "demo-maskinporten",
-        &dev.join("demo-maskinporten.key.pem"),
-        Some(&dev.join("demo-maskinporten.cert.pem")),
-        None,
-    )
-    .unwrap();
-    let assertion = client.assertion(&["global/kontaktinformasjon.read"], &json!({})).unwrap();
+    let assertion = demo_maskinporten(&issuer).assertion(&["global/kontaktinformasjon.read"], &json!({})).unwrap();
     let form = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
     let addr = format!("127.0.0.1:{}", ports.gateway);
     let authlevel = |extra: &str| {

@@ -37,6 +37,17 @@ pub struct GatewaySettings {
     pub issuers: Vec<TrustedIssuerSettings>,
     #[serde(default)]
     pub routes: Vec<RouteSettings>,
+    /// This gateway's own resource identifiers. A route without an `audience` of its own takes
+    /// a token whose `aud` is absent, `unspecified` or one of these, and refuses a token meant
+    /// for any other resource.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Peers whose `X-Forwarded-For`, `Forwarded`, `X-Forwarded-Host`, `X-Forwarded-Proto` and
+    /// `X-Real-IP` are believed (CIDR ranges). From any other peer these headers are dropped and
+    /// `X-Forwarded-For` names the peer alone: a client cannot choose the address an upstream
+    /// sees. Empty by default: no one is trusted.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 fn default_leeway() -> u64 {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use http::HeaderValue;
 use pingora::apps::ServerApp;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::protocols::Stream;
@@ -24,7 +23,7 @@ use pingora::{Error, ErrorType};
 use tokio::io::AsyncReadExt;
 
 use super::Gateway;
-use super::proxy::{ClaimHeaders, RequestCtx, forwarded_for, send_continue_if_expected};
+use super::proxy::{ClaimHeaders, ClientPeer, RequestCtx, send_continue_if_expected};
 use super::respond::{self, Answer};
 use super::routes::Target;
 use super::upstream::wire::{self, RequestHead};
@@ -84,8 +83,8 @@ impl Drop for Slot {
 struct ClientConnection {
     /// The upstream connection kept for it.
     held: Option<Held>,
-    /// Its address for `X-Forwarded-For`, rendered at its first request.
-    forwarded_for: Option<Option<HeaderValue>>,
+    /// Its peer, found at its first request.
+    peer: Option<Option<ClientPeer>>,
     /// The last token it showed, and the claim headers made of it.
     last_token: Option<LastToken>,
     claims: Option<ClaimHeaders>,
@@ -128,8 +127,8 @@ impl ServerApp for GatewayService {
                 // Answer, then close: the client goes on to the process taking over.
                 session.set_keepalive(None);
             }
-            if connection.forwarded_for.is_none() {
-                connection.forwarded_for = Some(forwarded_for(&session));
+            if connection.peer.is_none() {
+                connection.peer = Some(ClientPeer::of(&session));
             }
             if !self.serve(&mut session, &mut connection).await {
                 break;
@@ -194,15 +193,15 @@ impl GatewayService {
         ctx: &RequestCtx,
         connection: &mut ClientConnection,
     ) -> Outcome {
-        let ClientConnection { held, forwarded_for, claims, .. } = connection;
-        let client = forwarded_for.as_ref().and_then(Option::as_ref);
+        let ClientConnection { held, peer, claims, .. } = connection;
+        let peer = peer.as_ref().and_then(Option::as_ref);
         let Some(route) = self.gateway.route(ctx) else {
             return internal_error("a request was forwarded without a route");
         };
         let Target::Upstream(upstream) = &route.target else {
             return internal_error("a request was forwarded on a route without upstreams");
         };
-        let request = match self.gateway.upstream_request(session, ctx, &upstream.host, client, claims) {
+        let request = match self.gateway.upstream_request(session, ctx, &upstream.host, peer, claims) {
             Ok(request) => request,
             Err(e) => {
                 let answer = Answer::error(500, "server_error", "cannot build the upstream request");

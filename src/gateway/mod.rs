@@ -74,6 +74,8 @@ pub struct GatewayState {
     pub kept_connections: usize,
     /// The KRR REST facade behind the `krr-*` handlers.
     pub krr: Option<Arc<crate::krr::Krr>>,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl GatewayState {
@@ -129,6 +131,7 @@ impl GatewayState {
             })
             .unwrap_or_default();
         let mut routes = Vec::new();
+        let own_audiences: Arc<[String]> = Arc::from(settings.audiences.clone());
         for (i, route) in settings.routes.iter().enumerate() {
             let target = match route.handler {
                 Some(handler) => Target::Handler(handler),
@@ -149,7 +152,7 @@ impl GatewayState {
                     .map(|m| m.parse().map_err(|_| format!("gateway.routes[{i}].methods: {m:?}")))
                     .collect::<Result<_, _>>()?,
                 target,
-                policy: Policy::from_settings(route),
+                policy: Policy::from_settings(route, &own_audiences),
                 forward_token: route.forward_token,
                 idempotent: route.idempotent,
                 rate_limit: route.rate_limit.as_ref().map(|l| RateLimit::new(l.requests_per_second)),
@@ -170,6 +173,7 @@ impl GatewayState {
             retry_after_seconds: settings.jwks.retry_after_seconds,
             max_body_bytes: settings.max_body_bytes,
             kept_connections: settings.upstream.kept_connections,
+            trusted_proxies: settings.trusted_proxies.clone(),
         })
     }
 

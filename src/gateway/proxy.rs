@@ -280,11 +280,28 @@ fn request_body(headers: &http::HeaderMap) -> Result<RequestBody> {
     Ok(length.map_or(RequestBody::None, RequestBody::Length))
 }
 
-/// `X-Forwarded-For` for a client: its address, once per connection.
-pub fn forwarded_for(session: &ServerSession) -> Option<HeaderValue> {
-    let addr = session.client_addr()?.as_inet()?;
-    HeaderValue::from_str(&addr.ip().to_string()).ok()
+/// A client connection's peer: its address, and that address rendered for `X-Forwarded-For`
+/// once per connection.
+pub struct ClientPeer {
+    ip: std::net::IpAddr,
+    header: HeaderValue,
 }
+
+impl ClientPeer {
+    pub fn of(session: &ServerSession) -> Option<ClientPeer> {
+        let ip = session.client_addr()?.as_inet()?.ip();
+        Some(ClientPeer { ip, header: HeaderValue::from_str(&ip.to_string()).ok()? })
+    }
+}
+
+/// Headers in which a client names addresses, hosts and schemes on the way: believed only from
+/// a trusted proxy (`X-Forwarded-For` is rebuilt rather than copied).
+const FORWARDING: [HeaderName; 4] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-real-ip"),
+];
 
 /// The claim headers of the token a connection last forwarded, built once per token rather
 /// than once per request. The token is the validator's own `Arc`: a reload brings a new
@@ -319,8 +336,8 @@ impl ClaimHeaders {
 }
 
 impl Gateway {
-    /// The request to send upstream: the client's, less hop-by-hop and framing headers and any claiming a
-    /// verified identity (`x_portvakt_pid` too: CGI-style upstreams read it as `x-portvakt-pid`),
+    /// The request to send upstream: the client's, less hop-by-hop and framing headers, the
+    /// forwarding headers of an untrusted peer, and any claiming a verified identity (`x_portvakt_pid` too: CGI-style upstreams read it as `x-portvakt-pid`),
     /// and less the token unless the route forwards it; plus the verified claims, the request
     /// id and `X-Forwarded-For`. It is built afresh rather than cloned and trimmed: only what
     /// passes is copied, and names go lower case (as over HTTP/2, and as Envoy sends them).
@@ -329,7 +346,7 @@ impl Gateway {
         session: &ServerSession,
         ctx: &RequestCtx,
         host: &HeaderValue,
-        client: Option<&HeaderValue>,
+        peer: Option<&ClientPeer>,
         claims: &mut Option<ClaimHeaders>,
     ) -> Result<RequestHead> {
         let incoming = session.req_header();
@@ -341,6 +358,8 @@ impl Gateway {
                 || (name.contains('_') && forward.all().any(|f| f.as_str() == name.replace('_', "-")))
         };
         let nominated = connection_nominated(incoming.headers.get_all(header::CONNECTION).iter());
+        let trusted_proxy =
+            peer.is_some_and(|peer| ctx.state.trusted_proxies.iter().any(|range| range.contains(&peer.ip)));
         if !incoming.headers.contains_key(header::HOST) {
             // HTTP/1.0 may leave Host out; HTTP/1.1 to the upstream needs one.
             request.header(&header::HOST, host);
@@ -354,6 +373,7 @@ impl Gateway {
                 || (lower == "authorization" && !forward_token)
                 || name == X_REQUEST_ID
                 || name == X_FORWARDED_FOR
+                || (!trusted_proxy && FORWARDING.contains(name))
                 || claims_identity(lower);
             if !stays_behind {
                 request.header(name, value);
@@ -369,16 +389,19 @@ impl Gateway {
             }
         }
         request.header(&X_REQUEST_ID, &ctx.request_id);
-        let previous: Vec<&str> =
-            incoming.headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
-        match (previous.is_empty(), client) {
-            (true, Some(client)) => request.header(&X_FORWARDED_FOR, client),
+        // A trusted proxy's chain is extended; anyone else's is replaced by the peer alone.
+        let previous: Vec<&str> = match trusted_proxy {
+            true => incoming.headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect(),
+            false => Vec::new(),
+        };
+        match (previous.is_empty(), peer) {
+            (true, Some(peer)) => request.header(&X_FORWARDED_FOR, &peer.header),
             (true, None) => {}
-            (false, client) => {
+            (false, peer) => {
                 let mut chain = previous.join(", ");
-                if let Some(client) = client.and_then(|c| c.to_str().ok()) {
+                if let Some(peer) = peer.and_then(|p| p.header.to_str().ok()) {
                     chain.push_str(", ");
-                    chain.push_str(client);
+                    chain.push_str(peer);
                 }
                 let chain = HeaderValue::try_from(chain)
                     .or_err(pingora::ErrorType::InvalidHTTPHeader, "X-Forwarded-For cannot be extended")?;

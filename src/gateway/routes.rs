@@ -52,18 +52,48 @@ pub struct Policy {
     pub scopes_all: Vec<String>,
     pub min_acr: Option<Acr>,
     pub issuers: Vec<String>,
-    pub audience: Option<String>,
+    pub audience: Audience,
+}
+
+/// Which resources a route's tokens may be meant for (their `aud`).
+#[derive(Debug, Clone)]
+pub enum Audience {
+    /// The route's own resource: `aud` must name it.
+    Required(String),
+    /// A token for no particular resource (no `aud`, or ID-porten's `unspecified`), or for one of
+    /// the gateway's own resource identifiers. A token meant for another API is refused: one
+    /// API must not be able to replay the tokens sent to it at another.
+    Unrestricted(Arc<[String]>),
+}
+
+/// ID-porten's `aud` for a token asked for without a resource.
+const UNSPECIFIED: &str = "unspecified";
+
+impl Audience {
+    fn admits(&self, audiences: &[String]) -> Result<(), String> {
+        match self {
+            Audience::Required(audience) if audiences.iter().any(|a| a == audience) => Ok(()),
+            Audience::Required(audience) => Err(format!("the token's audience does not include {audience}")),
+            Audience::Unrestricted(own) => match audiences.iter().find(|a| *a != UNSPECIFIED && !own.contains(a)) {
+                Some(other) => Err(format!("the token is meant for another resource ({other})")),
+                None => Ok(()),
+            },
+        }
+    }
 }
 
 impl Policy {
-    pub fn from_settings(route: &RouteSettings) -> Policy {
+    pub fn from_settings(route: &RouteSettings, own_audiences: &Arc<[String]>) -> Policy {
         Policy {
             token: route.token,
             scopes_any: route.scopes_any.clone(),
             scopes_all: route.scopes_all.clone(),
             min_acr: route.min_acr,
             issuers: route.issuers.clone(),
-            audience: route.audience.clone(),
+            audience: match &route.audience {
+                Some(audience) => Audience::Required(audience.clone()),
+                None => Audience::Unrestricted(own_audiences.clone()),
+            },
         }
     }
 
@@ -84,11 +114,7 @@ impl Policy {
         if !self.issuers.is_empty() && !self.issuers.iter().any(|i| **i == *token.issuer) {
             return Err(Denial::NotForThisRoute(format!("tokens from {} are not accepted here", token.issuer)));
         }
-        if let Some(audience) = &self.audience
-            && !token.audiences.iter().any(|a| a == audience)
-        {
-            return Err(Denial::NotForThisRoute(format!("the token's audience does not include {audience}")));
-        }
+        self.audience.admits(&token.audiences).map_err(Denial::NotForThisRoute)?;
         match self.token {
             TokenKind::Citizen if !token.is_citizen() => {
                 return Err(Denial::Scope {
@@ -212,7 +238,7 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             acr: acr.map(|a| a.name().to_owned()),
             level: acr,
-            audiences: vec!["api".into()],
+            audiences: vec!["https://gateway.example/".into()],
             expires_at: 0,
         }
     }
@@ -224,7 +250,7 @@ mod tests {
             scopes_all: vec!["c".into()],
             min_acr: Some(Acr::Level4),
             issuers: vec![],
-            audience: None,
+            audience: Audience::Unrestricted(Arc::from(vec!["https://gateway.example/".to_owned()])),
         }
     }
 
@@ -252,11 +278,29 @@ mod tests {
         assert!(machine.check(&token(None, &["a", "c"], None)).is_ok());
         // A no_pid citizen's token has a login behind it: not a machine token.
         assert!(matches!(machine.check(&token(None, &["a", "c"], Some(Acr::Level3))), Err(Denial::Scope { .. })));
-        let aud = Policy { audience: Some("other".into()), ..policy() };
+        let aud = Policy { audience: Audience::Required("other".into()), ..policy() };
         assert!(matches!(
             aud.check(&token(Some("1"), &["a", "c"], Some(Acr::Level4))),
             Err(Denial::NotForThisRoute(_))
         ));
+    }
+
+    #[test]
+    fn a_route_without_an_audience_refuses_tokens_meant_for_another_resource() {
+        let p = policy();
+        let with = |audiences: &[&str]| {
+            let mut token = token(Some("1"), &["a", "c"], Some(Acr::Level4));
+            token.audiences = audiences.iter().map(|a| a.to_string()).collect();
+            p.check(&token)
+        };
+        assert_eq!(with(&[]), Ok(()));
+        assert_eq!(with(&["unspecified"]), Ok(()));
+        assert_eq!(with(&["https://gateway.example/"]), Ok(()));
+        assert_eq!(
+            with(&["https://gateway.example/", "https://other.example/"]),
+            Err(Denial::NotForThisRoute("the token is meant for another resource (https://other.example/)".into()))
+        );
+        assert!(matches!(with(&["api"]), Err(Denial::NotForThisRoute(_))));
     }
 
     #[test]

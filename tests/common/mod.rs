@@ -593,17 +593,27 @@ pub fn validate_soap(messages: &[String]) {
     }
 }
 
-/// A machine token from the running issuer for `scopes` (the demo client, x5c).
-pub async fn machine_token(issuer: &str, scopes: &[&str]) -> String {
+/// The demo machine client of the default config (its virksomhetssertifikat sent as x5c).
+pub fn demo_maskinporten(issuer: &str) -> portvakt::client::MaskinportenClient {
     let dev = project_path("config/dev");
-    let client = portvakt::client::MaskinportenClient::from_files(
+    portvakt::client::MaskinportenClient::from_files(
         issuer,
         "demo-maskinporten",
         &dev.join("demo-maskinporten.key.pem"),
         Some(&dev.join("demo-maskinporten.cert.pem")),
         None,
     )
-    .unwrap();
-    let answer = client.token(&reqwest::Client::new(), scopes, &serde_json::json!({})).await.expect("a machine token");
+    .unwrap()
+}
+
+/// A machine token from the running issuer for `scopes` (the demo client, x5c).
+pub async fn machine_token(issuer: &str, scopes: &[&str]) -> String {
+    machine_token_with(issuer, scopes, &serde_json::json!({})).await
+}
+
+/// As `machine_token`, with `extra` claims in the grant assertion (a `resource`, say).
+pub async fn machine_token_with(issuer: &str, scopes: &[&str], extra: &Value) -> String {
+    let answer =
+        demo_maskinporten(issuer).token(&reqwest::Client::new(), scopes, extra).await.expect("a machine token");
     answer["access_token"].as_str().unwrap().to_owned()
 }
