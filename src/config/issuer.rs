@@ -32,6 +32,20 @@ pub struct IssuerSettings {
     /// Consumer organisations that let supplier clients ask for tokens on their behalf.
     #[serde(default)]
     pub delegations: Vec<DelegationSettings>,
+    /// Who logs citizens in. Only the built-in test IdP is built, and a production config
+    /// refuses it.
+    #[serde(default)]
+    pub idp: IdpKind,
+}
+
+/// The identity provider behind `/authorize`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdpKind {
+    /// The built-in test IdP (TestID): a form that takes any valid fødselsnummer or d-nummer at
+    /// any level, so it logs anyone in as anyone. Development and tests only.
+    #[default]
+    Test,
 }
 
 /// Lifetimes in seconds; the defaults are ID-porten's (see the domain notes).
@@ -228,6 +242,14 @@ impl IssuerSettings {
             }
             _ => check
                 .error("issuer.issuer", format!("{:?} is not an http(s) URL without query or fragment", self.issuer)),
+        }
+        if check.production && self.idp == IdpKind::Test {
+            check.error(
+                "issuer.idp",
+                "the built-in test IdP (idp = \"test\", the default) logs anyone in as anyone, so a production \
+                 config may not run it; no other IdP is built yet: run the issuer outside production, or leave the \
+                 [issuer] role out of this config",
+            );
         }
         self.pairwise_secret.resolve(check, "issuer.pairwise_secret");
         if self.pairwise_secret.expose().len() < 16 && check.errors_for("issuer.pairwise_secret") == 0 {
