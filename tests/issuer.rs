@@ -28,6 +28,11 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
+    stack_with(|config| config).await
+}
+
+/// The test stack, its config changed by `edit` first.
+async fn stack_with(edit: impl FnOnce(String) -> String) -> Stack {
     let upstream = EchoUpstream::start().await;
     let ports = Ports::new();
     // A scope demo-maskinporten may have (its type allows it) but was not given: MP-250.
@@ -36,7 +41,7 @@ async fn stack() -> Stack {
          [[issuer.scopes]]\nname = \"demo:not-granted.read\"\nallowed_integration_types = [\"maskinporten\"]\n",
         upstream.url
     );
-    let portvakt = Portvakt::start(&default_config(&ports, &extra), &ports).await;
+    let portvakt = Portvakt::start(&edit(default_config(&ports, &extra)), &ports).await;
     let http = openidconnect::reqwest::ClientBuilder::new()
         .redirect(openidconnect::reqwest::redirect::Policy::none())
         .build()
@@ -942,4 +947,68 @@ async fn the_authlevel_resource_checks_the_token_itself() {
         response.json::<Value>().await.unwrap(),
         json!({"personidentifikator": CITIZEN, "harbruktnivaa4": true})
     );
+}
+
+/// The peak resident memory (`VmHWM`) of a process, in KiB.
+fn peak_memory_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).expect("VmHWM in /proc/PID/status");
+    line.trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_unauthenticated_authorize_requests_gets_503_and_memory_stays_bounded() {
+    // 1 MiB for login pages in progress: a few hundred of these fill it.
+    let stack = stack_with(|config| {
+        let bounded = config
+            .replace("max_bytes = 33554432 ", "max_bytes = 1048576 ")
+            .replace("retry_after_seconds = 30 ", "retry_after_seconds = 7 ");
+        assert_ne!(bounded, config, "the default config names the store bounds");
+        bounded
+    })
+    .await;
+    // Each request leaves a login page of about 4.5 KB behind for 15 minutes (state and nonce
+    // are kept to be sent back): unbounded, the flood below would keep about 55 MB.
+    let big = "x".repeat(2000);
+    let url = authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("nonce", big.as_str())])
+        .replace("state=the-state", &format!("state={big}"));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let pid = stack.portvakt.pid();
+    let warm = http.get(&url).send().await.unwrap();
+    assert_eq!(warm.status(), 200, "a login page while there is room");
+    let before = peak_memory_kib(pid);
+
+    const REQUESTS: usize = 12_000;
+    const CLIENTS: usize = 16;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..REQUESTS / CLIENTS {
+                let response = http.get(&url).send().await.unwrap();
+                let status = response.status().as_u16();
+                let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                let body = response.text().await.unwrap();
+                seen.push((status, retry_after, body));
+            }
+            seen
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(seen) = tasks.join_next().await {
+        answers.extend(seen.unwrap());
+    }
+    let refused: Vec<_> = answers.iter().filter(|(status, ..)| *status != 200).collect();
+    assert!(refused.len() > REQUESTS / 2, "the bound was reached: {} refused", refused.len());
+    for (status, retry_after, body) in &refused {
+        assert!(matches!(status, 503 | 429), "a full store answers 503 or 429, not {status}: {body}");
+        assert_eq!(retry_after.as_deref(), Some("7"), "with Retry-After: {status} {body}");
+        assert!(body.contains("login page"), "says what is full: {body}");
+    }
+    let grown_kib = peak_memory_kib(pid).saturating_sub(before);
+    assert!(grown_kib < 24 * 1024, "peak resident memory grew by {grown_kib} KiB during the flood");
+    // Other kinds of state have their own room: a machine client still gets tokens.
+    let token = machine_client(&stack, true).token(&http, &["global/sertifikat.read"], &json!({})).await;
+    assert!(token.is_ok(), "{token:?}");
 }

@@ -62,7 +62,10 @@ impl Roles {
     pub fn build(config: &Config) -> Result<Roles, ConfigError> {
         crate::token::self_test().map_err(|e| config.error("", e))?;
         let metrics = Arc::new(Metrics::new());
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn Store> = Arc::new(match &config.issuer {
+            Some(settings) => MemoryStore::with_limits(&settings.store),
+            None => MemoryStore::new(),
+        });
         // Config validation has refused the test IdP in production already.
         let idp: Arc<dyn IdentityProvider> = match config.issuer.as_ref().map(|i| i.idp).unwrap_or_default() {
             IdpKind::Test => Arc::new(TestIdp),
