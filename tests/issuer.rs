@@ -257,13 +257,58 @@ async fn redeem(stack: &Stack, client: &str, redirect: &str, code: &str) -> (u16
         ("redirect_uri", redirect.to_string()),
         ("code_verifier", VERIFIER.to_string()),
     ];
-    if client == RP {
-        request = request.basic_auth(RP, Some(RP_SECRET));
+    if let Some(secret) = secret_of(client) {
+        request = request.basic_auth(client, Some(secret));
     } else {
         form.push(("client_id", client.to_string()));
     }
     let response = request.form(&form).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// The secret of a confidential client these tests use; `None` for a public one.
+fn secret_of(client: &str) -> Option<&'static str> {
+    match client {
+        RP => Some(RP_SECRET),
+        OPAQUE_RP => Some(OPAQUE_RP_SECRET),
+        _ => None,
+    }
+}
+
+/// A confidential client like demo-rp whose access tokens are opaque.
+const OPAQUE_RP: &str = "demo-rp-opaque";
+const OPAQUE_RP_SECRET: &str = "demo-rp-opaque-secret";
+
+fn with_opaque_rp(config: String) -> String {
+    format!(
+        "{config}\n[[issuer.clients]]\nclient_id = \"{OPAQUE_RP}\"\nintegration_type = \"api_klient\"\n\
+         auth_methods = [\"client_secret_basic\"]\nclient_secret = \"{OPAQUE_RP_SECRET}\"\n\
+         redirect_uris = [\"{RP_REDIRECT}\"]\nscopes = [\"openid\", \"profile\"]\naccess_token = \"opaque\"\n"
+    )
+}
+
+/// A token request of a confidential client, with its secret: status and answer.
+async fn token_request(stack: &Stack, client: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/token", stack.issuer))
+        .basic_auth(client, secret_of(client))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// RFC 7009 revocation by a confidential client: the status.
+async fn revoke(stack: &Stack, client: &str, token: &str) -> u16 {
+    let response = reqwest::Client::new()
+        .post(format!("{}/revoke", stack.issuer))
+        .basic_auth(client, secret_of(client))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
 }
 
 async fn userinfo(stack: &Stack, access_token: &str) -> Value {
@@ -802,11 +847,11 @@ async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_ans
         1.0,
         "cached after the first call: {metrics}"
     );
-    // A refresh token is active at /tokeninfo, but it is not an access token: 401.
+    // A refresh token is not an access token (inactive at /tokeninfo), nor is an id_token: 401.
     let scope = "openid user/kontaktinformasjon.read";
     let rp_tokens = tokens_for(&stack, &Browser::new(), RP, RP_REDIRECT, scope, "Level4").await;
     for (token, words) in [
-        (rp_tokens["refresh_token"].as_str().unwrap(), "not an access token"),
+        (rp_tokens["refresh_token"].as_str().unwrap(), "not active"),
         (rp_tokens["id_token"].as_str().unwrap(), "at+jwt"),
     ] {
         let response = http.get(format!("{}/echo", stack.portvakt.gateway)).bearer_auth(token).send().await.unwrap();
@@ -1011,4 +1056,41 @@ async fn a_flood_of_unauthenticated_authorize_requests_gets_503_and_memory_stays
     // Other kinds of state have their own room: a machine client still gets tokens.
     let token = machine_client(&stack, true).token(&http, &["global/sertifikat.read"], &json!({})).await;
     assert!(token.is_ok(), "{token:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_an_access_or_a_refresh_token_ends_every_access_token_of_its_grant() {
+    let stack = stack_with(with_opaque_rp).await;
+    for client in [RP, OPAQUE_RP] {
+        for revoked in ["access token", "refresh token"] {
+            let case = format!("{client}, {revoked} revoked");
+            let first = tokens_for(&stack, &Browser::new(), client, RP_REDIRECT, "openid profile", "Level3").await;
+            let refresh = first["refresh_token"].as_str().unwrap();
+            let (status, second) =
+                token_request(&stack, client, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+            assert_eq!(status, 200, "{case}: {second}");
+            let access = [first["access_token"].as_str().unwrap(), second["access_token"].as_str().unwrap()];
+            assert_eq!(access[0].split('.').count() == 3, client == RP, "{case}: JWT for demo-rp, opaque otherwise");
+            for token in access {
+                let info = tokeninfo(&stack, token).await;
+                assert_eq!(info["active"], true, "{case}: {info}");
+                assert_eq!(info["token_type"], "Bearer", "{case}: {info}");
+            }
+            // Neither an id_token nor a refresh token is an access token.
+            for other in [&first["id_token"], &second["refresh_token"]] {
+                assert_eq!(tokeninfo(&stack, other.as_str().unwrap()).await, json!({"active": false}), "{case}");
+            }
+            let target = if revoked == "access token" { access[0] } else { second["refresh_token"].as_str().unwrap() };
+            assert_eq!(revoke(&stack, client, target).await, 200, "{case}");
+            for token in access {
+                assert_eq!(tokeninfo(&stack, token).await, json!({"active": false}), "{case}");
+                assert_eq!(userinfo(&stack, token).await["error"], "invalid_token", "{case}");
+            }
+        }
+    }
+    // A client cannot revoke another client's token.
+    let tokens = tokens_for(&stack, &Browser::new(), RP, RP_REDIRECT, "openid profile", "Level3").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(revoke(&stack, OPAQUE_RP, access).await, 200);
+    assert_eq!(tokeninfo(&stack, access).await["active"], true);
 }
