@@ -773,24 +773,9 @@ async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
     cases.push((x5c_string, "MP-123", "x5c"));
     // A certificate from an untrusted CA (self-signed, with the right organisation number).
     let untrusted = {
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "DEMO VIRKSOMHET AS");
-        params.distinguished_name.push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), "991825827");
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-        let cert = params.self_signed(&pair).unwrap();
-        let key = portvakt::token::sign::SigningKey::from_pem(
-            pair.serialize_pem().as_bytes(),
-            portvakt::token::Alg::RS256,
-            None,
-        )
-        .unwrap();
-        let header = json!({"alg": "RS256", "x5c": [base64::engine::general_purpose::STANDARD.encode(cert.der())]});
-        portvakt::token::sign::sign_compact(
-            &header,
-            &json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": scope[0], "iat": now, "exp": now + 60}),
-            |m| key.sign_bytes(m),
-        )
-        .unwrap()
+        let cert = demo_leaf_params(None).self_signed(&pair).unwrap();
+        x5c_grant(&stack, &pair, &[&cert])
     };
     cases.push((untrusted, "MP-120", "invalid certificate"));
 
@@ -1093,4 +1078,111 @@ async fn revoking_an_access_or_a_refresh_token_ends_every_access_token_of_its_gr
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(revoke(&stack, OPAQUE_RP, access).await, 200);
     assert_eq!(tokeninfo(&stack, access).await["active"], true);
+}
+
+/// Certificate parameters naming demo-maskinporten's organisation, as a virksomhetssertifikat
+/// does, with `eku` (none: no extendedKeyUsage extension).
+fn demo_leaf_params(eku: Option<rcgen::ExtendedKeyUsagePurpose>) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "DEMO VIRKSOMHET AS");
+    params.distinguished_name.push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), "991825827");
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = eku.into_iter().collect();
+    params
+}
+
+/// A JWT-bearer grant for demo-maskinporten, signed with `key` and carrying `chain` (leaf
+/// first) as its `x5c`.
+fn x5c_grant(stack: &Stack, key: &rcgen::KeyPair, chain: &[&rcgen::Certificate]) -> String {
+    use base64::Engine;
+    let x5c: Vec<String> = chain.iter().map(|c| base64::engine::general_purpose::STANDARD.encode(c.der())).collect();
+    let key =
+        portvakt::token::sign::SigningKey::from_pem(key.serialize_pem().as_bytes(), portvakt::token::Alg::RS256, None)
+            .unwrap();
+    let now = now();
+    portvakt::token::sign::sign_compact(
+        &json!({"alg": "RS256", "x5c": x5c}),
+        &json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": "global/sertifikat.read", "iat": now, "exp": now + 60, "jti": portvakt::issuer::random_token()}),
+        |m| key.sign_bytes(m),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x5c_intermediates_must_be_cas_within_their_path_length_and_leaves_must_allow_client_auth() {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose as Eku, IsCa, KeyPair, KeyUsagePurpose};
+    let stack = stack().await;
+    // The development test CA, its subject encoded as in config/dev/test-ca.cert.pem.
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(project_path("config/dev/test-ca.key.pem")).unwrap()).unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = rcgen::DistinguishedName::new();
+    ca.distinguished_name.push(rcgen::DnType::CountryName, rcgen::DnValue::PrintableString("NO".try_into().unwrap()));
+    ca.distinguished_name.push(rcgen::DnType::OrganizationName, "Portvakt development CA");
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "Portvakt Test CA (development only)");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = rcgen::Issuer::new(ca, ca_key);
+    // An intermediate below `issuer`.
+    let intermediate = |name: &str, is_ca: IsCa, usages: Vec<KeyUsagePurpose>, issuer: &rcgen::Issuer<'_, KeyPair>| {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = is_ca;
+        params.key_usages = usages;
+        let cert = params.signed_by(&key, issuer).unwrap();
+        (cert, rcgen::Issuer::new(params, key))
+    };
+    let signing = || vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let leaf = |eku: Option<Eku>, issuer: &rcgen::Issuer<'_, KeyPair>| {
+        let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let cert = demo_leaf_params(eku).signed_by(&key, issuer).unwrap();
+        (cert, key)
+    };
+
+    // Good chains pass: an intermediate that may sign, a leaf for client authentication (or
+    // any use); a pathLenConstraint of 0 allows the leaf right below it.
+    let (good, good_issuer) =
+        intermediate("Good intermediate", IsCa::Ca(BasicConstraints::Constrained(0)), signing(), &ca);
+    let (cert, key) = leaf(Some(Eku::ClientAuth), &good_issuer);
+    let (status, body) = grant(&stack, &x5c_grant(&stack, &key, &[&cert, &good])).await;
+    assert_eq!(status, 200, "a good chain: {body}");
+    let (cert, key) = leaf(Some(Eku::Any), &ca);
+    let (status, body) = grant(&stack, &x5c_grant(&stack, &key, &[&cert])).await;
+    assert_eq!(status, 200, "anyExtendedKeyUsage: {body}");
+
+    let mut cases = Vec::new();
+    let (not_ca, not_ca_issuer) = intermediate("Not a CA", IsCa::ExplicitNoCa, signing(), &ca);
+    let (cert, key) = leaf(Some(Eku::ClientAuth), &not_ca_issuer);
+    cases.push((
+        "an intermediate without CA=true",
+        x5c_grant(&stack, &key, &[&cert, &not_ca]),
+        "basicConstraints CA=true",
+    ));
+    let (short, short_issuer) =
+        intermediate("Path length 0", IsCa::Ca(BasicConstraints::Constrained(0)), signing(), &ca);
+    let (below, below_issuer) =
+        intermediate("Below path length 0", IsCa::Ca(BasicConstraints::Unconstrained), signing(), &short_issuer);
+    let (cert, key) = leaf(Some(Eku::ClientAuth), &below_issuer);
+    cases.push(("a path longer than pathLen", x5c_grant(&stack, &key, &[&cert, &below, &short]), "pathLenConstraint"));
+    let (no_sign, no_sign_issuer) = intermediate(
+        "No keyCertSign",
+        IsCa::Ca(BasicConstraints::Unconstrained),
+        vec![KeyUsagePurpose::DigitalSignature],
+        &ca,
+    );
+    let (cert, key) = leaf(Some(Eku::ClientAuth), &no_sign_issuer);
+    cases.push(("an intermediate without keyCertSign", x5c_grant(&stack, &key, &[&cert, &no_sign]), "keyCertSign"));
+    let (cert, key) = leaf(Some(Eku::ServerAuth), &good_issuer);
+    cases.push(("a leaf for serverAuth only", x5c_grant(&stack, &key, &[&cert, &good]), "clientAuth"));
+
+    for (case, assertion, words) in cases {
+        let (status, body) = grant(&stack, &assertion).await;
+        assert_eq!(status, 400, "{case}: {body}");
+        assert_eq!(body["error"], "invalid_grant", "{case}: {body}");
+        assert_eq!(body["error_uri"], format!("{}/errors/MP-120", stack.issuer), "{case}: {body}");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(description.contains("invalid certificate") && description.contains(words), "{case}: {description}");
+    }
 }
