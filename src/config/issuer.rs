@@ -372,7 +372,10 @@ impl IssuerSettings {
         }
         // authlevel looks back 18 months by default: a shorter history would answer wrongly.
         if s.login_history_days < 551 {
-            check.error("issuer.store.login_history_days", "at least 551 (18 months, the longest being 550 days, is authlevel's default window)");
+            check.error(
+                "issuer.store.login_history_days",
+                "at least 551 (18 months, the longest being 550 days, is authlevel's default window)",
+            );
         }
     }
 

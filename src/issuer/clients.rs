@@ -178,9 +178,8 @@ pub async fn authenticate<'a>(
                 "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             ));
         }
-        let verified = assertion::verify(issuer, assertion, Purpose::ClientAuthentication)
-            .await
-            .map_err(|e| match e.store {
+        let verified =
+            assertion::verify(issuer, assertion, Purpose::ClientAuthentication).await.map_err(|e| match e.store {
                 Some(store) => OAuthError::from(store),
                 None => OAuthError::invalid_client(e.description),
             })?;
