@@ -192,7 +192,7 @@ impl<V: Stored> Bounded<V> {
     }
 }
 
-/// Collect the bounds of every kind of state from the config.
+/// What each kind of state is called in a refusal ("… login page entries …").
 fn space_name(space: Space) -> &'static str {
     match space {
         Space::Interaction => "login page",
