@@ -162,3 +162,31 @@ fn the_production_example_is_well_formed() {
         );
     }
 }
+
+#[test]
+fn a_production_config_refuses_the_built_in_test_idp() {
+    // An issuer that is production-shaped in every other way: https, its own key and secret.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap().serialize_pem();
+    let files = [("issuer.key.pem", key.as_str()), ("pairwise.secret", "a-production-pairwise-secret")];
+    let issuer = |environment: &str, idp: &str| {
+        format!(
+            "[server]\nenvironment = \"{environment}\"\n\n[admin]\nlisten = \"127.0.0.1:19901\"\n\n[issuer]\n\
+             listen = \"127.0.0.1:19000\"\nissuer = \"https://login.example.no\"\n\
+             pairwise_secret = {{ file = \"pairwise.secret\" }}\nclients = []\n{idp}\n\
+             [[issuer.signing_keys]]\nprivate_key = \"issuer.key.pem\"\nsigning = true\n"
+        )
+    };
+    let (code, stderr, _) = check(&issuer("development", ""), &files);
+    assert_eq!(code, 0, "the same issuer is fine outside production: {stderr}");
+    for idp in ["", "idp = \"test\""] {
+        let (code, stderr, path) = check(&issuer("production", idp), &files);
+        assert_eq!(code, 2, "{idp:?}: {stderr}");
+        assert!(stderr.contains(&path), "names the file: {stderr}");
+        assert!(stderr.contains("key `issuer.idp`"), "names the key: {stderr}");
+        assert!(stderr.contains("test IdP") && stderr.contains("anyone"), "says why: {stderr}");
+        assert_eq!(stderr.lines().filter(|l| l.contains("key `")).count(), 1, "nothing else is wrong: {stderr}");
+    }
+    let (code, stderr, _) = check(&issuer("production", "idp = \"saml\""), &files);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("key `issuer.idp`") && stderr.contains("unknown variant"), "{stderr}");
+}

@@ -28,6 +28,11 @@ struct Stack {
 }
 
 async fn stack() -> Stack {
+    stack_with(|config| config).await
+}
+
+/// The test stack, its config changed by `edit` first.
+async fn stack_with(edit: impl FnOnce(String) -> String) -> Stack {
     let upstream = EchoUpstream::start().await;
     let ports = Ports::new();
     // A scope demo-maskinporten may have (its type allows it) but was not given: MP-250.
@@ -36,7 +41,7 @@ async fn stack() -> Stack {
          [[issuer.scopes]]\nname = \"demo:not-granted.read\"\nallowed_integration_types = [\"maskinporten\"]\n",
         upstream.url
     );
-    let portvakt = Portvakt::start(&default_config(&ports, &extra), &ports).await;
+    let portvakt = Portvakt::start(&edit(default_config(&ports, &extra)), &ports).await;
     let http = openidconnect::reqwest::ClientBuilder::new()
         .redirect(openidconnect::reqwest::redirect::Policy::none())
         .build()
@@ -252,13 +257,58 @@ async fn redeem(stack: &Stack, client: &str, redirect: &str, code: &str) -> (u16
         ("redirect_uri", redirect.to_string()),
         ("code_verifier", VERIFIER.to_string()),
     ];
-    if client == RP {
-        request = request.basic_auth(RP, Some(RP_SECRET));
+    if let Some(secret) = secret_of(client) {
+        request = request.basic_auth(client, Some(secret));
     } else {
         form.push(("client_id", client.to_string()));
     }
     let response = request.form(&form).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// The secret of a confidential client these tests use; `None` for a public one.
+fn secret_of(client: &str) -> Option<&'static str> {
+    match client {
+        RP => Some(RP_SECRET),
+        OPAQUE_RP => Some(OPAQUE_RP_SECRET),
+        _ => None,
+    }
+}
+
+/// A confidential client like demo-rp whose access tokens are opaque.
+const OPAQUE_RP: &str = "demo-rp-opaque";
+const OPAQUE_RP_SECRET: &str = "demo-rp-opaque-secret";
+
+fn with_opaque_rp(config: String) -> String {
+    format!(
+        "{config}\n[[issuer.clients]]\nclient_id = \"{OPAQUE_RP}\"\nintegration_type = \"api_klient\"\n\
+         auth_methods = [\"client_secret_basic\"]\nclient_secret = \"{OPAQUE_RP_SECRET}\"\n\
+         redirect_uris = [\"{RP_REDIRECT}\"]\nscopes = [\"openid\", \"profile\"]\naccess_token = \"opaque\"\n"
+    )
+}
+
+/// A token request of a confidential client, with its secret: status and answer.
+async fn token_request(stack: &Stack, client: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/token", stack.issuer))
+        .basic_auth(client, secret_of(client))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// RFC 7009 revocation by a confidential client: the status.
+async fn revoke(stack: &Stack, client: &str, token: &str) -> u16 {
+    let response = reqwest::Client::new()
+        .post(format!("{}/revoke", stack.issuer))
+        .basic_auth(client, secret_of(client))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
 }
 
 async fn userinfo(stack: &Stack, access_token: &str) -> Value {
@@ -723,24 +773,9 @@ async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
     cases.push((x5c_string, "MP-123", "x5c"));
     // A certificate from an untrusted CA (self-signed, with the right organisation number).
     let untrusted = {
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "DEMO VIRKSOMHET AS");
-        params.distinguished_name.push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), "991825827");
         let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-        let cert = params.self_signed(&pair).unwrap();
-        let key = portvakt::token::sign::SigningKey::from_pem(
-            pair.serialize_pem().as_bytes(),
-            portvakt::token::Alg::RS256,
-            None,
-        )
-        .unwrap();
-        let header = json!({"alg": "RS256", "x5c": [base64::engine::general_purpose::STANDARD.encode(cert.der())]});
-        portvakt::token::sign::sign_compact(
-            &header,
-            &json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": scope[0], "iat": now, "exp": now + 60}),
-            |m| key.sign_bytes(m),
-        )
-        .unwrap()
+        let cert = demo_leaf_params(None).self_signed(&pair).unwrap();
+        x5c_grant(&stack, &pair, &[&cert])
     };
     cases.push((untrusted, "MP-120", "invalid certificate"));
 
@@ -797,11 +832,11 @@ async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_ans
         1.0,
         "cached after the first call: {metrics}"
     );
-    // A refresh token is active at /tokeninfo, but it is not an access token: 401.
+    // A refresh token is not an access token (inactive at /tokeninfo), nor is an id_token: 401.
     let scope = "openid user/kontaktinformasjon.read";
     let rp_tokens = tokens_for(&stack, &Browser::new(), RP, RP_REDIRECT, scope, "Level4").await;
     for (token, words) in [
-        (rp_tokens["refresh_token"].as_str().unwrap(), "not an access token"),
+        (rp_tokens["refresh_token"].as_str().unwrap(), "not active"),
         (rp_tokens["id_token"].as_str().unwrap(), "at+jwt"),
     ] {
         let response = http.get(format!("{}/echo", stack.portvakt.gateway)).bearer_auth(token).send().await.unwrap();
@@ -942,4 +977,212 @@ async fn the_authlevel_resource_checks_the_token_itself() {
         response.json::<Value>().await.unwrap(),
         json!({"personidentifikator": CITIZEN, "harbruktnivaa4": true})
     );
+}
+
+/// The peak resident memory (`VmHWM`) of a process, in KiB.
+fn peak_memory_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).expect("VmHWM in /proc/PID/status");
+    line.trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_unauthenticated_authorize_requests_gets_503_and_memory_stays_bounded() {
+    // 1 MiB for login pages in progress: a few hundred of these fill it.
+    let stack = stack_with(|config| {
+        let bounded = config
+            .replace("max_bytes = 33554432 ", "max_bytes = 1048576 ")
+            .replace("retry_after_seconds = 30 ", "retry_after_seconds = 7 ");
+        assert_ne!(bounded, config, "the default config names the store bounds");
+        bounded
+    })
+    .await;
+    // Each request leaves a login page of about 4.5 KB behind for 15 minutes (state and nonce
+    // are kept to be sent back): unbounded, the flood below would keep about 55 MB.
+    let big = "x".repeat(2000);
+    let url = authorize_url(&stack, RP, RP_REDIRECT, "openid", &[("nonce", big.as_str())])
+        .replace("state=the-state", &format!("state={big}"));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let pid = stack.portvakt.pid();
+    let warm = http.get(&url).send().await.unwrap();
+    assert_eq!(warm.status(), 200, "a login page while there is room");
+    let before = peak_memory_kib(pid);
+
+    const REQUESTS: usize = 12_000;
+    const CLIENTS: usize = 16;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..REQUESTS / CLIENTS {
+                let response = http.get(&url).send().await.unwrap();
+                let status = response.status().as_u16();
+                let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                let body = response.text().await.unwrap();
+                seen.push((status, retry_after, body));
+            }
+            seen
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(seen) = tasks.join_next().await {
+        answers.extend(seen.unwrap());
+    }
+    let refused: Vec<_> = answers.iter().filter(|(status, ..)| *status != 200).collect();
+    assert!(refused.len() > REQUESTS / 2, "the bound was reached: {} refused", refused.len());
+    for (status, retry_after, body) in &refused {
+        assert!(matches!(status, 503 | 429), "a full store answers 503 or 429, not {status}: {body}");
+        assert_eq!(retry_after.as_deref(), Some("7"), "with Retry-After: {status} {body}");
+        assert!(body.contains("login page"), "says what is full: {body}");
+    }
+    let grown_kib = peak_memory_kib(pid).saturating_sub(before);
+    assert!(grown_kib < 24 * 1024, "peak resident memory grew by {grown_kib} KiB during the flood");
+    // Other kinds of state have their own room: a machine client still gets tokens.
+    let token = machine_client(&stack, true).token(&http, &["global/sertifikat.read"], &json!({})).await;
+    assert!(token.is_ok(), "{token:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_an_access_or_a_refresh_token_ends_every_access_token_of_its_grant() {
+    let stack = stack_with(with_opaque_rp).await;
+    for client in [RP, OPAQUE_RP] {
+        for revoked in ["access token", "refresh token"] {
+            let case = format!("{client}, {revoked} revoked");
+            let first = tokens_for(&stack, &Browser::new(), client, RP_REDIRECT, "openid profile", "Level3").await;
+            let refresh = first["refresh_token"].as_str().unwrap();
+            let (status, second) =
+                token_request(&stack, client, &[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+            assert_eq!(status, 200, "{case}: {second}");
+            let access = [first["access_token"].as_str().unwrap(), second["access_token"].as_str().unwrap()];
+            assert_eq!(access[0].split('.').count() == 3, client == RP, "{case}: JWT for demo-rp, opaque otherwise");
+            for token in access {
+                let info = tokeninfo(&stack, token).await;
+                assert_eq!(info["active"], true, "{case}: {info}");
+                assert_eq!(info["token_type"], "Bearer", "{case}: {info}");
+            }
+            // Neither an id_token nor a refresh token is an access token.
+            for other in [&first["id_token"], &second["refresh_token"]] {
+                assert_eq!(tokeninfo(&stack, other.as_str().unwrap()).await, json!({"active": false}), "{case}");
+            }
+            let target = if revoked == "access token" { access[0] } else { second["refresh_token"].as_str().unwrap() };
+            assert_eq!(revoke(&stack, client, target).await, 200, "{case}");
+            for token in access {
+                assert_eq!(tokeninfo(&stack, token).await, json!({"active": false}), "{case}");
+                assert_eq!(userinfo(&stack, token).await["error"], "invalid_token", "{case}");
+            }
+        }
+    }
+    // A client cannot revoke another client's token.
+    let tokens = tokens_for(&stack, &Browser::new(), RP, RP_REDIRECT, "openid profile", "Level3").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(revoke(&stack, OPAQUE_RP, access).await, 200);
+    assert_eq!(tokeninfo(&stack, access).await["active"], true);
+}
+
+/// Certificate parameters naming demo-maskinporten's organisation, as a virksomhetssertifikat
+/// does, with `eku` (none: no extendedKeyUsage extension).
+fn demo_leaf_params(eku: Option<rcgen::ExtendedKeyUsagePurpose>) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "DEMO VIRKSOMHET AS");
+    params.distinguished_name.push(rcgen::DnType::CustomDnType(vec![2, 5, 4, 5]), "991825827");
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = eku.into_iter().collect();
+    params
+}
+
+/// A JWT-bearer grant for demo-maskinporten, signed with `key` and carrying `chain` (leaf
+/// first) as its `x5c`.
+fn x5c_grant(stack: &Stack, key: &rcgen::KeyPair, chain: &[&rcgen::Certificate]) -> String {
+    use base64::Engine;
+    let x5c: Vec<String> = chain.iter().map(|c| base64::engine::general_purpose::STANDARD.encode(c.der())).collect();
+    let key =
+        portvakt::token::sign::SigningKey::from_pem(key.serialize_pem().as_bytes(), portvakt::token::Alg::RS256, None)
+            .unwrap();
+    let now = now();
+    portvakt::token::sign::sign_compact(
+        &json!({"alg": "RS256", "x5c": x5c}),
+        &json!({"aud": stack.issuer, "iss": "demo-maskinporten", "scope": "global/sertifikat.read", "iat": now, "exp": now + 60, "jti": portvakt::issuer::random_token()}),
+        |m| key.sign_bytes(m),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x5c_intermediates_must_be_cas_within_their_path_length_and_leaves_must_allow_client_auth() {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose as Eku, IsCa, KeyPair, KeyUsagePurpose};
+    let stack = stack().await;
+    // The development test CA, its subject encoded as in config/dev/test-ca.cert.pem.
+    let ca_key =
+        KeyPair::from_pem(&std::fs::read_to_string(project_path("config/dev/test-ca.key.pem")).unwrap()).unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = rcgen::DistinguishedName::new();
+    ca.distinguished_name.push(rcgen::DnType::CountryName, rcgen::DnValue::PrintableString("NO".try_into().unwrap()));
+    ca.distinguished_name.push(rcgen::DnType::OrganizationName, "Portvakt development CA");
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "Portvakt Test CA (development only)");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = rcgen::Issuer::new(ca, ca_key);
+    // An intermediate below `issuer`.
+    let intermediate = |name: &str, is_ca: IsCa, usages: Vec<KeyUsagePurpose>, issuer: &rcgen::Issuer<'_, KeyPair>| {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = is_ca;
+        params.key_usages = usages;
+        let cert = params.signed_by(&key, issuer).unwrap();
+        (cert, rcgen::Issuer::new(params, key))
+    };
+    let signing = || vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let leaf = |eku: Option<Eku>, issuer: &rcgen::Issuer<'_, KeyPair>| {
+        let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let cert = demo_leaf_params(eku).signed_by(&key, issuer).unwrap();
+        (cert, key)
+    };
+
+    // Good chains pass: an intermediate that may sign, a leaf for client authentication (or
+    // any use); a pathLenConstraint of 0 allows the leaf right below it.
+    let (good, good_issuer) =
+        intermediate("Good intermediate", IsCa::Ca(BasicConstraints::Constrained(0)), signing(), &ca);
+    let (cert, key) = leaf(Some(Eku::ClientAuth), &good_issuer);
+    let (status, body) = grant(&stack, &x5c_grant(&stack, &key, &[&cert, &good])).await;
+    assert_eq!(status, 200, "a good chain: {body}");
+    let (cert, key) = leaf(Some(Eku::Any), &ca);
+    let (status, body) = grant(&stack, &x5c_grant(&stack, &key, &[&cert])).await;
+    assert_eq!(status, 200, "anyExtendedKeyUsage: {body}");
+
+    let mut cases = Vec::new();
+    let (not_ca, not_ca_issuer) = intermediate("Not a CA", IsCa::ExplicitNoCa, signing(), &ca);
+    let (cert, key) = leaf(Some(Eku::ClientAuth), &not_ca_issuer);
+    cases.push((
+        "an intermediate without CA=true",
+        x5c_grant(&stack, &key, &[&cert, &not_ca]),
+        "basicConstraints CA=true",
+    ));
+    let (short, short_issuer) =
+        intermediate("Path length 0", IsCa::Ca(BasicConstraints::Constrained(0)), signing(), &ca);
+    let (below, below_issuer) =
+        intermediate("Below path length 0", IsCa::Ca(BasicConstraints::Unconstrained), signing(), &short_issuer);
+    let (cert, key) = leaf(Some(Eku::ClientAuth), &below_issuer);
+    cases.push(("a path longer than pathLen", x5c_grant(&stack, &key, &[&cert, &below, &short]), "pathLenConstraint"));
+    let (no_sign, no_sign_issuer) = intermediate(
+        "No keyCertSign",
+        IsCa::Ca(BasicConstraints::Unconstrained),
+        vec![KeyUsagePurpose::DigitalSignature],
+        &ca,
+    );
+    let (cert, key) = leaf(Some(Eku::ClientAuth), &no_sign_issuer);
+    cases.push(("an intermediate without keyCertSign", x5c_grant(&stack, &key, &[&cert, &no_sign]), "keyCertSign"));
+    let (cert, key) = leaf(Some(Eku::ServerAuth), &good_issuer);
+    cases.push(("a leaf for serverAuth only", x5c_grant(&stack, &key, &[&cert, &good]), "clientAuth"));
+
+    for (case, assertion, words) in cases {
+        let (status, body) = grant(&stack, &assertion).await;
+        assert_eq!(status, 400, "{case}: {body}");
+        assert_eq!(body["error"], "invalid_grant", "{case}: {body}");
+        assert_eq!(body["error_uri"], format!("{}/errors/MP-120", stack.issuer), "{case}: {body}");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(description.contains("invalid certificate") && description.contains(words), "{case}: {description}");
+    }
 }

@@ -32,6 +32,62 @@ pub struct IssuerSettings {
     /// Consumer organisations that let supplier clients ask for tokens on their behalf.
     #[serde(default)]
     pub delegations: Vec<DelegationSettings>,
+    /// Who logs citizens in. Only the built-in test IdP is built, and a production config
+    /// refuses it.
+    #[serde(default)]
+    pub idp: IdpKind,
+    /// Bounds of the issuer's in-memory state.
+    #[serde(default)]
+    pub store: StoreSettings,
+}
+
+/// `[issuer.store]`: every kind of state the issuer keeps (login pages in progress, codes, PAR
+/// requests, used assertion ids, sessions, consents, grants, refresh tokens, access tokens) has
+/// its own bound in entries and in bytes. A full kind refuses new entries (503 with
+/// `Retry-After`); nothing is evicted early, so a used assertion id or code is never forgotten
+/// before it expires.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// Entries per kind of state.
+    pub max_entries: u64,
+    /// Bytes per kind of state: keys, values and a fixed per-entry overhead.
+    pub max_bytes: u64,
+    /// What a refused request is told to wait (`Retry-After`, seconds).
+    pub retry_after_seconds: u64,
+    /// How long the login history keeps a login: what authlevel's default window (18 months)
+    /// needs.
+    pub login_history_days: u64,
+    /// Logins kept per person, the newest (and the newest Level4) kept.
+    pub max_logins_per_person: usize,
+    /// People in the login history.
+    pub login_history_max_persons: u64,
+    /// Bytes of the login history.
+    pub login_history_max_bytes: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            max_entries: 100_000,
+            max_bytes: 32 * 1024 * 1024,
+            retry_after_seconds: 30,
+            login_history_days: 552,
+            max_logins_per_person: 100,
+            login_history_max_persons: 1_000_000,
+            login_history_max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// The identity provider behind `/authorize`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdpKind {
+    /// The built-in test IdP (TestID): a form that takes any valid fødselsnummer or d-nummer at
+    /// any level, so it logs anyone in as anyone. Development and tests only.
+    #[default]
+    Test,
 }
 
 /// Lifetimes in seconds; the defaults are ID-porten's (see the domain notes).
@@ -229,6 +285,14 @@ impl IssuerSettings {
             _ => check
                 .error("issuer.issuer", format!("{:?} is not an http(s) URL without query or fragment", self.issuer)),
         }
+        if check.production && self.idp == IdpKind::Test {
+            check.error(
+                "issuer.idp",
+                "the built-in test IdP (idp = \"test\", the default) logs anyone in as anyone, so a production \
+                 config may not run it; no other IdP is built yet: run the issuer outside production, or leave the \
+                 [issuer] role out of this config",
+            );
+        }
         self.pairwise_secret.resolve(check, "issuer.pairwise_secret");
         if self.pairwise_secret.expose().len() < 16 && check.errors_for("issuer.pairwise_secret") == 0 {
             check.error("issuer.pairwise_secret", "must be at least 16 characters");
@@ -237,6 +301,7 @@ impl IssuerSettings {
             *anchor = check.file(&format!("issuer.trust_anchors[{i}]"), anchor);
         }
         self.validate_lifetimes(check);
+        self.validate_store(check);
         let signing = self.signing_keys.iter().filter(|k| k.signing).count();
         if signing != 1 {
             check.error("issuer.signing_keys", format!("exactly one key must have signing = true ({signing} do)"));
@@ -288,6 +353,29 @@ impl IssuerSettings {
                     );
                 }
             }
+        }
+    }
+
+    fn validate_store(&self, check: &mut Checker<'_>) {
+        let s = &self.store;
+        for (name, value) in [
+            ("max_entries", s.max_entries),
+            ("max_bytes", s.max_bytes),
+            ("retry_after_seconds", s.retry_after_seconds),
+            ("max_logins_per_person", s.max_logins_per_person as u64),
+            ("login_history_max_persons", s.login_history_max_persons),
+            ("login_history_max_bytes", s.login_history_max_bytes),
+        ] {
+            if value == 0 {
+                check.error(format!("issuer.store.{name}"), "must be positive");
+            }
+        }
+        // authlevel looks back 18 months by default: a shorter history would answer wrongly.
+        if s.login_history_days < 551 {
+            check.error(
+                "issuer.store.login_history_days",
+                "at least 551 (18 months, the longest being 550 days, is authlevel's default window)",
+            );
         }
     }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::Issuer;
 use super::clients::{CLIENT_JWT_ALGS, Client};
 use super::errors::Mp;
-use super::store::Space;
+use super::store::{Space, StoreError};
 use super::trust::ChainError;
 use crate::telemetry::excerpt;
 use crate::token::claims::{numeric_date, string_or_list};
@@ -62,10 +62,12 @@ pub struct AssertionError {
     /// `None` for failures the catalogue has no code for.
     pub mp: Option<Mp>,
     pub description: String,
+    /// The state store refused (full) or failed: not the client's fault, answered 503.
+    pub store: Option<StoreError>,
 }
 
 fn fail(mp: Mp, description: impl Into<String>) -> AssertionError {
-    AssertionError { mp: Some(mp), description: description.into() }
+    AssertionError { mp: Some(mp), description: description.into(), store: None }
 }
 
 pub async fn verify<'a>(issuer: &'a Issuer, token: &str, purpose: Purpose) -> Result<Verified<'a>, AssertionError> {
@@ -126,6 +128,7 @@ pub async fn verify<'a>(issuer: &'a Issuer, token: &str, purpose: Purpose) -> Re
                     description:
                         "Invalid JWT. The client requires pre-registered jwk and no key identifier (kid) provided"
                             .into(),
+                    store: None,
                 });
             }
             let leaf = issuer.trust.verify(x5c, now).map_err(|e| match e {
@@ -183,7 +186,7 @@ pub async fn verify<'a>(issuer: &'a Issuer, token: &str, purpose: Purpose) -> Re
         .state
         .insert_new(Space::AssertionId, &format!("{}\u{0}{id}", client.id), &now, keep)
         .await
-        .map_err(|e| AssertionError { mp: None, description: e.to_string() })?;
+        .map_err(|e| AssertionError { mp: None, description: e.to_string(), store: Some(e) })?;
     if !fresh {
         return Err(fail(Mp::Mp012, "Grant is used before: this JWT (jti) was already used"));
     }

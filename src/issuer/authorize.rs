@@ -16,7 +16,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::clients::{self, Client};
-use super::errors::{ErrorCode, OAuthError};
+use super::errors::{ErrorCode, OAuthError, with_retry_after};
 use super::idp::LoginContext;
 use super::model::{AuthRequest, Authentication, CodeRecord, Consents, Interaction, ResponseMode, Session};
 use super::pages::{self, error_page};
@@ -230,6 +230,11 @@ fn refusal_response(issuer: &Issuer, refusal: Refusal) -> Response {
     }
 }
 
+/// The state store refused or failed: 503, with `Retry-After` when it is only full.
+fn unavailable(error: &OAuthError) -> Response {
+    with_retry_after(error_page(StatusCode::SERVICE_UNAVAILABLE, &error.description), error.retry_after)
+}
+
 fn request_error(issuer: &Issuer, request: &AuthRequest, error: OAuthError) -> Response {
     error_response(issuer, &request.redirect_uri, request.state.clone(), request.response_mode, &error)
 }
@@ -263,7 +268,7 @@ async fn authorize(issuer: &Issuer, headers: &HeaderMap, text: &str) -> Response
     };
     match start(issuer, headers, request).await {
         Ok(response) => response,
-        Err(e) => error_page(StatusCode::SERVICE_UNAVAILABLE, &e.description),
+        Err(e) => unavailable(&e),
     }
 }
 
@@ -275,7 +280,7 @@ async fn pushed_request(issuer: &Issuer, params: &HashMap<String, String>, uri: 
     };
     let request: Option<AuthRequest> = match issuer.state.take(Space::PushedRequest, &storage_key(handle)).await {
         Ok(request) => request,
-        Err(e) => return Err(error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+        Err(e) => return Err(unavailable(&OAuthError::from(e))),
     };
     let Some(request) = request else {
         return page("The request_uri is unknown, expired or already used: start the login again.");
@@ -432,7 +437,7 @@ async fn interaction_for(
     }
     let interaction: Option<Interaction> = match issuer.state.get(Space::Interaction, &storage_key(&id)).await {
         Ok(found) => found,
-        Err(e) => return Err(error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+        Err(e) => return Err(unavailable(&OAuthError::from(e))),
     };
     let Some(interaction) = interaction else {
         return Err(error_page(
@@ -495,7 +500,7 @@ pub async fn login(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
         response.headers_mut().append(header::SET_COOKIE, session::set_cookie(&issuer, SSO_COOKIE, &secret));
         Ok::<Response, OAuthError>(response)
     };
-    result.await.unwrap_or_else(|e| error_page(StatusCode::SERVICE_UNAVAILABLE, &e.description))
+    result.await.unwrap_or_else(|e| unavailable(&e))
 }
 
 /// The consent form: remember the decision for each scope asked about, then issue the code.
@@ -530,7 +535,7 @@ pub async fn consent(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body
         };
         finish(&issuer, interaction.request, auth, session_key, session, &consents).await
     };
-    result.await.unwrap_or_else(|e: OAuthError| error_page(StatusCode::SERVICE_UNAVAILABLE, &e.description))
+    result.await.unwrap_or_else(|e: OAuthError| unavailable(&e))
 }
 
 /// The citizen cancelled: `access_denied` back to the client.

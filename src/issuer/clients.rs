@@ -178,9 +178,11 @@ pub async fn authenticate<'a>(
                 "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
             ));
         }
-        let verified = assertion::verify(issuer, assertion, Purpose::ClientAuthentication)
-            .await
-            .map_err(|e| OAuthError::invalid_client(e.description))?;
+        let verified =
+            assertion::verify(issuer, assertion, Purpose::ClientAuthentication).await.map_err(|e| match e.store {
+                Some(store) => OAuthError::from(store),
+                None => OAuthError::invalid_client(e.description),
+            })?;
         if form_id.is_some_and(|f| f != verified.client.id) {
             return Err(OAuthError::invalid_client("client_id differs from the assertion's iss"));
         }

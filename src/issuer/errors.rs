@@ -108,11 +108,20 @@ pub struct OAuthError {
     pub basic_challenge: bool,
     /// Resource endpoints (userinfo) answer with a Bearer challenge.
     pub bearer_challenge: bool,
+    /// `Retry-After` (seconds), for `temporarily_unavailable`.
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> OAuthError {
-        OAuthError { code, description: description.into(), mp: None, basic_challenge: false, bearer_challenge: false }
+        OAuthError {
+            code,
+            description: description.into(),
+            mp: None,
+            basic_challenge: false,
+            bearer_challenge: false,
+            retry_after: None,
+        }
     }
 
     pub fn invalid_request(description: impl Into<String>) -> OAuthError {
@@ -159,9 +168,34 @@ impl std::fmt::Display for OAuthError {
 
 impl From<StoreError> for OAuthError {
     fn from(error: StoreError) -> Self {
-        tracing::error!(error = %error, "issuer state store failed");
-        OAuthError::new(ErrorCode::TemporarilyUnavailable, "the issuer's state store is unavailable")
+        match error {
+            StoreError::Full { space, retry_after } => {
+                tracing::warn!(space, "issuer state is full: a request is refused");
+                OAuthError {
+                    retry_after: Some(retry_after),
+                    ..OAuthError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        format!(
+                            "the issuer holds as many {space} entries as it may (issuer.store bounds); try again in \
+                             {retry_after} s"
+                        ),
+                    )
+                }
+            }
+            other => {
+                tracing::error!(error = %other, "issuer state store failed");
+                OAuthError::new(ErrorCode::TemporarilyUnavailable, "the issuer's state store is unavailable")
+            }
+        }
     }
+}
+
+/// Set `Retry-After` on an answer when the error says how long to wait.
+pub fn with_retry_after(mut response: Response, retry_after: Option<u64>) -> Response {
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 pub fn trace_id() -> String {
@@ -187,6 +221,9 @@ impl IntoResponse for OAuthError {
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if self.basic_challenge {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"portvakt\""));
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.bearer_challenge {
             let value = crate::web::bearer::challenge(self.code.as_str(), &self.description, &[]);

@@ -107,6 +107,15 @@ pub struct AccessRecord {
     pub pid: Option<String>,
 }
 
+/// A JWT access token, kept under its `jti` for as long as it lives: `/tokeninfo` and
+/// `/userinfo` call it active only while this record (and its grant, if any) is there, so
+/// revoking the grant, or the token itself, ends it at once for them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JwtRecord {
+    pub client_id: String,
+    pub grant_id: Option<String>,
+}
+
 /// Consent decisions of one citizen for one client: scope → approved.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Consents {

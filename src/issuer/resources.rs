@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 
 use super::clients;
 use super::errors::{ErrorCode, OAuthError};
-use super::model::{AccessRecord, Grant, RefreshRecord};
+use super::model::{AccessRecord, Grant, JwtRecord, RefreshRecord};
 use super::store::Space;
 use super::token_endpoint::parse_form;
+use super::tokens::{ACCESS_TOKEN_TYP, jwt_key};
 use super::{Issuer, storage_key};
 use crate::config::AuthMethod;
 use crate::token::verify::{check_times, unix_now};
@@ -31,10 +32,19 @@ impl Issuer {
     /// grant is still alive.
     pub async fn resolve_access_token(&self, token: &str) -> Result<Resolved, OAuthError> {
         if token.bytes().filter(|b| *b == b'.').count() == 2 {
-            return Ok(match self.verify_own_jwt(token) {
-                Ok(claims) => Resolved::Active { claims, no_pid: false, grant_id: None },
-                Err(_) => Resolved::Inactive,
-            });
+            // Signed by this issuer, an access token (not an id_token), and still on record: its
+            // record goes when it is revoked, and its grant when the grant is.
+            let Ok(claims) = self.verify_own_jwt(token) else { return Ok(Resolved::Inactive) };
+            let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+            let Some(record) = self.state.get::<JwtRecord>(Space::AccessToken, &jwt_key(jti)).await? else {
+                return Ok(Resolved::Inactive);
+            };
+            if let Some(grant) = &record.grant_id
+                && self.state.get::<Grant>(Space::Grant, grant).await?.is_none()
+            {
+                return Ok(Resolved::Inactive);
+            }
+            return Ok(Resolved::Active { claims, no_pid: false, grant_id: record.grant_id });
         }
         let Some(record) = self.state.get::<AccessRecord>(Space::AccessToken, &storage_key(token)).await? else {
             return Ok(Resolved::Inactive);
@@ -51,9 +61,14 @@ impl Issuer {
         Ok(Resolved::Active { claims: record.claims, no_pid: record.no_pid, grant_id: record.grant_id })
     }
 
-    /// Verify a JWT access token signed by this issuer and return its claims.
+    /// Verify a JWT access token signed by this issuer and return its claims. An id_token,
+    /// signed by the same key, is not one: RFC 9068's `typ` tells them apart.
     pub fn verify_own_jwt(&self, token: &str) -> Result<Value, String> {
         let jws = CompactJws::parse(token, MAX_TOKEN_BYTES).map_err(|e| e.to_string())?;
+        let typ = jws.header.typ.as_deref().unwrap_or_default().to_ascii_lowercase();
+        if typ != ACCESS_TOKEN_TYP && typ != format!("application/{ACCESS_TOKEN_TYP}") {
+            return Err(format!("the token is not an access token (typ is not {ACCESS_TOKEN_TYP})"));
+        }
         let key = self.own_key(jws.header.kid.as_deref(), jws.alg).ok_or("the token was not signed by this issuer")?;
         jws.verify(key).map_err(|e| e.to_string())?;
         let claims: Value = jws.claims().map_err(|e| e.to_string())?;
@@ -142,24 +157,9 @@ pub async fn tokeninfo(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, bo
                 }
                 answer
             }
-            Resolved::Inactive => {
-                match issuer.state.get::<RefreshRecord>(Space::RefreshToken, &storage_key(token)).await? {
-                    Some(record) if !record.used && record.expires_at > now => {
-                        match issuer.state.get::<Grant>(Space::Grant, &record.grant_id).await? {
-                            Some(grant) => json!({
-                                "iss": issuer.id,
-                                "client_id": record.client_id,
-                                "scope": grant.scopes.join(" "),
-                                "exp": record.expires_at,
-                                "token_type": "refresh_token",
-                                "sub": issuer.pairwise_sub(&record.client_id, &grant.auth.pid),
-                            }),
-                            None => return inactive(),
-                        }
-                    }
-                    _ => return inactive(),
-                }
-            }
+            // Refresh tokens, id_tokens and anything unknown, expired or revoked: RFC 7662 says
+            // no more than that (an id_token or refresh token is not an access token).
+            Resolved::Inactive => return inactive(),
         };
         answer["active"] = json!(true);
         if answer.get("token_type").is_none() {
@@ -173,8 +173,9 @@ pub async fn tokeninfo(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, bo
     result.await.unwrap_or_else(|e: OAuthError| e.into_response())
 }
 
-/// RFC 7009: the grant behind the token dies (all its tokens) and, as in ID-porten, the SSO
-/// session it came from ends. Unknown tokens, and self-contained ones, still get 200.
+/// RFC 7009: the token dies, and so does the grant behind it (all its refresh tokens and all
+/// its access tokens, JWT or opaque) and, as in ID-porten, the SSO session it came from.
+/// Unknown tokens, and other clients' tokens, get 200 and are left alone.
 pub async fn revoke(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: String) -> Response {
     let result = async {
         let form = parse_form(&body)?;
@@ -184,23 +185,41 @@ pub async fn revoke(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body:
             .filter(|t| !t.is_empty())
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         let key = storage_key(token);
-        let grant_id = match issuer.state.get::<RefreshRecord>(Space::RefreshToken, &key).await? {
-            Some(record) if record.client_id == caller.client.id => Some(record.grant_id),
-            _ => match issuer.state.get::<AccessRecord>(Space::AccessToken, &key).await? {
-                Some(record) => record.grant_id,
-                None => None,
-            },
+        let client = caller.client.id.as_str();
+        // What the token is, and whose: a refresh token, an opaque access token, or a JWT access
+        // token of this issuer (found by its jti). Another client's token is left alone.
+        let (grant_id, record_key) = if let Some(record) =
+            issuer.state.get::<RefreshRecord>(Space::RefreshToken, &key).await?.filter(|r| r.client_id == client)
+        {
+            (Some(record.grant_id), None)
+        } else if let Some(record) = issuer.state.get::<AccessRecord>(Space::AccessToken, &key).await?
+            && record.claims.get("client_id").and_then(Value::as_str) == Some(client)
+        {
+            (record.grant_id, Some(key.clone()))
+        } else if let Ok(claims) = issuer.verify_own_jwt(token)
+            && let Some(jti) = claims.get("jti").and_then(Value::as_str)
+            && let Some(record) = issuer.state.get::<JwtRecord>(Space::AccessToken, &jwt_key(jti)).await?
+            && record.client_id == client
+        {
+            (record.grant_id, Some(jwt_key(jti)))
+        } else {
+            (None, None)
         };
+        if let Some(record_key) = &record_key {
+            issuer.state.delete(Space::AccessToken, record_key).await?;
+        }
         if let Some(grant_id) = grant_id
             && let Some(grant) = issuer.state.get::<Grant>(Space::Grant, &grant_id).await?
-            && grant.client_id == caller.client.id
+            && grant.client_id == client
         {
+            // Every token of the grant dies with it: refresh tokens, opaque and JWT access tokens.
             issuer.revoke_grant(&grant.id).await?;
-            issuer.state.delete(Space::AccessToken, &key).await?;
             if let Some(session) = issuer.state.get(Space::Session, &grant.session_key).await? {
                 super::session::end(&issuer, &grant.session_key, &session).await?;
             }
-            tracing::info!(client = %caller.client.id, "grant revoked");
+            tracing::info!(client = %client, "grant revoked");
+        } else if record_key.is_some() {
+            tracing::info!(client = %client, "access token revoked");
         }
         Ok(([(header::CACHE_CONTROL, "no-store")], "").into_response())
     };

@@ -245,9 +245,10 @@ async fn client_credentials(
 /// Maskinporten's grant: steps 1–9 in `assertion`, then scopes (10) and delegation (11).
 async fn jwt_bearer(issuer: &Issuer, form: &HashMap<String, String>) -> Result<Issued, OAuthError> {
     let assertion = required(form, "assertion")?;
-    let verified = assertion::verify(issuer, assertion, Purpose::Grant).await.map_err(|e| match e.mp {
-        Some(mp) => OAuthError::mp(mp, e.description, &issuer.error_uri_base),
-        None => OAuthError::invalid_grant(e.description),
+    let verified = assertion::verify(issuer, assertion, Purpose::Grant).await.map_err(|e| match (e.store, e.mp) {
+        (Some(store), _) => OAuthError::from(store),
+        (None, Some(mp)) => OAuthError::mp(mp, e.description, &issuer.error_uri_base),
+        (None, None) => OAuthError::invalid_grant(e.description),
     })?;
     let client = verified.client;
     machine_client(client, "JWT-bearer")?;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::clients::Client;
 use super::errors::OAuthError;
-use super::model::{AccessRecord, Grant, RefreshRecord};
+use super::model::{AccessRecord, Grant, JwtRecord, RefreshRecord};
 use super::store::Space;
 use super::{Issuer, random_token, storage_key};
 use crate::config::AccessTokenKind;
@@ -17,7 +17,7 @@ use crate::token::sign::at_hash;
 use crate::token::verify::unix_now;
 
 /// RFC 9068's media type for JWT access tokens.
-const ACCESS_TOKEN_TYP: &str = "at+jwt";
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
 /// A successful token response (RFC 6749 §5.1).
 pub struct Issued {
@@ -55,6 +55,12 @@ pub struct MachineExtras {
     pub consumer_orgno: Option<String>,
 }
 
+/// Where a JWT access token's record is kept. Opaque handles are stored under their SHA-256
+/// (base64url, no `:`), so the two cannot meet.
+pub fn jwt_key(jti: &str) -> String {
+    format!("jti:{jti}")
+}
+
 fn jti() -> String {
     random_token().trim_end_matches('=').to_owned()
 }
@@ -82,6 +88,9 @@ impl Issuer {
     ) -> Result<String, OAuthError> {
         match client.access_token {
             AccessTokenKind::Jwt => {
+                let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+                let record = JwtRecord { client_id: client.id.clone(), grant_id: grant_id.map(str::to_owned) };
+                self.state.put(Space::AccessToken, &jwt_key(jti), &record, Duration::from_secs(lifetime)).await?;
                 self.signing_key().sign_jwt(Some(ACCESS_TOKEN_TYP), &claims).map_err(OAuthError::server_error)
             }
             AccessTokenKind::Opaque => {

@@ -96,6 +96,7 @@ impl TrustAnchors {
         {
             return Err(ChainError::Untrusted(format!("{} may not sign (key usage)", leaf.subject())));
         }
+        check_client_usage(leaf)?;
         if !leaf.validity().is_valid_at(at) {
             return Err(ChainError::Expired(format!(
                 "the certificate is valid from {} to {}",
@@ -103,11 +104,10 @@ impl TrustAnchors {
                 leaf.validity().not_after
             )));
         }
-        for pair in certs.windows(2) {
+        for (index, pair) in certs.windows(2).enumerate() {
             let (child, parent) = (&pair[0], &pair[1]);
-            if !is_ca(parent) {
-                return Err(ChainError::Untrusted(format!("{} is not a CA", parent.subject())));
-            }
+            // The CA certificates below `parent` in the chain (the leaf is not one).
+            check_issuing_ca(parent, index)?;
             if !parent.validity().is_valid_at(at) {
                 return Err(ChainError::Untrusted(format!("{} is outside its validity period", parent.subject())));
             }
@@ -121,15 +121,27 @@ impl TrustAnchors {
         }
         let last = &certs[certs.len() - 1];
         let last_der = &ders[ders.len() - 1];
+        let mut anchor_refusal = None;
         let anchored = self.anchors.iter().any(|anchor_der| {
             if anchor_der == last_der {
                 return true;
             }
             let Ok((_, anchor)) = X509Certificate::from_der(anchor_der) else { return false };
-            anchor.validity().is_valid_at(at)
+            let issued = anchor.validity().is_valid_at(at)
                 && last.issuer() == anchor.subject()
-                && last.verify_signature(Some(anchor.public_key())).is_ok()
+                && last.verify_signature(Some(anchor.public_key())).is_ok();
+            // The anchor's own constraints hold for the whole chain below it.
+            match check_issuing_ca(&anchor, certs.len() - 1) {
+                Err(refusal) if issued => {
+                    anchor_refusal = Some(refusal);
+                    false
+                }
+                _ => issued,
+            }
         });
+        if let Some(refusal) = anchor_refusal.filter(|_| !anchored) {
+            return Err(refusal);
+        }
         if !anchored {
             return Err(ChainError::Untrusted(format!(
                 "the chain of {} does not lead to a trusted CA",
@@ -142,6 +154,53 @@ impl TrustAnchors {
 
 fn is_ca(cert: &X509Certificate<'_>) -> bool {
     matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca)
+}
+
+/// RFC 5280 §4.2.1.9 and §4.2.1.3 for a certificate that issued the one below it: a CA
+/// (basicConstraints CA=true), whose pathLenConstraint allows the `below` CA certificates under
+/// it (the leaf not counted), and whose keyUsage, when present, has keyCertSign.
+fn check_issuing_ca(cert: &X509Certificate<'_>, below: usize) -> Result<(), ChainError> {
+    let subject = cert.subject();
+    let constraints = match cert.basic_constraints() {
+        Ok(Some(bc)) if bc.value.ca => bc.value,
+        Ok(_) => {
+            return Err(ChainError::Untrusted(format!(
+                "{subject} issued a certificate in the chain but is not a CA (basicConstraints CA=true is missing)"
+            )));
+        }
+        Err(e) => return Err(ChainError::Untrusted(format!("{subject} has unreadable basicConstraints: {e}"))),
+    };
+    if let Some(limit) = constraints.path_len_constraint
+        && below > limit as usize
+    {
+        return Err(ChainError::Untrusted(format!(
+            "{subject} allows {limit} CA certificate(s) below it (pathLenConstraint), the chain has {below}"
+        )));
+    }
+    match cert.key_usage() {
+        Ok(Some(usage)) if !usage.value.key_cert_sign() => {
+            Err(ChainError::Untrusted(format!("{subject} may not sign certificates (its keyUsage lacks keyCertSign)")))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(ChainError::Untrusted(format!("{subject} has an unreadable keyUsage: {e}"))),
+    }
+}
+
+/// The leaf's extendedKeyUsage, when it has one, must allow client authentication (or any
+/// use). Virksomhetssertifikater made to the SEID profiles carry id-kp-clientAuth on the
+/// authentication certificate (often with emailProtection), the one a Maskinporten client signs
+/// with; a certificate without the extension is not restricted (RFC 5280 §4.2.1.12). This is
+/// from the profiles as recalled, not checked against the SEID documents here: a signing or seal
+/// certificate whose EKU names neither is refused, as is a TLS server certificate (serverAuth).
+fn check_client_usage(leaf: &X509Certificate<'_>) -> Result<(), ChainError> {
+    match leaf.extended_key_usage() {
+        Ok(Some(eku)) if !(eku.value.client_auth || eku.value.any) => Err(ChainError::Untrusted(format!(
+            "{} is not for client authentication (its extendedKeyUsage lacks clientAuth)",
+            leaf.subject()
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) => Err(ChainError::Untrusted(format!("{} has an unreadable extendedKeyUsage: {e}", leaf.subject()))),
+    }
 }
 
 /// A virksomhetssertifikat names its organisation in `serialNumber` (the 9-digit number) or, in

@@ -17,7 +17,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::{self, AdminState, metrics::Metrics};
-use crate::config::{Config, ConfigError, Environment};
+use crate::config::{Config, ConfigError, Environment, IdpKind};
 use crate::gateway::maintenance::{HealthChecker, KeyRefresher};
 use crate::gateway::{Gateway, GatewayService, GatewayState};
 use crate::issuer::Issuer;
@@ -62,8 +62,14 @@ impl Roles {
     pub fn build(config: &Config) -> Result<Roles, ConfigError> {
         crate::token::self_test().map_err(|e| config.error("", e))?;
         let metrics = Arc::new(Metrics::new());
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let idp: Arc<dyn IdentityProvider> = Arc::new(TestIdp);
+        let store: Arc<dyn Store> = Arc::new(match &config.issuer {
+            Some(settings) => MemoryStore::with_limits(&settings.store),
+            None => MemoryStore::new(),
+        });
+        // Config validation has refused the test IdP in production already.
+        let idp: Arc<dyn IdentityProvider> = match config.issuer.as_ref().map(|i| i.idp).unwrap_or_default() {
+            IdpKind::Test => Arc::new(TestIdp),
+        };
         let built = Roles::build_states(config, &metrics, None, &store, &idp)?;
         let shared = |router: Router| Arc::new(ArcSwap::from_pointee(router));
         Ok(Roles {

@@ -36,6 +36,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("a stored {space:?} value cannot be read: {reason}")]
     Corrupt { space: Space, reason: String },
+    /// The bound of one kind of state is reached: new entries are refused until old ones expire.
+    #[error("the issuer holds as many {space} entries as it is configured to; try again in {retry_after} s")]
+    Full { space: &'static str, retry_after: u64 },
 }
 
 /// One successful login, as the IdP recorded it; authlevel reads these.
@@ -50,9 +53,11 @@ pub struct LoginRecord {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Store `value` under `key` for `ttl`, replacing what was there.
+    /// Store `value` under `key` for `ttl`, replacing what was there. A store that is full for
+    /// `space` answers [`StoreError::Full`]; it never makes room by forgetting other entries.
     async fn put(&self, space: Space, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StoreError>;
-    /// Store only when the key is absent: `false` means it was already there (a replay).
+    /// Store only when the key is absent: `false` means it was already there (a replay). Full
+    /// means [`StoreError::Full`] (fail closed), never an old key forgotten.
     async fn insert_new(&self, space: Space, key: &str, value: Vec<u8>, ttl: Duration) -> Result<bool, StoreError>;
     async fn get(&self, space: Space, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Remove and return, atomically: what single-use means.
