@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
@@ -812,6 +814,58 @@ async fn each_bad_grant_is_refused_with_its_maskinporten_code() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_opaque_token_stops_at_the_gateway_within_the_cache_bound_and_made_up_ones_cost_little() {
+    // One second of caching for a good answer; the default config's bound is stated in the README.
+    let stack = stack_with(|config| {
+        config.replace(
+            "client_id = \"portvakt-gateway\",",
+            "client_id = \"portvakt-gateway\", max_cache_seconds = 1, calls_per_client_per_second = 5,",
+        )
+    })
+    .await;
+    let scope = "openid krr:user/kontaktinformasjon.read";
+    let tokens = tokens_for(&stack, &Browser::new(), "demo-spa", SPA_REDIRECT, scope, "Level4").await;
+    let opaque = tokens["access_token"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let echo = |token: String| {
+        let request = http.get(format!("{}/echo", stack.portvakt.gateway)).bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(echo(opaque.to_owned()).await, 200);
+    // A public client revokes with its client_id (RFC 7009 §2.1).
+    let revoked = http
+        .post(format!("{}/revoke", stack.issuer))
+        .form(&[("token", opaque), ("client_id", "demo-spa")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200, "{}", revoked.text().await.unwrap());
+    let refused_after = std::time::Instant::now();
+    eventually("the gateway to refuse the revoked token", || async {
+        (echo(opaque.to_owned()).await == 401).then_some(())
+    })
+    .await;
+    assert!(refused_after.elapsed() < Duration::from_secs(3), "within the 1 s bound (and a little)");
+
+    // The same made-up token again and again costs one call; many made-up tokens from one client
+    // are cut off at its rate.
+    let made_up = "IxC0B76vlWl3fiQhAwZUmD0hr_PPwC9hSIXRdoUslPU=";
+    for _ in 0..3 {
+        assert_eq!(echo(made_up.to_owned()).await, 401);
+    }
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        statuses.push(echo(format!("made-up-token-{i}")).await);
+    }
+    assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
+    assert!(statuses.contains(&429), "a flood of unknown tokens is cut off: {statuses:?}");
+    let metrics = stack.portvakt.metrics().await;
+    assert_eq!(metric(&metrics, "portvakt_introspections_total{result=\"inactive_remembered\"}"), 2.0, "{metrics}");
+    assert!(metric(&metrics, "portvakt_introspections_total{result=\"refused_rate\"}") >= 1.0, "{metrics}");
+    assert!(metric(&metrics, "portvakt_introspections_total{result=\"inactive\"}") <= 12.0, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_gateway_validates_opaque_tokens_by_introspection_and_caches_the_answer() {
     let stack = stack().await;
     let scope = "openid krr:user/kontaktinformasjon.read";
@@ -991,7 +1045,7 @@ async fn a_flood_of_unauthenticated_authorize_requests_gets_503_and_memory_stays
     // 1 MiB for login pages in progress: a few hundred of these fill it.
     let stack = stack_with(|config| {
         let bounded = config
-            .replace("max_bytes = 33554432 ", "max_bytes = 1048576 ")
+            .replace("max_bytes = 134217728 ", "max_bytes = 1048576 ")
             .replace("retry_after_seconds = 30 ", "retry_after_seconds = 7 ");
         assert_ne!(bounded, config, "the default config names the store bounds");
         bounded

@@ -244,15 +244,30 @@ pub struct IntrospectionSettings {
     pub url: Url,
     pub client_id: String,
     pub client_secret: Secret,
-    /// An answer is cached until the token's `exp`, and never longer than this.
+    /// An answer is cached until the token's `exp`, and never longer than this: how long a
+    /// revoked opaque token may still be honoured at this gateway.
     #[serde(default = "default_introspection_cache")]
     pub max_cache_seconds: u64,
+    /// A token the issuer called inactive is refused without asking again for this long.
+    #[serde(default = "default_inactive_cache")]
+    pub inactive_cache_seconds: u64,
+    /// Introspection calls one client address may cause per second; beyond, its unknown
+    /// tokens get 429 without a call (known ones are answered from the cache as before).
+    #[serde(default = "default_calls_per_client")]
+    pub calls_per_client_per_second: u32,
     #[serde(default = "default_introspection_timeout")]
     pub timeout_ms: u64,
 }
 
+fn default_inactive_cache() -> u64 {
+    10
+}
+fn default_calls_per_client() -> u32 {
+    20
+}
+
 fn default_introspection_cache() -> u64 {
-    300
+    60
 }
 fn default_introspection_timeout() -> u64 {
     3000

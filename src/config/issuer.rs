@@ -69,8 +69,8 @@ pub struct StoreSettings {
 impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
-            max_entries: 100_000,
-            max_bytes: 32 * 1024 * 1024,
+            max_entries: 500_000,
+            max_bytes: 128 * 1024 * 1024,
             retry_after_seconds: 30,
             login_history_days: 552,
             max_logins_per_person: 100,

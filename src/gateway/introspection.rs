@@ -1,12 +1,18 @@
 //! Opaque access tokens: RFC 7662 introspection at the issuer's `/tokeninfo`, authenticating as
 //! the gateway's own client. `active: false` is an invalid token; an issuer that cannot answer
-//! is a 503, never a 401 (the token may well be good).
+//! is a 503, never a 401 (the token may well be good). Made-up tokens cost the issuer a call
+//! each: an inactive answer is remembered briefly, and each client address may cause only so
+//! many calls a second.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use moka::sync::Cache;
 use serde::Deserialize;
 use url::Url;
+
+use super::routes::RateLimit;
 
 use crate::admin::metrics::Metrics;
 use crate::config::{IntrospectionSettings, Secret};
@@ -14,6 +20,8 @@ use crate::token::{AccessClaims, Reason, TokenError, VerifiedToken};
 use crate::web::client::{error_chain, read_limited};
 
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// Inactive tokens remembered at once.
+const MAX_INACTIVE_REMEMBERED: u64 = 100_000;
 
 pub struct Introspector {
     pub issuer: Arc<str>,
@@ -22,6 +30,9 @@ pub struct Introspector {
     client_secret: Secret,
     timeout: Duration,
     pub max_cache: Duration,
+    /// Tokens found inactive, by their hash (the validation cache's key).
+    inactive: Cache<[u8; 32], ()>,
+    calls_per_client: RateLimit,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
 }
@@ -48,12 +59,38 @@ impl Introspector {
             client_secret: settings.client_secret.clone(),
             timeout: Duration::from_millis(settings.timeout_ms),
             max_cache: Duration::from_secs(settings.max_cache_seconds),
+            inactive: Cache::builder()
+                .max_capacity(MAX_INACTIVE_REMEMBERED)
+                .time_to_live(Duration::from_secs(settings.inactive_cache_seconds))
+                .build(),
+            calls_per_client: RateLimit::new(settings.calls_per_client_per_second),
             http,
             metrics,
         }
     }
 
-    pub async fn introspect(&self, token: &str, now: i64, leeway: i64) -> Result<VerifiedToken, TokenError> {
+    /// `key` is the token's hash; `client` the address the request came from.
+    pub async fn introspect(
+        &self,
+        token: &str,
+        key: &[u8; 32],
+        client: Option<IpAddr>,
+        now: i64,
+        leeway: i64,
+    ) -> Result<VerifiedToken, TokenError> {
+        if self.inactive.contains_key(key) {
+            self.metrics.introspections.with_label_values(&["inactive_remembered"]).inc();
+            return Err(inactive());
+        }
+        if let Some(client) = client
+            && !self.calls_per_client.admit(&client)
+        {
+            self.metrics.introspections.with_label_values(&["refused_rate"]).inc();
+            return Err(TokenError::new(
+                Reason::TooManyIntrospections,
+                format!("more than {} unknown tokens a second from this client", self.calls_per_client.per_second),
+            ));
+        }
         let result = self.call(token).await;
         let label = match &result {
             Ok(answer) if answer.active => "active",
@@ -63,7 +100,8 @@ impl Introspector {
         self.metrics.introspections.with_label_values(&[label]).inc();
         let answer = result?;
         if !answer.active {
-            return Err(TokenError::new(Reason::Inactive, "the token is not active (unknown, expired or revoked)"));
+            self.inactive.insert(*key, ());
+            return Err(inactive());
         }
         // A refresh token is active too, but it is not for resource servers.
         if answer.token_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("bearer")) {
@@ -104,4 +142,8 @@ impl Introspector {
             Err(_) => Err(unavailable(format!("no answer within {:?}", self.timeout))),
         }
     }
+}
+
+fn inactive() -> TokenError {
+    TokenError::new(Reason::Inactive, "the token is not active (unknown, expired or revoked)")
 }

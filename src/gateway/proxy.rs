@@ -109,7 +109,8 @@ impl Gateway {
                 return Some(Answer::invalid_token(e.describe()));
             }
         };
-        let verified = match state.validator.validate_on_connection(token, last_token).await {
+        let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let verified = match state.validator.validate_on_connection(token, client, last_token).await {
             Ok(verified) => verified,
             Err(e) => return Some(Answer::for_token_error(&e, state.retry_after_seconds)),
         };

@@ -87,6 +87,9 @@ impl Answer {
     pub fn for_token_error(error: &TokenError, retry_after: u64) -> Answer {
         match error.reason {
             Reason::IssuerUnavailable => Answer::issuer_unavailable(&error.detail, retry_after),
+            Reason::TooManyIntrospections => {
+                Answer::error(429, "rate_limited", &error.detail).with_header("retry-after", "1")
+            }
             _ => Answer::invalid_token(&error.detail),
         }
     }

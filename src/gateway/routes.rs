@@ -159,7 +159,7 @@ impl RateLimit {
     }
 
     /// Count one request for `client`; `false` when it is over the limit.
-    pub fn admit(&self, client: &str) -> bool {
+    pub fn admit<K: std::hash::Hash + ?Sized>(&self, client: &K) -> bool {
         self.rate.observe(&client, 1) <= self.per_second
     }
 }

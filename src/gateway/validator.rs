@@ -2,6 +2,7 @@
 //! (self-contained JWTs) and introspection (opaque tokens).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -98,10 +99,11 @@ impl TokenValidator {
     pub async fn validate_on_connection(
         &self,
         token: &str,
+        client: Option<IpAddr>,
         last: &mut Option<LastToken>,
     ) -> Result<Arc<VerifiedToken>, TokenError> {
         if self.cache.is_none() {
-            return self.validate(token).await;
+            return self.validate(token, client).await;
         }
         let now = unix_now();
         if let Some(seen) = last.as_ref()
@@ -113,7 +115,7 @@ impl TokenValidator {
             self.cache_hit.inc();
             return Ok(seen.verified.clone());
         }
-        let verified = self.validate(token).await?;
+        let verified = self.validate(token, client).await?;
         *last = Some(LastToken {
             validator: self.id,
             token: token.to_owned(),
@@ -123,9 +125,10 @@ impl TokenValidator {
         Ok(verified)
     }
 
-    /// Validate a bearer token; refusals are counted by reason.
-    pub async fn validate(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
-        let result = self.validate_uncounted(token).await;
+    /// Validate a bearer token; refusals are counted by reason. `client` is the address the
+    /// request came from (it bounds the introspection calls it may cause).
+    pub async fn validate(&self, token: &str, client: Option<IpAddr>) -> Result<Arc<VerifiedToken>, TokenError> {
+        let result = self.validate_uncounted(token, client).await;
         match &result {
             Ok(_) => self.valid.inc(),
             Err(e) => self.metrics.token_refused(e.reason),
@@ -133,23 +136,23 @@ impl TokenValidator {
         result
     }
 
-    async fn validate_uncounted(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
+    async fn validate_uncounted(&self, token: &str, client: Option<IpAddr>) -> Result<Arc<VerifiedToken>, TokenError> {
         if token.len() > self.settings.max_token_bytes {
             return Err(TokenError::new(
                 Reason::TooLarge,
                 format!("the token is {} bytes, more than the {} accepted", token.len(), self.settings.max_token_bytes),
             ));
         }
-        let Some(cache) = &self.cache else {
-            return self.verify(token).await.map(|(verified, _)| Arc::new(verified));
-        };
         let key = cache_key(token);
+        let Some(cache) = &self.cache else {
+            return self.verify(token, &key, client).await.map(|(verified, _)| Arc::new(verified));
+        };
         if let Some(hit) = cache.get(&key) {
             self.cache_hit.inc();
             return Ok(hit.token);
         }
         self.cache_miss.inc();
-        let (verified, cap) = self.verify(token).await?;
+        let (verified, cap) = self.verify(token, &key, client).await?;
         let verified = Arc::new(verified);
         let remaining = verified.expires_at - unix_now();
         if remaining > 0 {
@@ -160,13 +163,18 @@ impl TokenValidator {
     }
 
     /// Verify without the cache; also returns how long the answer may be cached at most.
-    async fn verify(&self, token: &str) -> Result<(VerifiedToken, Duration), TokenError> {
+    async fn verify(
+        &self,
+        token: &str,
+        key: &[u8; 32],
+        client: Option<IpAddr>,
+    ) -> Result<(VerifiedToken, Duration), TokenError> {
         let now = unix_now();
         if !looks_like_jwt(token) {
             let introspector = self.introspector.as_ref().ok_or_else(|| {
                 TokenError::new(Reason::Malformed, "the token is not a JWT and no issuer introspects opaque tokens")
             })?;
-            let verified = introspector.introspect(token, now, self.settings.leeway_seconds).await?;
+            let verified = introspector.introspect(token, key, client, now, self.settings.leeway_seconds).await?;
             return Ok((verified, introspector.max_cache));
         }
         let jws = CompactJws::parse(token, self.settings.max_token_bytes)?;
@@ -260,13 +268,13 @@ mod tests {
         let (first, second) = (token(&key, "1"), token(&key, "2"));
         let mut last = None;
 
-        let verified = checking.validate_on_connection(&first, &mut last).await.expect("valid");
-        let again = checking.validate_on_connection(&first, &mut last).await.expect("valid");
+        let verified = checking.validate_on_connection(&first, None, &mut last).await.expect("valid");
+        let again = checking.validate_on_connection(&first, None, &mut last).await.expect("valid");
         assert!(Arc::ptr_eq(&verified, &again));
         assert_eq!((checking.cache_miss.get(), checking.cache_hit.get()), (1, 1));
 
         // Another token on the same connection is checked, and remembered instead.
-        checking.validate_on_connection(&second, &mut last).await.expect("valid");
+        checking.validate_on_connection(&second, None, &mut last).await.expect("valid");
         assert_eq!(checking.cache_miss.get(), 2);
         assert_eq!(last.as_ref().map(|l| l.token.as_str()), Some(second.as_str()));
 
@@ -275,18 +283,18 @@ mod tests {
         let (head_and_claims, _) = first.rsplit_once('.').expect("a JWS");
         let (_, signature) = second.rsplit_once('.').expect("a JWS");
         let forged = format!("{head_and_claims}.{signature}");
-        assert!(checking.validate_on_connection(&forged, &mut last).await.is_err());
+        assert!(checking.validate_on_connection(&forged, None, &mut last).await.is_err());
 
         // After a reload, the new validator checks the token itself.
         let reloaded = validator(&key, true);
-        reloaded.validate_on_connection(&second, &mut last).await.expect("valid");
+        reloaded.validate_on_connection(&second, None, &mut last).await.expect("valid");
         assert_eq!((reloaded.cache_miss.get(), reloaded.cache_hit.get()), (1, 0));
 
         // With the cache off, every request is verified and nothing is remembered.
         let uncached = validator(&key, false);
         let mut nothing = None;
-        uncached.validate_on_connection(&first, &mut nothing).await.expect("valid");
-        uncached.validate_on_connection(&first, &mut nothing).await.expect("valid");
+        uncached.validate_on_connection(&first, None, &mut nothing).await.expect("valid");
+        uncached.validate_on_connection(&first, None, &mut nothing).await.expect("valid");
         assert!(nothing.is_none());
         assert_eq!(uncached.cache_hit.get(), 0);
     }

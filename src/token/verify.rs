@@ -32,6 +32,8 @@ pub enum Reason {
     NotAnAccessToken,
     /// No keys (or no introspection answer) could be had for the issuer: a 503, not a 401.
     IssuerUnavailable,
+    /// A client made the gateway introspect more unknown tokens a second than it may: a 429.
+    TooManyIntrospections,
 }
 
 impl Reason {
@@ -51,10 +53,11 @@ impl Reason {
             Reason::Inactive => "inactive",
             Reason::NotAnAccessToken => "not_an_access_token",
             Reason::IssuerUnavailable => "issuer_unavailable",
+            Reason::TooManyIntrospections => "too_many_introspections",
         }
     }
 
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TooLarge,
@@ -69,6 +72,7 @@ impl Reason {
         Reason::Inactive,
         Reason::NotAnAccessToken,
         Reason::IssuerUnavailable,
+        Reason::TooManyIntrospections,
     ];
 }
 
