@@ -12,7 +12,7 @@ use super::errors::{ErrorCode, OAuthError};
 use super::model::{AccessRecord, Grant, JwtRecord, RefreshRecord};
 use super::store::Space;
 use super::token_endpoint::parse_form;
-use super::tokens::{ACCESS_TOKEN_TYP, jwt_key};
+use super::tokens::{ACCESS_TOKEN_TYP, jwt_key, revoked_jwt_key};
 use super::{Issuer, storage_key};
 use crate::config::AuthMethod;
 use crate::token::verify::{check_times, unix_now};
@@ -36,15 +36,23 @@ impl Issuer {
             // record goes when it is revoked, and its grant when the grant is.
             let Ok(claims) = self.verify_own_jwt(token) else { return Ok(Resolved::Inactive) };
             let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
-            let Some(record) = self.state.get::<JwtRecord>(Space::AccessToken, &jwt_key(jti)).await? else {
-                return Ok(Resolved::Inactive);
-            };
-            if let Some(grant) = &record.grant_id
-                && self.state.get::<Grant>(Space::Grant, grant).await?.is_none()
-            {
+            // A login's token (it carries the login's acr) needs its record and its grant.
+            if claims.get("acr").is_some() {
+                let Some(record) = self.state.get::<JwtRecord>(Space::AccessToken, &jwt_key(jti)).await? else {
+                    return Ok(Resolved::Inactive);
+                };
+                if let Some(grant) = &record.grant_id
+                    && self.state.get::<Grant>(Space::Grant, grant).await?.is_none()
+                {
+                    return Ok(Resolved::Inactive);
+                }
+                return Ok(Resolved::Active { claims, no_pid: false, grant_id: record.grant_id });
+            }
+            // A machine token stands on its signature unless it was revoked.
+            if self.state.get::<JwtRecord>(Space::AccessToken, &revoked_jwt_key(jti)).await?.is_some() {
                 return Ok(Resolved::Inactive);
             }
-            return Ok(Resolved::Active { claims, no_pid: false, grant_id: record.grant_id });
+            return Ok(Resolved::Active { claims, no_pid: false, grant_id: None });
         }
         let Some(record) = self.state.get::<AccessRecord>(Space::AccessToken, &storage_key(token)).await? else {
             return Ok(Resolved::Inactive);
@@ -198,10 +206,21 @@ pub async fn revoke(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body:
             (record.grant_id, Some(key.clone()))
         } else if let Ok(claims) = issuer.verify_own_jwt(token)
             && let Some(jti) = claims.get("jti").and_then(Value::as_str)
-            && let Some(record) = issuer.state.get::<JwtRecord>(Space::AccessToken, &jwt_key(jti)).await?
-            && record.client_id == client
         {
-            (record.grant_id, Some(jwt_key(jti)))
+            match issuer.state.get::<JwtRecord>(Space::AccessToken, &jwt_key(jti)).await? {
+                Some(record) if record.client_id == client => (record.grant_id, Some(jwt_key(jti))),
+                Some(_) => (None, None),
+                // A machine token of the caller's own: denied by its jti until it would expire.
+                None if claims.get("client_id").and_then(Value::as_str) == Some(client) => {
+                    let left = claims.get("exp").and_then(Value::as_i64).unwrap_or_default() - unix_now();
+                    let record = JwtRecord { client_id: client.to_owned(), grant_id: None };
+                    let ttl = std::time::Duration::from_secs(left.max(1) as u64);
+                    issuer.state.put(Space::AccessToken, &revoked_jwt_key(jti), &record, ttl).await?;
+                    tracing::info!(client = %client, "machine token revoked");
+                    (None, None)
+                }
+                None => (None, None),
+            }
         } else {
             (None, None)
         };

@@ -61,6 +61,11 @@ pub fn jwt_key(jti: &str) -> String {
     format!("jti:{jti}")
 }
 
+/// Where a revoked machine JWT's jti is kept until the token would have expired.
+pub fn revoked_jwt_key(jti: &str) -> String {
+    format!("revoked-jti:{jti}")
+}
+
 fn jti() -> String {
     random_token().trim_end_matches('=').to_owned()
 }
@@ -88,9 +93,14 @@ impl Issuer {
     ) -> Result<String, OAuthError> {
         match client.access_token {
             AccessTokenKind::Jwt => {
-                let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
-                let record = JwtRecord { client_id: client.id.clone(), grant_id: grant_id.map(str::to_owned) };
-                self.state.put(Space::AccessToken, &jwt_key(jti), &record, Duration::from_secs(lifetime)).await?;
+                // A login's token lives as long as its grant: kept on record so that the grant's
+                // end ends it. A machine token has no grant and stands on its signature (it
+                // outlives a restart); revoking one puts its jti on a deny record instead.
+                if let Some(grant_id) = grant_id {
+                    let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+                    let record = JwtRecord { client_id: client.id.clone(), grant_id: Some(grant_id.to_owned()) };
+                    self.state.put(Space::AccessToken, &jwt_key(jti), &record, Duration::from_secs(lifetime)).await?;
+                }
                 self.signing_key().sign_jwt(Some(ACCESS_TOKEN_TYP), &claims).map_err(OAuthError::server_error)
             }
             AccessTokenKind::Opaque => {
