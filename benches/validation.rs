@@ -75,13 +75,13 @@ fn validation(c: &mut Criterion) {
     let ed = key(Alg::EdDSA);
     let cached = validator(&[&rsa], true);
     let rs_token = token(&rsa);
-    runtime.block_on(cached.validate(&rs_token)).expect("valid");
-    c.bench_function("validate/cached", |b| b.iter(|| runtime.block_on(cached.validate(&rs_token)).expect("valid")));
+    runtime.block_on(cached.validate(&rs_token, None)).expect("valid");
+    c.bench_function("validate/cached", |b| b.iter(|| runtime.block_on(cached.validate(&rs_token, None)).expect("valid")));
     let uncached = validator(&[&rsa, &ec, &ed], false);
     for (name, key) in [("RS256", &rsa), ("ES256", &ec), ("EdDSA", &ed)] {
         let token = token(key);
         c.bench_function(&format!("validate/uncached/{name}"), |b| {
-            b.iter(|| runtime.block_on(uncached.validate(&token)).expect("valid"))
+            b.iter(|| runtime.block_on(uncached.validate(&token, None)).expect("valid"))
         });
     }
 }
