@@ -76,7 +76,9 @@ fn validation(c: &mut Criterion) {
     let cached = validator(&[&rsa], true);
     let rs_token = token(&rsa);
     runtime.block_on(cached.validate(&rs_token, None)).expect("valid");
-    c.bench_function("validate/cached", |b| b.iter(|| runtime.block_on(cached.validate(&rs_token, None)).expect("valid")));
+    c.bench_function("validate/cached", |b| {
+        b.iter(|| runtime.block_on(cached.validate(&rs_token, None)).expect("valid"))
+    });
     let uncached = validator(&[&rsa, &ec, &ed], false);
     for (name, key) in [("RS256", &rsa), ("ES256", &ec), ("EdDSA", &ed)] {
         let token = token(key);

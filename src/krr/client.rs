@@ -74,25 +74,33 @@ impl SoapClient {
     }
 
     async fn call(&self, request: &Request) -> Result<Response, BackendError> {
-        let body = write::request(&self.header, request).map_err(|e| BackendError::BadAnswer(e.to_string()))?;
+        let body = bytes::Bytes::from(
+            write::request(&self.header, request).map_err(|e| BackendError::BadAnswer(e.to_string()))?,
+        );
         let exchange = async {
-            let response = self
-                .http
-                .post(self.endpoint.clone())
-                .header(http::header::CONTENT_TYPE, soap::CONTENT_TYPE)
-                .header("SOAPAction", "\"\"")
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| {
-                    if e.is_timeout() {
-                        BackendError::Timeout
-                    } else if e.is_connect() {
-                        BackendError::Unreachable(error_chain(&e))
-                    } else {
-                        BackendError::BadAnswer(error_chain(&e))
-                    }
-                })?;
+            let send = || {
+                self.http
+                    .post(self.endpoint.clone())
+                    .header(http::header::CONTENT_TYPE, soap::CONTENT_TYPE)
+                    .header("SOAPAction", "\"\"")
+                    .body(body.clone())
+                    .send()
+            };
+            // A pooled connection the service closed or reset before answering fails the send;
+            // a lookup is safe to send once more, on a new connection.
+            let sent = match send().await {
+                Err(e) if e.is_request() && !e.is_timeout() && !e.is_connect() => send().await,
+                sent => sent,
+            };
+            let response = sent.map_err(|e| {
+                if e.is_timeout() {
+                    BackendError::Timeout
+                } else if e.is_connect() {
+                    BackendError::Unreachable(error_chain(&e))
+                } else {
+                    BackendError::BadAnswer(error_chain(&e))
+                }
+            })?;
             let status = response.status();
             let bytes = read_limited(response, self.max_response_bytes).await.map_err(|e| match e {
                 BodyError::TooLarge(max) => BackendError::BadAnswer(format!("the answer is larger than {max} bytes")),
