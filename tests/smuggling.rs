@@ -144,7 +144,13 @@ async fn record(mut wire: Wire, connection: usize, seen: Arc<Mutex<Vec<Seen>>>) 
             "path": path, "connection": connection, "body": String::from_utf8_lossy(&body),
         })
         .to_string();
+        let silent = path.ends_with("/silent");
         seen.lock().unwrap().push(Seen::Request { connection, method, path: path.clone(), headers, body });
+        if silent {
+            // No answer: the connection stays open until the gateway gives up on it.
+            while wire.fill().await {}
+            return;
+        }
         let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Seen: {path}\r\n\r\n", answer.len());
         if wire.stream.write_all(format!("{head}{answer}").as_bytes()).await.is_err() {
             return;
@@ -294,7 +300,7 @@ listen = "127.0.0.1:{gateway}"
 
 [gateway.upstream]
 health_check_seconds = 0
-read_timeout_ms = 5000
+read_timeout_ms = 1500
 
 [[gateway.issuers]]
 issuer = "{ISS}"
@@ -683,8 +689,112 @@ async fn an_unreadable_head_is_refused_without_echoing_it_in_the_answer_or_the_l
         raw_request(&setup.portvakt.admin, &format!("GET /healthz HTTP/1.1\r\n{secret}Bad\r\n\r\n")).await;
     assert_eq!(status, 400, "{body}");
     assert!(!body.contains("TOPSECRET"), "{body}");
+    // A request target the parser refuses is not quoted either.
+    let mut client = setup.connect().await;
+    client.send(format!("GET /api/x?\"TOPSECRET\" HTTP/1.1\r\nHost: x\r\n\r\n")).await;
+    let answer = client.answer().await.expect("a 400");
+    assert_eq!(answer.status, 400);
+    assert!(!answer.body.contains("TOPSECRET"), "{answer:?}");
+    // The access log leaves the query out: tokens travel there too.
+    let mut client = setup.connect().await;
+    client.send(setup.head("GET", "/api/q?access_token=TOPSECRET", "")).await;
+    assert_eq!(client.answer().await.expect("an answer").status, 200);
+    eventually("the access line", || async { setup.portvakt.logs().contains("/api/q").then_some(()) }).await;
     let logs = setup.portvakt.logs();
     assert!(!logs.contains("TOPSECRET") && !logs.contains("26074502015"), "the log quotes the head:\n{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn underscored_names_and_proxy_never_reach_the_upstream() {
+    let setup = Setup::start().await;
+    let mut client = setup.connect().await;
+    let extra = "x_forwarded_for: 6.6.6.6\r\nx_real_ip: 6.6.6.6\r\nx_request_id: forged\r\nx_portvakt_pid: 1\r\n\
+                 content_length: 99\r\ntransfer_encoding: chunked\r\nProxy: http://evil:1/\r\nX-Kept: yes\r\n";
+    client.send(setup.head("GET", "/api/names", extra)).await;
+    assert_eq!(client.answer().await.expect("an answer").status, 200);
+    let seen = &setup.recorder.requests(1).await[0];
+    let Seen::Request { headers, .. } = seen else { unreachable!() };
+    let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.iter().all(|n| !n.contains('_') && *n != "proxy"), "{names:?}");
+    assert_eq!(seen.header("x-kept"), Some("yes"));
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transfer_codings_other_than_chunked_http_1_1_without_host_and_expect_are_handled_by_the_rules() {
+    let setup = Setup::start().await;
+    for coding in ["gzip, chunked", "chunked, chunked", "identity"] {
+        let mut client = setup.connect().await;
+        let extra = format!("Transfer-Encoding: {coding}\r\n");
+        client.send(format!("{}5\r\nhello\r\n0\r\n\r\n", setup.head("POST", "/api/coded", &extra))).await;
+        let answer = client.answer().await.expect("an answer");
+        assert!(matches!(answer.status, 400 | 501), "{coding}: {answer:?}");
+        client.assert_closed().await;
+    }
+    // HTTP/1.1 without Host.
+    let mut client = setup.connect().await;
+    client.send(format!("GET /api/hostless HTTP/1.1\r\nAuthorization: Bearer {}\r\n\r\n", setup.token)).await;
+    let answer = client.answer().await.expect("an answer");
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(answer.body.contains("Host"), "{answer:?}");
+    // Expect with a body that goes upstream keeps the connection for the next request.
+    let mut client = setup.connect().await;
+    client.send(setup.head("POST", "/api/expect", "Expect: 100-continue\r\nContent-Length: 5\r\n")).await;
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(DEADLINE, client.stream.read_exact(&mut interim)).await.expect("a go-ahead").unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    client.send(format!("hello{}", setup.head("GET", "/api/after-expect", ""))).await;
+    assert_eq!(client.answer().await.expect("an answer").seen(), Some("/api/expect"));
+    assert_eq!(client.answer().await.expect("the next answer").seen(), Some("/api/after-expect"));
+    // HTTP/1.0 gets no 100 Continue: it sends its body anyway.
+    let mut client = setup.connect().await;
+    let request = format!(
+        "POST /api/ten HTTP/1.0\r\nAuthorization: Bearer {}\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+        setup.token
+    );
+    client.send(request).await;
+    let answer = client.answer().await.expect("an answer");
+    assert_eq!((answer.status, answer.seen()), (200, Some("/api/ten")), "no interim answer first: {answer:?}");
+    setup.recorder.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_sent_slowly_meets_one_overall_deadline_and_its_upstream_connection_closes() {
+    let setup = Setup::start_with("request_body_timeout_ms = 500\n").await;
+    let mut client = setup.connect().await;
+    client.send(format!("{}x", setup.head("POST", "/api/drip", "Content-Length: 1000\r\n"))).await;
+    let started = std::time::Instant::now();
+    let answer = loop {
+        // A byte now and then, each within any per-read timeout, until the gateway gives up.
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), client.stream.peek(&mut [0u8; 1])).await
+            && n > 0
+        {
+            break client.answer().await.expect("a 408");
+        }
+        if client.stream.write_all(b"x").await.is_err() {
+            panic!("the connection closed without an answer");
+        }
+        assert!(started.elapsed() < DEADLINE, "no deadline");
+    };
+    assert_eq!(answer.status, 408, "{answer:?}");
+    eventually("the upstream connection to close", || async {
+        setup.recorder.seen().iter().any(|s| matches!(s, Seen::Incomplete { .. })).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_the_upstream_may_have_acted_on_is_never_sent_twice() {
+    let setup = Setup::start().await;
+    let mut client = setup.connect().await;
+    client.send(setup.head("GET", "/api/warm", "")).await;
+    assert_eq!(client.answer().await.expect("an answer").status, 200);
+    // On the kept connection, an upstream that takes the request and never answers: 504, once.
+    client.send(setup.head("GET", "/api/silent", "")).await;
+    assert_eq!(client.answer().await.expect("an answer").status, 504);
+    let silent = setup.recorder.seen().iter().filter(|s| s.path() == Some("/api/silent")).count();
+    assert_eq!(silent, 1, "{:?}", setup.recorder.seen());
 }
 
 /// The attack of the issue, against the default stack: a request to authlevel (proxied to the

@@ -37,6 +37,9 @@ pub struct ServerSettings {
     /// (of the connection's opening, for its first request), or the client gets a 408 and the
     /// connection closes. A client sending its head a byte at a time cannot hold a connection.
     pub request_head_timeout_ms: u64,
+    /// On every listener: a request body must arrive whole within this long of its head's end,
+    /// or the request fails (408 where an answer can still be given) and the connection closes.
+    pub request_body_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -50,13 +53,17 @@ impl Default for ServerSettings {
             upgrade_socket: PathBuf::from("/tmp/portvakt-upgrade.sock"),
             pid_file: PathBuf::from("/tmp/portvakt.pid"),
             request_head_timeout_ms: 10_000,
+            request_body_timeout_ms: 60_000,
         }
     }
 }
 
 impl ServerSettings {
-    pub fn head_limits(&self) -> crate::web::connection::HeadLimits {
-        crate::web::connection::HeadLimits { deadline: std::time::Duration::from_millis(self.request_head_timeout_ms) }
+    pub fn client_limits(&self) -> crate::web::connection::ClientLimits {
+        crate::web::connection::ClientLimits {
+            deadline: std::time::Duration::from_millis(self.request_head_timeout_ms),
+            body: std::time::Duration::from_millis(self.request_body_timeout_ms),
+        }
     }
 
     pub(super) fn validate(&self, check: &mut Checker<'_>) {
@@ -68,6 +75,9 @@ impl ServerSettings {
         }
         if !(100..=300_000).contains(&self.request_head_timeout_ms) {
             check.error("server.request_head_timeout_ms", "must be between 100 and 300000");
+        }
+        if !(100..=3_600_000).contains(&self.request_body_timeout_ms) {
+            check.error("server.request_body_timeout_ms", "must be between 100 and 3600000");
         }
         if self.graceful_shutdown_timeout_seconds > 3600 {
             check.error("server.graceful_shutdown_timeout_seconds", "must be at most 3600");

@@ -29,7 +29,7 @@ use super::routes::Target;
 use super::upstream::wire::{self, RequestHead};
 use super::upstream::{PeerTarget, ready_now};
 use super::validator::LastToken;
-use crate::web::connection::{self as web, HeadLimits};
+use crate::web::connection::{self as web, ClientLimits};
 
 /// Shutdown: once the listener has closed, every open connection still gets its next request
 /// answered, with `Connection: close`, until the grace period ends. A connection accepted an
@@ -39,16 +39,16 @@ pub struct GatewayService {
     gateway: Gateway,
     connector: TransportConnector,
     slots: Arc<Slots>,
-    head: HeadLimits,
+    limits: ClientLimits,
 }
 
 impl GatewayService {
-    pub fn new(gateway: Gateway, conf: &ServerConf, head: HeadLimits) -> GatewayService {
+    pub fn new(gateway: Gateway, conf: &ServerConf, limits: ClientLimits) -> GatewayService {
         GatewayService {
             gateway,
             connector: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
             slots: Arc::new(Slots { taken: AtomicUsize::new(0) }),
-            head,
+            limits,
         }
     }
 }
@@ -122,7 +122,7 @@ impl ServerApp for GatewayService {
         let mut connection = ClientConnection::default();
         let mut next = Some(web::Connection::new(stream));
         while let Some(client) = next.take() {
-            let Some(mut session) = client.next_request(self.head).await else { break };
+            let Some(mut session) = client.next_request(self.limits).await else { break };
             if *shutdown.borrow() {
                 // Answer, then close: the client goes on to the process taking over.
                 session.set_keepalive(None);
@@ -155,7 +155,7 @@ impl GatewayService {
     /// One request: answer it or forward it, then count and log it. `false` closes the connection.
     async fn serve(&self, session: &mut ServerSession, connection: &mut ClientConnection) -> bool {
         let gateway = &self.gateway;
-        let mut ctx = gateway.new_ctx();
+        let mut ctx = gateway.new_ctx(self.limits.body);
         let outcome = match gateway.admit_request(session, &mut ctx, &mut connection.last_token).await {
             Some(answer) => match answer_early(session, &answer, ctx.request_id()).await {
                 Ok(()) => Outcome::Done(answer.status),
@@ -265,7 +265,11 @@ impl GatewayService {
                 }
                 Exchange::NoAnswer(e) => {
                     let body_held = session.is_body_done() && !session.retry_buffer_truncated();
-                    if reused && repeatable && body_held && !resent {
+                    // Only a connection the upstream had closed: a timeout or a bad answer came
+                    // from an upstream that may have acted on the request.
+                    let stale =
+                        matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError);
+                    if reused && stale && repeatable && body_held && !resent {
                         resent = true;
                         continue;
                     }
@@ -297,7 +301,7 @@ impl GatewayService {
             }
         } else {
             loop {
-                match session.read_request_body().await {
+                match web::read_body(session, ctx.body_until).await {
                     Ok(Some(chunk)) => {
                         if let Err(e) = upstream.write_body(request, &chunk).await {
                             return Exchange::NoAnswer(e);
@@ -361,7 +365,10 @@ async fn answer_early(session: &mut ServerSession, answer: &Answer, request_id: 
 /// A request body that broke off is not answered; a malformed one gets a 400.
 fn unreadable_body(error: Box<Error>) -> Outcome {
     match error.etype() {
-        ErrorType::ReadError | ErrorType::ConnectionClosed | ErrorType::ReadTimedout => Outcome::Broken(0, error),
+        ErrorType::ReadError | ErrorType::ConnectionClosed => Outcome::Broken(0, error),
+        ErrorType::ReadTimedout => {
+            Outcome::Refused(Answer::error(408, "request_timeout", "the request body did not arrive in time"), error)
+        }
         _ => Outcome::Refused(Answer::error(400, "invalid_request", "the request body could not be read"), error),
     }
 }

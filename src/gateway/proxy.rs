@@ -32,6 +32,8 @@ pub struct Gateway {
 
 pub struct RequestCtx {
     started: Instant,
+    /// The request's body must have arrived by then.
+    pub body_until: Instant,
     /// A header value from the start: it goes into the upstream request and the answer.
     request_id: HeaderValue,
     /// The state this request started with: a reload mid-request does not change its route.
@@ -46,9 +48,11 @@ impl Gateway {
         Gateway { state, metrics, access_log }
     }
 
-    pub fn new_ctx(&self) -> RequestCtx {
+    pub fn new_ctx(&self, body_timeout: std::time::Duration) -> RequestCtx {
+        let started = Instant::now();
         RequestCtx {
-            started: Instant::now(),
+            started,
+            body_until: started + body_timeout,
             request_id: HeaderValue::from_static("-"),
             state: self.state.load_full(),
             route: None,
@@ -84,6 +88,9 @@ impl Gateway {
     ) -> Option<Answer> {
         let state = ctx.state.clone();
         let header = session.req_header();
+        if let Err(answer) = check_message(header) {
+            return Some(answer);
+        }
         let path = match check_request_path(header.raw_path()) {
             Ok(path) => path,
             Err(reason) => return Some(Answer::error(400, "invalid_request", reason)),
@@ -133,7 +140,7 @@ impl Gateway {
         }
         match &route.target {
             Target::Upstream(_) => None,
-            Target::Handler(handler) => Some(self.handle(session, &state, *handler, &verified).await),
+            Target::Handler(handler) => Some(self.handle(session, ctx, *handler, &verified).await),
         }
     }
 
@@ -141,16 +148,17 @@ impl Gateway {
     async fn handle(
         &self,
         session: &mut ServerSession,
-        state: &GatewayState,
+        ctx: &RequestCtx,
         handler: Handler,
         token: &VerifiedToken,
     ) -> Answer {
+        let state = &ctx.state;
         let Some(krr) = &state.krr else {
             return Answer::error(503, "temporarily_unavailable", "the KRR facade is not configured");
         };
         let headers = session.req_header().headers.clone();
         match handler {
-            Handler::KrrPersoner => match read_body(session, state.max_body_bytes).await {
+            Handler::KrrPersoner => match read_body(session, state.max_body_bytes, ctx.body_until).await {
                 Ok(body) => krr.personer(&headers, &body, token).await,
                 Err(answer) => answer,
             },
@@ -159,8 +167,24 @@ impl Gateway {
     }
 }
 
-/// Read a request body the gateway answers itself, refusing more than `max` bytes.
-async fn read_body(session: &mut ServerSession, max: usize) -> Result<Bytes, Answer> {
+/// What Pingora's reader lets through and the gateway does not: HTTP/1.1 without `Host` (RFC
+/// 9112 §3.2), and a transfer coding other than one `chunked` (RFC 9112 §6.1: 501), which the
+/// gateway would otherwise drop without a word when it re-chunks the body.
+fn check_message(header: &pingora::http::RequestHeader) -> std::result::Result<(), Answer> {
+    if header.version == http::Version::HTTP_11 && !header.headers.contains_key(header::HOST) {
+        return Err(Answer::error(400, "invalid_request", "an HTTP/1.1 request needs a Host header"));
+    }
+    let mut codings = header.headers.get_all(header::TRANSFER_ENCODING).iter().flat_map(|v| list_items(v.as_bytes()));
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(()),
+        (Some(coding), None) if coding.eq_ignore_ascii_case(b"chunked") => Ok(()),
+        _ => Err(Answer::error(501, "not_implemented", "only the chunked transfer coding is accepted")),
+    }
+}
+
+/// Read a request body the gateway answers itself, refusing more than `max` bytes or one that
+/// has not arrived by `until`.
+async fn read_body(session: &mut ServerSession, max: usize, until: Instant) -> Result<Bytes, Answer> {
     let too_large = || Answer::error(413, "invalid_request", &format!("the request body is larger than {max} bytes"));
     let header = session.req_header();
     let declared = header
@@ -176,7 +200,7 @@ async fn read_body(session: &mut ServerSession, max: usize) -> Result<Bytes, Ans
     }
     let mut body = BytesMut::new();
     loop {
-        match session.read_request_body().await {
+        match crate::web::connection::read_body(session, until).await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > max {
                     return Err(too_large());
@@ -184,8 +208,16 @@ async fn read_body(session: &mut ServerSession, max: usize) -> Result<Bytes, Ans
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body.freeze()),
+            Err(e) if e.etype() == &pingora::ErrorType::ReadTimedout => {
+                return Err(Answer::error(408, "request_timeout", "the request body did not arrive in time"));
+            }
             Err(e) => {
-                return Err(Answer::error(400, "invalid_request", &format!("the request body could not be read: {e}")));
+                let reason = e.etype().as_str();
+                return Err(Answer::error(
+                    400,
+                    "invalid_request",
+                    &format!("the request body could not be read: {reason}"),
+                ));
             }
         }
     }
@@ -194,12 +226,14 @@ async fn read_body(session: &mut ServerSession, max: usize) -> Result<Bytes, Ans
 /// A client that sent `Expect: 100-continue` waits for a go-ahead before its body. The gateway
 /// gives it itself, as nginx does, rather than passing the expectation upstream.
 pub async fn send_continue_if_expected(session: &mut ServerSession) -> Result<()> {
-    let expects_continue = session
-        .req_header()
-        .headers
-        .get(header::EXPECT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let request = session.req_header();
+    // An HTTP/1.0 client does not know 100 (RFC 9110 §10.1.1): it sends its body regardless.
+    let expects_continue = request.version != http::Version::HTTP_10
+        && request
+            .headers
+            .get(header::EXPECT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
     if expects_continue {
         session.write_response_header(Box::new(ResponseHeader::build(100, None)?)).await?;
     }
@@ -338,7 +372,8 @@ impl ClaimHeaders {
 
 impl Gateway {
     /// The request to send upstream: the client's, less hop-by-hop and framing headers, the
-    /// forwarding headers of an untrusted peer, and any claiming a verified identity (`x_portvakt_pid` too: CGI-style upstreams read it as `x-portvakt-pid`),
+    /// forwarding headers of an untrusted peer, any claiming a verified identity, and any whose
+    /// name holds an underscore (CGI-style upstreams read `x_portvakt_pid` as `x-portvakt-pid`),
     /// and less the token unless the route forwards it; plus the verified claims, the request
     /// id and `X-Forwarded-For`. It is built afresh rather than cloned and trimmed: only what
     /// passes is copied, and names go lower case (as over HTTP/2, and as Envoy sends them).
@@ -354,10 +389,7 @@ impl Gateway {
         let mut request = RequestHead::new(&incoming.method, incoming.raw_path())?;
         let forward = &ctx.state.forward;
         let forward_token = self.route(ctx).is_some_and(|r| r.forward_token);
-        let claims_identity = |name: &str| {
-            forward.all().any(|f| f.as_str() == name)
-                || (name.contains('_') && forward.all().any(|f| f.as_str() == name.replace('_', "-")))
-        };
+        let claims_identity = |name: &str| forward.all().any(|f| f.as_str() == name);
         let nominated = connection_nominated(incoming.headers.get_all(header::CONNECTION).iter());
         let trusted_proxy =
             peer.is_some_and(|peer| ctx.state.trusted_proxies.iter().any(|range| range.contains(&peer.ip)));
@@ -367,8 +399,12 @@ impl Gateway {
         }
         for (name, value) in incoming.headers.iter() {
             let lower = name.as_str();
-            // Hop-by-hop, answered here (Expect), set below, or claiming a verified identity.
-            let stays_behind = HOP_BY_HOP.contains(&lower)
+            // Hop-by-hop, answered here (Expect), set below, or claiming a verified identity. A
+            // name with an underscore is dropped, as nginx does: CGI-style upstreams read
+            // `x_forwarded_for` as `x-forwarded-for`. `Proxy` is the httpoxy vector.
+            let stays_behind = lower.contains('_')
+                || lower == "proxy"
+                || HOP_BY_HOP.contains(&lower)
                 || nominated.contains(name)
                 || lower == "expect"
                 || (lower == "authorization" && !forward_token)
@@ -457,7 +493,10 @@ impl Gateway {
         }
         if self.access_log {
             let header = session.req_header();
-            let path = personid::mask_in_text(&String::from_utf8_lossy(header.raw_path())).into_owned();
+            // The query is left out: tokens and keys travel there too.
+            let target = header.raw_path();
+            let path = &target[..target.iter().position(|b| *b == b'?').unwrap_or(target.len())];
+            let path = personid::mask_in_text(&String::from_utf8_lossy(path)).into_owned();
             let token = ctx.token.as_deref();
             tracing::info!(
                 target: "portvakt::access",

@@ -150,7 +150,7 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
         let gateway = Gateway::new(state.clone(), roles.metrics.clone(), config.log.access_log);
         let mut service = Service::new(
             "gateway".into(),
-            GatewayService::new(gateway, &server.configuration, config.server.head_limits()),
+            GatewayService::new(gateway, &server.configuration, config.server.client_limits()),
         );
         let addr = settings.listen.to_string();
         match &settings.tls {
@@ -182,7 +182,7 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
     if let (Some(settings), Some(issuer)) = (&config.issuer, &roles.issuer) {
         let mut service = Service::new(
             "issuer".into(),
-            AxumApp::new(issuer.router.clone(), crate::issuer::MAX_REQUEST_BYTES, config.server.head_limits()),
+            AxumApp::new(issuer.router.clone(), crate::issuer::MAX_REQUEST_BYTES, config.server.client_limits()),
         );
         service.add_tcp(&settings.listen.to_string());
         server.add_service(service);
@@ -190,7 +190,7 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
     if let (Some(settings), Some(router)) = (&config.oppslag, &roles.oppslag) {
         let mut service = Service::new(
             "oppslagstjenesten".into(),
-            AxumApp::new(router.clone(), settings.max_request_bytes, config.server.head_limits()),
+            AxumApp::new(router.clone(), settings.max_request_bytes, config.server.client_limits()),
         );
         service.add_tcp(&settings.listen.to_string());
         server.add_service(service);
@@ -206,7 +206,7 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
     };
     let mut admin_service = Service::new(
         "admin".into(),
-        AxumApp::fixed(admin::router(admin_state), ADMIN_MAX_REQUEST_BYTES, config.server.head_limits()),
+        AxumApp::fixed(admin::router(admin_state), ADMIN_MAX_REQUEST_BYTES, config.server.client_limits()),
     );
     admin_service.add_tcp(&config.admin.listen.to_string());
     server.add_service(admin_service);

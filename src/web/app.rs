@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -18,7 +19,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use tower::ServiceExt;
 
-use super::connection::{Connection, HeadLimits};
+use super::connection::{ClientLimits, Connection, read_body};
 
 /// Answers larger than this are a bug, not a response: refuse rather than buffer them.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -29,16 +30,16 @@ pub type SharedRouter = Arc<ArcSwap<Router>>;
 pub struct AxumApp {
     router: SharedRouter,
     max_request_bytes: usize,
-    head: HeadLimits,
+    limits: ClientLimits,
 }
 
 impl AxumApp {
-    pub fn new(router: SharedRouter, max_request_bytes: usize, head: HeadLimits) -> AxumApp {
-        AxumApp { router, max_request_bytes, head }
+    pub fn new(router: SharedRouter, max_request_bytes: usize, limits: ClientLimits) -> AxumApp {
+        AxumApp { router, max_request_bytes, limits }
     }
 
-    pub fn fixed(router: Router, max_request_bytes: usize, head: HeadLimits) -> AxumApp {
-        AxumApp::new(Arc::new(ArcSwap::from_pointee(router)), max_request_bytes, head)
+    pub fn fixed(router: Router, max_request_bytes: usize, limits: ClientLimits) -> AxumApp {
+        AxumApp::new(Arc::new(ArcSwap::from_pointee(router)), max_request_bytes, limits)
     }
 }
 
@@ -57,7 +58,7 @@ impl ServerApp for AxumApp {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let mut next = Some(Connection::new(stream));
         while let Some(client) = next.take() {
-            let Some(mut session) = client.next_request(self.head).await else { break };
+            let Some(mut session) = client.next_request(self.limits).await else { break };
             if *shutdown.borrow() {
                 session.set_keepalive(None);
             }
@@ -80,9 +81,10 @@ impl ServerApp for AxumApp {
 impl AxumApp {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let parts = session.req_header().as_owned_parts();
+        let until = Instant::now() + self.limits.body;
         let mut body = Vec::new();
         loop {
-            match session.read_request_body().await {
+            match read_body(session, until).await {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > self.max_request_bytes {
                         session.set_keepalive(None);
@@ -91,9 +93,13 @@ impl AxumApp {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
+                Err(e) if e.etype() == &pingora::ErrorType::ReadTimedout => {
+                    session.set_keepalive(None);
+                    return plain(408, "the request body did not arrive in time\n");
+                }
                 Err(e) => {
                     session.set_keepalive(None);
-                    return plain(400, &format!("the request body could not be read: {e}\n"));
+                    return plain(400, &format!("the request body could not be read: {}\n", e.etype().as_str()));
                 }
             }
         }

@@ -1,11 +1,12 @@
-//! Reading the next request on a client connection, for every listener (the gateway's own loop
-//! and the axum apps alike): how long a connection may sit idle, one overall deadline for a
-//! request head (a client sending its head a byte at a time cannot hold a connection), pipelined
-//! requests taken in order, and a head that cannot be read refused without echoing it.
+//! Reading requests off a client connection, for every listener (the gateway's own loop and the
+//! axum apps alike): how long a connection may sit idle, one overall deadline for a request head
+//! and one for its body (a client sending a byte at a time cannot hold a connection, or the
+//! upstream connection behind it), pipelined requests taken in order, and a head that cannot be
+//! read refused without echoing it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::protocols::Stream;
 use pingora::protocols::http::ServerSession;
@@ -19,12 +20,23 @@ pub const KEEPALIVE_SECONDS: u64 = 60;
 /// The first read of a request head takes at most this much (Pingora's own first buffer).
 const FIRST_READ_BYTES: usize = 4096;
 
-/// How long reading a request head may take.
+/// How long reading a request may take.
 #[derive(Clone, Copy, Debug)]
-pub struct HeadLimits {
+pub struct ClientLimits {
     /// From the first byte of a head (or from accepting the connection, for its first
     /// request) to the head's end.
     pub deadline: Duration,
+    /// From the head's end to the body's end.
+    pub body: Duration,
+}
+
+/// The next piece of a request body, within the request's overall body deadline: past it, a
+/// `ReadTimedout` error (a 408 where an answer can still be given).
+pub async fn read_body(session: &mut ServerSession, until: Instant) -> pingora::Result<Option<Bytes>> {
+    match tokio::time::timeout_at(until.into(), session.read_request_body()).await {
+        Ok(read) => read,
+        Err(_) => Error::e_explain(ErrorType::ReadTimedout, "the request body did not arrive in time"),
+    }
 }
 
 /// What is left of a connection after a request: the stream and any bytes the client already
@@ -53,7 +65,7 @@ impl Connection {
     /// Read the next request head. `None` when the connection ends here: the client closed it or
     /// stayed idle too long (nothing to answer), or its head was unreadable or too slow (then it
     /// got a 400 or 408 first).
-    pub async fn next_request(self, limits: HeadLimits) -> Option<ServerSession> {
+    pub async fn next_request(self, limits: ClientLimits) -> Option<ServerSession> {
         let Connection { mut stream, pipelined, reused } = self;
         let first = match pipelined.filter(|bytes| !bytes.is_empty()) {
             Some(bytes) => bytes,
@@ -68,6 +80,9 @@ impl Connection {
         };
         let mut session = ServerSession::new_http1(stream);
         session.set_pipelining_enabled(true);
+        // Whether an answer before the body's end closes the connection is decided where the
+        // answer is given (it does, after a refusal); a `100 Continue` must not.
+        session.set_close_on_response_before_downstream_finish(false);
         session.set_pipelined_prefix(first);
         session.set_keepalive(Some(KEEPALIVE_SECONDS));
         match timeout(limits.deadline, session.read_request()).await {
@@ -99,13 +114,28 @@ async fn refuse_unreadable(session: &mut ServerSession, error: &Error) {
     refuse(session, 400, "invalid_request", &format!("the request head could not be read: {reason}")).await;
 }
 
-/// What was wrong with an unreadable head, in words that quote nothing of it.
+/// What was wrong with an unreadable head, in words that quote nothing of it: the parser's own
+/// verdict, or one of Pingora's explanations known to name a rule and nothing of the input.
 fn unreadable_reason(error: &Error) -> String {
+    const SAFE: [&str; 10] = [
+        "invalid Content-Length header",
+        "multiple Host header fields",
+        "HTTP/1.0 requests cannot include Transfer-Encoding header",
+        "non-chunked final Transfer-Encoding",
+        "Request header larger than",
+        "ambiguous HTTP absolute-form request target",
+        "userinfo in",
+        "Host header differs from URI authority",
+        "unparseable absolute-form authority",
+        "Content-Length",
+    ];
     match (&error.cause, error.context.as_ref().map(|c| c.as_str())) {
-        // The parser's own verdict ("invalid header name", "invalid token"…).
-        (Some(cause), _) => cause.to_string(),
-        // Pingora's framing checks explain themselves without quoting the request.
-        (None, Some(context)) if !context.starts_with("buf:") => context.to_owned(),
+        // httparse's verdicts ("invalid header name", "invalid token"…) quote nothing.
+        (Some(cause), _) if cause.is::<httparse::Error>() => cause.to_string(),
+        (_, Some(context)) if context.starts_with("invalid uri") => "invalid request target".to_owned(),
+        (_, Some(context)) if SAFE.iter().any(|safe| context.starts_with(safe)) && !context.contains(':') => {
+            context.to_owned()
+        }
         _ => "malformed".to_owned(),
     }
 }
@@ -146,5 +176,9 @@ mod tests {
         assert_eq!(unreadable_reason(&unexplained), "malformed");
         let framing = Error::explain(ErrorType::InvalidHTTPHeader, "invalid Content-Length header");
         assert_eq!(unreadable_reason(&framing), "invalid Content-Length header");
+        let target = Error::explain(ErrorType::InvalidHTTPHeader, "invalid uri /api/x?\"SECRET\"");
+        assert_eq!(unreadable_reason(&target), "invalid request target");
+        let unknown = Error::explain(ErrorType::InvalidHTTPHeader, "something new: SECRET");
+        assert_eq!(unreadable_reason(&unknown), "malformed");
     }
 }
