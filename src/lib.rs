@@ -2,7 +2,7 @@
 //! REST API in front of a SOAP Oppslagstjenesten (and a simulator of it), and authlevel.
 //!
 //! One folder per role (`gateway`, `issuer`, `krr`, `oppslag`) and per shared concern
-//! (`token`, `config`, `admin`, `web`, `personid`, `telemetry`, `server`).
+//! (`token`, `oauth`, `config`, `admin`, `web`, `personid`, `telemetry`, `server`).
 
 pub mod admin;
 pub mod client;
@@ -10,6 +10,7 @@ pub mod config;
 pub mod gateway;
 pub mod issuer;
 pub mod krr;
+pub mod oauth;
 pub mod oppslag;
 pub mod personid;
 pub mod server;

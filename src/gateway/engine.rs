@@ -23,7 +23,8 @@ use pingora::{Error, ErrorType};
 use tokio::io::AsyncReadExt;
 
 use super::Gateway;
-use super::proxy::{ClaimHeaders, ClientPeer, RequestCtx, send_continue_if_expected};
+use super::error::GatewayError;
+use super::proxy::{Admission, ClaimHeaders, ClientPeer, RequestCtx, send_continue_if_expected};
 use super::respond::{self, Answer};
 use super::routes::Target;
 use super::upstream::wire::{self, RequestHead};
@@ -101,8 +102,8 @@ struct Held {
 enum Outcome {
     /// The whole answer went out: the connection can take another request.
     Done(u16),
-    /// Nothing went to the client yet: it gets this answer, then the connection closes.
-    Refused(Answer, Box<Error>),
+    /// Nothing went to the client yet: it gets this refusal, then the connection closes.
+    Refused(GatewayError, Box<Error>),
     /// The client went away, or the answer broke off after it began: close.
     Broken(u16, Box<Error>),
 }
@@ -156,7 +157,12 @@ impl GatewayService {
     async fn serve(&self, session: &mut ServerSession, connection: &mut ClientConnection) -> bool {
         let gateway = &self.gateway;
         let mut ctx = gateway.new_ctx(self.limits.body);
-        let outcome = match gateway.admit_request(session, &mut ctx, &mut connection.last_token).await {
+        let early = match gateway.admit_request(session, &mut ctx, &mut connection.last_token).await {
+            Ok(Admission::Forward) => None,
+            Ok(Admission::Answer(answer)) => Some(answer),
+            Err(refusal) => Some(refusal.answer()),
+        };
+        let outcome = match early {
             Some(answer) => match answer_early(session, &answer, ctx.request_id()).await {
                 Ok(()) => Outcome::Done(answer.status),
                 Err(e) => Outcome::Broken(answer.status, e),
@@ -168,7 +174,8 @@ impl GatewayService {
                 gateway.log(session, status, None, &ctx);
                 true
             }
-            Outcome::Refused(answer, error) => {
+            Outcome::Refused(refusal, error) => {
+                let answer = refusal.answer();
                 session.set_keepalive(None);
                 if let Err(e) = respond::send(session, &answer, ctx.request_id()).await {
                     tracing::debug!(error = %e, "cannot send the error answer");
@@ -204,8 +211,7 @@ impl GatewayService {
         let request = match self.gateway.upstream_request(session, ctx, &upstream.host, peer, claims) {
             Ok(request) => request,
             Err(e) => {
-                let answer = Answer::error(500, "server_error", "cannot build the upstream request");
-                return Outcome::Refused(answer, e);
+                return Outcome::Refused(GatewayError::Internal("cannot build the upstream request".into()), e);
             }
         };
         let repeatable = session.req_header().method.is_idempotent() || route.idempotent;
@@ -220,8 +226,11 @@ impl GatewayService {
         let mut resent = false;
         loop {
             let Some(target) = upstream.peer() else {
-                let answer = Answer::error(503, "upstream_unavailable", "no healthy upstream for this route");
-                return Outcome::Refused(answer, Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"));
+                let refusal = GatewayError::Unavailable {
+                    description: "no healthy upstream for this route".into(),
+                    retry_after: ctx.state().retry_after_seconds,
+                };
+                return Outcome::Refused(refusal, Error::explain(ErrorType::HTTPStatus(503), "no healthy upstream"));
             };
             let (peer, hash) = (&target.peer, target.hash);
             let mut slot = None;
@@ -249,7 +258,7 @@ impl GatewayService {
                     if connect_failures < backends {
                         continue;
                     }
-                    return Outcome::Refused(Answer::upstream_failed(&e), e.more_context(format!("Peer: {peer}")));
+                    return Outcome::Refused(GatewayError::upstream(&e), e.more_context(format!("Peer: {peer}")));
                 }
             };
             let mut upstream = wire::Connection::new(&mut stream, target.timeouts);
@@ -273,7 +282,7 @@ impl GatewayService {
                         resent = true;
                         continue;
                     }
-                    return Outcome::Refused(Answer::upstream_failed(&e), e.more_context(format!("Peer: {peer}")));
+                    return Outcome::Refused(GatewayError::upstream(&e), e.more_context(format!("Peer: {peer}")));
                 }
                 Exchange::Over(outcome) => return outcome,
             }
@@ -366,16 +375,13 @@ async fn answer_early(session: &mut ServerSession, answer: &Answer, request_id: 
 fn unreadable_body(error: Box<Error>) -> Outcome {
     match error.etype() {
         ErrorType::ReadError | ErrorType::ConnectionClosed => Outcome::Broken(0, error),
-        ErrorType::ReadTimedout => {
-            Outcome::Refused(Answer::error(408, "request_timeout", "the request body did not arrive in time"), error)
-        }
-        _ => Outcome::Refused(Answer::error(400, "invalid_request", "the request body could not be read"), error),
+        _ => Outcome::Refused(GatewayError::unreadable_body(&error), error),
     }
 }
 
 fn internal_error(reason: &'static str) -> Outcome {
     Outcome::Refused(
-        Answer::error(500, "server_error", "the gateway failed to handle the request"),
+        GatewayError::Internal("the gateway failed to handle the request".into()),
         Error::explain(ErrorType::InternalError, reason),
     )
 }

@@ -2,6 +2,7 @@
 //! proxies to the route's upstreams or answers from a built-in handler (KRR).
 
 mod engine;
+pub mod error;
 pub mod introspection;
 pub mod keys;
 pub mod maintenance;

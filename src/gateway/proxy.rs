@@ -13,15 +13,16 @@ use pingora::protocols::http::ServerSession;
 use pingora::{OrErr, Result};
 
 use super::GatewayState;
+use super::error::GatewayError;
 use super::path::check_request_path;
 use super::respond::Answer;
-use super::routes::{Denial, Lookup, Route, Target};
+use super::routes::{Lookup, Route, Target};
 use super::upstream::wire::{RequestBody, RequestHead, Response, content_length, list_items};
 use super::validator::LastToken;
 use crate::admin::metrics::Metrics;
 use crate::config::Handler;
 use crate::personid;
-use crate::token::VerifiedToken;
+use crate::token::{TokenError, VerifiedToken};
 use crate::web::bearer::{self, BearerError};
 
 pub struct Gateway {
@@ -66,13 +67,13 @@ impl Gateway {
         ctx.route_index.and_then(|i| ctx.state.routes.get(i))
     }
 
-    /// Name the request, then decide whether it goes upstream (`None`) or gets an answer.
+    /// Name the request, then decide whether it goes upstream or gets an answer.
     pub async fn admit_request(
         &self,
         session: &mut ServerSession,
         ctx: &mut RequestCtx,
         last_token: &mut Option<LastToken>,
-    ) -> Option<Answer> {
+    ) -> Result<Admission, GatewayError> {
         ctx.request_id = match session.req_header().headers.get(&X_REQUEST_ID) {
             Some(id) if valid_request_id(id) => id.clone(),
             _ => new_request_id(),
@@ -85,62 +86,45 @@ impl Gateway {
         session: &mut ServerSession,
         ctx: &mut RequestCtx,
         last_token: &mut Option<LastToken>,
-    ) -> Option<Answer> {
+    ) -> Result<Admission, GatewayError> {
         let state = ctx.state.clone();
         let header = session.req_header();
-        if let Err(answer) = check_message(header) {
-            return Some(answer);
-        }
-        let path = match check_request_path(header.raw_path()) {
-            Ok(path) => path,
-            Err(reason) => return Some(Answer::error(400, "invalid_request", reason)),
-        };
+        check_message(header)?;
+        let path = check_request_path(header.raw_path()).map_err(|reason| GatewayError::BadRequest(reason.into()))?;
         let (index, route) = match state.routes.lookup(&header.method, path) {
             Lookup::Found(index, route) => (index, route),
             Lookup::MethodNotAllowed(allowed) => {
                 let allow = allowed.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
-                return Some(
-                    Answer::error(405, "method_not_allowed", &format!("this path takes {allow}"))
-                        .with_header("allow", allow),
-                );
+                return Err(GatewayError::MethodNotAllowed(allow));
             }
-            Lookup::NotFound => return Some(Answer::error(404, "not_found", "no route serves this path")),
+            Lookup::NotFound => return Err(GatewayError::NoRoute),
         };
         ctx.route = Some(route.name.clone());
         ctx.route_index = Some(index);
-        let token = match bearer::extract(&header.headers) {
-            Ok(token) => token,
-            Err(BearerError::Repeated) => return Some(Answer::invalid_request(BearerError::Repeated.describe())),
-            Err(e) => {
+        let token = bearer::extract(&header.headers).map_err(|e| match e {
+            BearerError::Repeated => GatewayError::BadAuthorization(BearerError::Repeated.describe()),
+            e => {
                 self.metrics.token_refused(crate::token::Reason::Missing);
-                return Some(Answer::invalid_token(e.describe()));
+                GatewayError::token(TokenError::new(crate::token::Reason::Missing, e.describe()), 0)
             }
-        };
+        })?;
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let verified = match state.validator.validate_on_connection(token, client, last_token).await {
-            Ok(verified) => verified,
-            Err(e) => return Some(Answer::for_token_error(&e, state.retry_after_seconds)),
-        };
+        let verified = state
+            .validator
+            .validate_on_connection(token, client, last_token)
+            .await
+            .map_err(|e| GatewayError::token(e, state.retry_after_seconds))?;
         ctx.token = Some(verified.clone());
-        if let Err(denial) = route.policy.check(&verified) {
-            return Some(match denial {
-                Denial::NotForThisRoute(description) => Answer::invalid_token(&description),
-                Denial::Scope { scope, description } => Answer::insufficient_scope(&scope, &description),
-                Denial::StepUp(acr) => Answer::step_up(acr, &format!("this resource needs a login at {acr} or higher")),
-            });
-        }
+        route.policy.check(&verified)?;
         if let Some(limit) = &route.rate_limit
             && !limit.admit(verified.rate_key())
         {
             self.metrics.rate_limited.with_label_values(&[&route.name]).inc();
-            return Some(
-                Answer::error(429, "rate_limited", &format!("more than {} requests per second", limit.per_second))
-                    .with_header("retry-after", "1"),
-            );
+            return Err(GatewayError::RateLimited(limit.per_second));
         }
         match &route.target {
-            Target::Upstream(_) => None,
-            Target::Handler(handler) => Some(self.handle(session, ctx, *handler, &verified).await),
+            Target::Upstream(_) => Ok(Admission::Forward),
+            Target::Handler(handler) => self.handle(session, ctx, *handler, &verified).await.map(Admission::Answer),
         }
     }
 
@@ -151,41 +135,54 @@ impl Gateway {
         ctx: &RequestCtx,
         handler: Handler,
         token: &VerifiedToken,
-    ) -> Answer {
+    ) -> Result<Answer, GatewayError> {
         let state = &ctx.state;
-        let Some(krr) = &state.krr else {
-            return Answer::error(503, "temporarily_unavailable", "the KRR facade is not configured");
-        };
+        let krr = state.krr.as_ref().ok_or_else(|| GatewayError::Unavailable {
+            description: "the KRR facade is not configured".into(),
+            retry_after: state.retry_after_seconds,
+        })?;
         let headers = session.req_header().headers.clone();
-        match handler {
-            Handler::KrrPersoner => match read_body(session, state.max_body_bytes, ctx.body_until).await {
-                Ok(body) => krr.personer(&headers, &body, token).await,
-                Err(answer) => answer,
-            },
-            Handler::KrrPerson => krr.person(&headers, token).await,
-        }
+        let body = match handler {
+            Handler::KrrPersoner => {
+                let body = read_body(session, state.max_body_bytes, ctx.body_until).await?;
+                krr.personer(&headers, &body, token).await?
+            }
+            Handler::KrrPerson => krr.person(&headers, token).await?,
+        };
+        Ok(Answer::json_bytes(200, body))
     }
+}
+
+/// What becomes of an admitted request.
+pub enum Admission {
+    /// It goes to the route's upstream.
+    Forward,
+    /// The gateway answered it itself (a built-in handler).
+    Answer(Answer),
 }
 
 /// What Pingora's reader lets through and the gateway does not: HTTP/1.1 without `Host` (RFC
 /// 9112 §3.2), and a transfer coding other than one `chunked` (RFC 9112 §6.1: 501), which the
 /// gateway would otherwise drop without a word when it re-chunks the body.
-fn check_message(header: &pingora::http::RequestHeader) -> std::result::Result<(), Answer> {
+fn check_message(header: &pingora::http::RequestHeader) -> std::result::Result<(), GatewayError> {
     if header.version == http::Version::HTTP_11 && !header.headers.contains_key(header::HOST) {
-        return Err(Answer::error(400, "invalid_request", "an HTTP/1.1 request needs a Host header"));
+        return Err(GatewayError::BadRequest("an HTTP/1.1 request needs a Host header".into()));
     }
     let mut codings = header.headers.get_all(header::TRANSFER_ENCODING).iter().flat_map(|v| list_items(v.as_bytes()));
     match (codings.next(), codings.next()) {
         (None, _) => Ok(()),
         (Some(coding), None) if coding.eq_ignore_ascii_case(b"chunked") => Ok(()),
-        _ => Err(Answer::error(501, "not_implemented", "only the chunked transfer coding is accepted")),
+        _ => Err(GatewayError::UnsupportedTransferCoding),
     }
 }
 
 /// Read a request body the gateway answers itself, refusing more than `max` bytes or one that
 /// has not arrived by `until`.
-async fn read_body(session: &mut ServerSession, max: usize, until: Instant) -> Result<Bytes, Answer> {
-    let too_large = || Answer::error(413, "invalid_request", &format!("the request body is larger than {max} bytes"));
+async fn read_body(
+    session: &mut ServerSession,
+    max: usize,
+    until: Instant,
+) -> std::result::Result<Bytes, GatewayError> {
     let header = session.req_header();
     let declared = header
         .headers
@@ -193,32 +190,22 @@ async fn read_body(session: &mut ServerSession, max: usize, until: Instant) -> R
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > max) {
-        return Err(too_large());
+        return Err(GatewayError::BodyTooLarge(max));
     }
     if send_continue_if_expected(session).await.is_err() {
-        return Err(Answer::error(400, "invalid_request", "the client went away"));
+        return Err(GatewayError::BadRequest("the client went away".into()));
     }
     let mut body = BytesMut::new();
     loop {
         match crate::web::connection::read_body(session, until).await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > max {
-                    return Err(too_large());
+                    return Err(GatewayError::BodyTooLarge(max));
                 }
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body.freeze()),
-            Err(e) if e.etype() == &pingora::ErrorType::ReadTimedout => {
-                return Err(Answer::error(408, "request_timeout", "the request body did not arrive in time"));
-            }
-            Err(e) => {
-                let reason = e.etype().as_str();
-                return Err(Answer::error(
-                    400,
-                    "invalid_request",
-                    &format!("the request body could not be read: {reason}"),
-                ));
-            }
+            Err(e) => return Err(GatewayError::unreadable_body(&e)),
         }
     }
 }

@@ -21,8 +21,7 @@ pub const SCOPE: &str = "global/idporten.authlevel.read";
 const DEFAULT_MONTHS: u32 = 18;
 
 fn bad_request(description: impl Into<String>) -> Response {
-    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid_request", "error_description": description.into()})))
-        .into_response()
+    OAuthError::invalid_request(description).into_response()
 }
 
 /// The start of `fraDato` (midnight in Oslo), or of the default window, as a Unix time.

@@ -6,51 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::store::StoreError;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
-    InvalidRequest,
-    InvalidClient,
-    InvalidGrant,
-    UnauthorizedClient,
-    UnsupportedGrantType,
-    UnsupportedResponseType,
-    InvalidScope,
-    AccessDenied,
-    InvalidToken,
-    InsufficientScope,
-    ServerError,
-    TemporarilyUnavailable,
-}
-
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::InvalidClient => "invalid_client",
-            ErrorCode::InvalidGrant => "invalid_grant",
-            ErrorCode::UnauthorizedClient => "unauthorized_client",
-            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
-            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
-            ErrorCode::InvalidScope => "invalid_scope",
-            ErrorCode::AccessDenied => "access_denied",
-            ErrorCode::InvalidToken => "invalid_token",
-            ErrorCode::InsufficientScope => "insufficient_scope",
-            ErrorCode::ServerError => "server_error",
-            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
-        }
-    }
-
-    fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
-            ErrorCode::InsufficientScope | ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
-            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-}
+pub use crate::oauth::ErrorCode;
 
 /// Maskinporten's error catalogue (the codes Portvakt emits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,7 +170,7 @@ impl IntoResponse for OAuthError {
             }
             None => body["error_description"] = json!(self.description),
         }
-        let status = if self.mp.is_some() { StatusCode::BAD_REQUEST } else { self.code.status() };
+        let status = if self.mp.is_some() { StatusCode::BAD_REQUEST } else { issuer_status(self.code) };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -232,5 +188,16 @@ impl IntoResponse for OAuthError {
             }
         }
         response
+    }
+}
+
+/// The status an issuer endpoint answers a code with (RFC 6749 §5.2, RFC 6750 §3.1).
+fn issuer_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::InsufficientScope | ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
     }
 }
