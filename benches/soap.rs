@@ -1,6 +1,8 @@
 //! The SOAP translation: building a HentPersoner request and parsing its answer for 1, 100 and
 //! 1,000 persons (the facade's side), and writing the answer (the simulator's side).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic where a request path may not
+
 // The allocator the portvakt binary runs with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,6 +1,8 @@
 //! Token validation at the edge: a cached token, and uncached signature checks for RS256,
 //! ES256 and EdDSA (what a cache miss costs).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic where a request path may not
+
 // The allocator the portvakt binary runs with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,5 +1,7 @@
 //! `portvakt check-config`: a bad config stops start-up with the file, the key and the reason.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic where a request path may not
+
 mod common;
 
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! The gateway end to end: the real binary in front of a real upstream, trusting a real JWKS
 //! server, with tokens signed by keys made for each test.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic where a request path may not
+
 mod common;
 
 use std::sync::Arc;

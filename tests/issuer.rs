@@ -2,6 +2,8 @@
 //! (`openidconnect`) and a cookie-keeping browser drive login, consent, tokens, refresh,
 //! revocation, logout and PAR; Maskinporten grants are signed with the demo client's real key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic where a request path may not
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The Oppslagstjenesten simulator spoken to directly, as a SOAP client would: every answer is
 //! validated against the published 16-02 XSD.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic where a request path may not
+
 mod common;
 
 use common::*;

@@ -5,6 +5,8 @@
 //!
 //! `pingora_floor LISTEN UPSTREAM [THREADS]`, e.g. `pingora_floor 127.0.0.1:8086 127.0.0.1:8081 1`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic where a request path may not
+
 use async_trait::async_trait;
 use pingora::prelude::{HttpPeer, ProxyHttp, Result, Session};
 use pingora::server::Server;

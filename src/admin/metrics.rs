@@ -26,6 +26,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    #[allow(clippy::expect_used)] // static definitions, checked at start-up, never on a request
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use futures_util::FutureExt;
 use pingora::apps::ServerApp;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::protocols::Stream;
@@ -27,8 +28,8 @@ use super::error::GatewayError;
 use super::proxy::{Admission, ClaimHeaders, ClientPeer, RequestCtx, send_continue_if_expected};
 use super::respond::{self, Answer};
 use super::routes::Target;
+use super::upstream::PeerTarget;
 use super::upstream::wire::{self, RequestHead};
-use super::upstream::{PeerTarget, ready_now};
 use super::validator::LastToken;
 use crate::web::connection::{self as web, ClientLimits};
 
@@ -355,7 +356,7 @@ impl GatewayService {
 /// is not used again. Nothing to read means it is still open.
 fn still_open(mut stream: Stream) -> Option<Stream> {
     let mut byte = [0u8; 1];
-    match ready_now(tokio::task::unconstrained(stream.read(&mut byte))) {
+    match tokio::task::unconstrained(stream.read(&mut byte)).now_or_never() {
         None => Some(stream),
         Some(_) => None,
     }

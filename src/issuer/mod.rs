@@ -32,9 +32,9 @@ use crate::config::{IssuerSettings, Lifetimes, Secret};
 use crate::token::sign::SigningKey;
 use crate::token::{Alg, KeySet, VerifyingKey};
 use clients::{Client, Clients};
-use idp::{IdentityProvider, TestIdp};
+use idp::IdentityProvider;
 use scopes::Scopes;
-use store::{MemoryStore, Store, Typed};
+use store::{Store, Typed};
 use trust::TrustAnchors;
 
 /// Requests to the issuer are forms and small JSON bodies.
@@ -64,10 +64,6 @@ pub struct Issuer {
 
 impl Issuer {
     /// Build from config with the in-memory store and the built-in test IdP.
-    pub fn build(settings: &IssuerSettings, metrics: Arc<Metrics>) -> Result<Issuer, String> {
-        Issuer::build_with(settings, metrics, Arc::new(MemoryStore::new()), Arc::new(TestIdp))
-    }
-
     pub fn build_with(
         settings: &IssuerSettings,
         metrics: Arc<Metrics>,

@@ -29,14 +29,6 @@ impl Acr {
             Acr::Level4 => "Level4",
         }
     }
-
-    /// The SAML `SecurityLevel` attribute value.
-    pub fn security_level(self) -> u8 {
-        match self {
-            Acr::Level3 => 3,
-            Acr::Level4 => 4,
-        }
-    }
 }
 
 impl fmt::Display for Acr {

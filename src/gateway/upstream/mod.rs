@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use pingora::lb::discovery::Static;
 use pingora::lb::health_check::TcpHealthCheck;
 use pingora::lb::selection::RoundRobin;
@@ -66,7 +67,8 @@ impl Upstream {
         backends.set_health_check(check);
         let lb = LoadBalancer::from_backends(backends);
         // Static discovery answers at once; this fills the selector before the first request.
-        ready_now(lb.update())
+        lb.update()
+            .now_or_never()
             .ok_or("static discovery did not answer at once")?
             .map_err(|e| format!("cannot set up the upstreams: {e}"))?;
         let host = urls
@@ -99,14 +101,5 @@ impl Upstream {
 
     pub async fn health_check(&self) {
         self.lb.backends().run_health_check(true).await;
-    }
-}
-
-/// Poll a future once, without a runtime's waker: its output if it is ready at once.
-pub(super) fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::pin::pin!(future).poll(&mut context) {
-        std::task::Poll::Ready(output) => Some(output),
-        std::task::Poll::Pending => None,
     }
 }
