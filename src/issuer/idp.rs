@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 
-use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::model::{AuthRequest, Authentication};
-use super::pages::{escape, hidden, page};
+use super::pages;
 use crate::personid::{self, PidError};
 use crate::token::Acr;
 
@@ -39,29 +38,14 @@ pub struct TestIdp;
 impl IdentityProvider for TestIdp {
     fn begin(&self, context: &LoginContext<'_>) -> Response {
         let required = context.request.acr.unwrap_or(Acr::Level3);
-        let option = |acr: Acr, label: &str| {
-            let selected = if acr == required { " selected" } else { "" };
-            format!("<option value=\"{0}\"{selected}>{0} ({label})</option>", acr.name())
-        };
-        let error =
-            context.error.map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
-        let body = format!(
-            "<h1>Log in to {client}</h1>{error}\
-<form method=\"post\" action=\"{action}\">{interaction}{csrf}\
-<label for=\"pid\">Fødselsnummer or d-nummer (11 digits)</label>\
-<input id=\"pid\" name=\"pid\" inputmode=\"numeric\" autocomplete=\"off\" pattern=\"[0-9]{{11}}\" maxlength=\"11\" required>\
-<label for=\"acr\">Security level</label><select id=\"acr\" name=\"acr\">{l3}{l4}</select>\
-<button type=\"submit\">Log in</button></form>\
-<form method=\"post\" action=\"/authorize/cancel\">{interaction}{csrf}<button type=\"submit\">Cancel</button></form>\
-<p class=\"note\">Built-in test IdP (TestID): for development only. The service asks for at least {required}.</p>",
-            client = escape(&context.request.client_id),
-            action = escape(context.action),
-            interaction = hidden("interaction", context.interaction),
-            csrf = hidden("csrf", context.csrf),
-            l3 = option(Acr::Level3, "substantial, e.g. MinID"),
-            l4 = option(Acr::Level4, "high, e.g. BankID"),
-        );
-        page(if context.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK }, "Log in", &body)
+        pages::login(
+            &context.request.client_id,
+            context.action,
+            context.interaction,
+            context.csrf,
+            context.error,
+            required,
+        )
     }
 
     fn complete(
