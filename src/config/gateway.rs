@@ -390,7 +390,7 @@ impl GatewaySettings {
                 check.error(&key, format!("{header:?} is not a valid header name"));
             } else if !seen.insert(header.to_ascii_lowercase()) {
                 check.error(&key, format!("{header:?} is used for two claims"));
-            } else if is_hop_or_reserved(header) {
+            } else if crate::web::headers::is_reserved(header) {
                 check.error(&key, format!("{header:?} is a reserved header"));
             }
         }
@@ -398,7 +398,7 @@ impl GatewaySettings {
             let key = format!("gateway.forward.strip[{i}]");
             if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
                 check.error(key, format!("{header:?} is not a valid header name"));
-            } else if is_framing(header) {
+            } else if crate::web::headers::is_framing(header) {
                 check.error(key, format!("{header:?} frames the message: the gateway writes it itself"));
             }
         }
@@ -566,25 +566,4 @@ pub fn resolve(url: &Url) -> Result<Vec<SocketAddr>, String> {
         return Err(format!("{host} resolves to no address"));
     }
     Ok(addrs)
-}
-
-/// Headers that frame a message or name its host: only the gateway writes them upstream.
-fn is_framing(name: &str) -> bool {
-    ["host", "content-length", "transfer-encoding"].contains(&name.to_ascii_lowercase().as_str())
-}
-
-fn is_hop_or_reserved(name: &str) -> bool {
-    const RESERVED: [&str; 10] = [
-        "authorization",
-        "connection",
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "te",
-        "upgrade",
-        "keep-alive",
-        "proxy-authorization",
-        "x-request-id",
-    ];
-    RESERVED.contains(&name.to_ascii_lowercase().as_str())
 }

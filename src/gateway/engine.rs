@@ -1,12 +1,24 @@
 //! The gateway's client connections, on Pingora's core. Pingora's HTTP/1 server sessions read
 //! and frame every client message (size limits, keep-alive, chunking, timeouts) and its
 //! connector opens, pools and health-checks upstream connections; the upstream half of each
-//! exchange is `upstream::wire`. This loop adds one thing: an upstream
-//! connection stays with its client connection between requests (a bounded number of them, see
-//! `Slots`). pingora-proxy hands every
-//! upstream connection back to the shared pool after each request (a task, a lock and a
-//! check per request, plus channels between its two halves); profiling showed that to be most
-//! of its cost per request (docs/benchmarks.md).
+//! exchange is `upstream::wire`. This loop adds one thing: an upstream connection stays with its
+//! client connection between requests (a bounded number of them, see `Slots`). pingora-proxy
+//! hands every upstream connection back to the shared pool after each request (a task, a lock
+//! and a check per request, plus channels between its two halves); profiling showed that to be
+//! most of its cost per request (docs/benchmarks.md).
+//!
+//! The phases of one request, as Pingora's `ProxyHttp` names them:
+//!
+//! | phase | here |
+//! | --- | --- |
+//! | read the request head | `web::connection` (deadline, pipelining, safe 400/408) |
+//! | `request_filter`: admit or answer | `admission` (message, path, route, token, policy, rate; handlers) |
+//! | `upstream_peer`: choose a backend | `GatewayService::forward` (balancing, kept connection, one resend) |
+//! | `upstream_request_filter` | `forwarding::upstream_request` (framing, hops, claims, addresses) |
+//! | request body, answer head and body | `GatewayService::exchange` over `upstream::wire` |
+//! | `response_filter` | `forwarding::downstream_response` |
+//! | `logging` | `access_log` |
+//! | `fail_to_proxy`: the refusal | `error::GatewayError::answer` |
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,8 +36,9 @@ use pingora::{Error, ErrorType};
 use tokio::io::AsyncReadExt;
 
 use super::Gateway;
+use super::admission::{Admission, RequestCtx, send_continue_if_expected};
 use super::error::GatewayError;
-use super::proxy::{Admission, ClaimHeaders, ClientPeer, RequestCtx, send_continue_if_expected};
+use super::forwarding::{ClaimHeaders, ClientPeer};
 use super::respond::{self, Answer};
 use super::routes::Target;
 use super::upstream::PeerTarget;

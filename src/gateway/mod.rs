@@ -1,13 +1,15 @@
 //! The gateway role: a Pingora edge that validates access tokens and their scopes, then
 //! proxies to the route's upstreams or answers from a built-in handler (KRR).
 
+mod access_log;
+mod admission;
 mod engine;
 pub mod error;
+mod forwarding;
 pub mod introspection;
 pub mod keys;
 pub mod maintenance;
 pub mod path;
-mod proxy;
 pub mod respond;
 pub mod routes;
 pub mod upstream;
@@ -26,8 +28,8 @@ use routes::{Policy, RateLimit, Route, RouteMetrics, RouteTable, Target};
 use upstream::Upstream;
 use validator::{TokenValidator, ValidatorSettings};
 
+pub use admission::Gateway;
 pub use engine::GatewayService;
-pub use proxy::Gateway;
 
 /// Header names for the verified claims sent upstream, and the incoming ones always removed.
 pub struct ForwardHeaders {

@@ -140,6 +140,9 @@ mod tests {
         };
         let html = page.render().unwrap();
         assert!(!html.contains("<script>x") && !html.contains("\"><b>") && !html.contains("a&b"), "{html}");
-        assert!(html.contains("&#60;script&#62;x") && html.contains("a&#38;b") && html.contains("&#34;&#62;"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;x") && html.contains("a&#38;b") && html.contains("&#34;&#62;"),
+            "{html}"
+        );
     }
 }

@@ -4,3 +4,4 @@ pub mod app;
 pub mod bearer;
 pub mod client;
 pub mod connection;
+pub mod headers;

@@ -17,6 +17,7 @@ use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::chunked::{ChunkedDecoder, Decoded};
+use crate::web::headers::list_items;
 
 /// An answer head larger than this, or with more header lines, is refused (502).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -392,11 +393,6 @@ pub fn content_length(seen: Option<u64>, line: &[u8]) -> Option<Option<u64>> {
         }
     }
     Some(length)
-}
-
-/// The items of a comma-separated header value (RFC 9110 §5.6.1), trimmed; empty ones kept.
-pub fn list_items(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// What an answer's header lines say about its framing and its connection.
