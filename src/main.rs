@@ -41,43 +41,6 @@ enum Command {
     /// The synthetic KRR register behind the Oppslagstjenesten simulator.
     #[command(subcommand)]
     Register(RegisterCommand),
-    /// Load generators for the benchmarks (benches/load).
-    #[command(subcommand, hide = true)]
-    Loadgen(LoadgenCommand),
-}
-
-#[derive(Subcommand)]
-enum LoadgenCommand {
-    /// Authorization-code logins per second against a running issuer (demo-rp, the test IdP).
-    Logins {
-        #[arg(long, default_value = "http://127.0.0.1:9000")]
-        issuer: String,
-        #[arg(long, default_value_t = 8)]
-        seconds: u64,
-        #[arg(long, default_value_t = 8)]
-        concurrency: usize,
-    },
-}
-
-fn loadgen(command: LoadgenCommand) -> ExitCode {
-    let LoadgenCommand::Logins { issuer, seconds, concurrency } = command;
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("portvakt loadgen: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(portvakt::client::logins::run(&issuer, seconds, concurrency)) {
-        Ok(figures) => {
-            println!("LOGINS_JSON {figures}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("portvakt loadgen: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }
 
 #[derive(Subcommand)]
@@ -303,7 +266,6 @@ fn main() -> ExitCode {
         }
         Command::Token(args) => token(args),
         Command::Register(command) => register(command),
-        Command::Loadgen(command) => loadgen(command),
         Command::CheckConfig { config } => {
             let config = match load(&config) {
                 Ok(config) => config,

@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PORTVAKT = ROOT / "target" / "release" / "portvakt"
 PINGORA_FLOOR = ROOT / "target" / "release" / "examples" / "pingora_floor"
+LOADGEN = ROOT / "target" / "release" / "examples" / "loadgen"
 PINGORA_FLOOR_PORT = 8086
 PORTVAKT_BEST = "Portvakt RS256, cache on, 1 thread"
 UPSTREAM_PORT, NGINX_PORT, HAPROXY_PORT, ENVOY_PORT, PORTVAKT_PORT, PORTVAKT_ADMIN = 8081, 8082, 8083, 8084, 8085, 9911
@@ -379,8 +380,7 @@ def stack_cases(args, run_dir, results):
                   "BASIC_AUTH": base64.b64encode(b"bench-client:bench-secret").decode()}
         results.append(measure("Issuer: client credentials (Portvakt, RS256 tokens)", "http://127.0.0.1:9000/token", args, run_dir, stack, cc_env))
         log("authorization-code logins per second")
-        out = subprocess.run([str(PORTVAKT), "loadgen", "logins", "--issuer", "http://127.0.0.1:9000",
-                              "--seconds", str(args.duration), "--concurrency", str(args.connections // 5 or 1)],
+        out = subprocess.run([str(LOADGEN), "http://127.0.0.1:9000", str(args.duration), str(args.connections // 5 or 1)],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout
         logins = json.loads(next(l for l in out.splitlines() if l.startswith("LOGINS_JSON "))[len("LOGINS_JSON "):])
         results.append({"case": "Issuer: authorization-code logins (authorize, login form, code + PKCE → tokens)",

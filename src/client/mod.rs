@@ -1,8 +1,6 @@
 //! A Maskinporten client: signs JWT-bearer grants (with `x5c` or `kid`) and asks an issuer for
 //! machine tokens. `portvakt token` uses it, and so do the tests and the load benchmarks.
 
-pub mod logins;
-
 use std::path::Path;
 
 use base64::Engine;

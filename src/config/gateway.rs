@@ -467,7 +467,7 @@ impl GatewaySettings {
             } else if !names.insert(route.name.clone()) {
                 check.error(format!("{key}.name"), format!("route {:?} is defined twice", route.name));
             }
-            if let Err(reason) = crate::gateway::path::check_route_prefix(&route.path) {
+            if let Err(reason) = crate::web::path::check_route_prefix(&route.path) {
                 check.error(format!("{key}.path"), reason);
             }
             for (m, method) in route.methods.iter().enumerate() {

@@ -14,7 +14,6 @@ use pingora::protocols::http::ServerSession;
 
 use super::GatewayState;
 use super::error::GatewayError;
-use super::path::check_request_path;
 use super::respond::Answer;
 use super::routes::{Lookup, Route, Target};
 use super::validator::LastToken;
@@ -23,6 +22,7 @@ use crate::config::Handler;
 use crate::token::{TokenError, VerifiedToken};
 use crate::web::bearer::{self, BearerError};
 use crate::web::headers::list_items;
+use crate::web::path::check_request_path;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

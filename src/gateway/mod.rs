@@ -9,7 +9,7 @@ mod forwarding;
 pub mod introspection;
 pub mod keys;
 pub mod maintenance;
-pub mod path;
+
 pub mod respond;
 pub mod routes;
 pub mod upstream;

@@ -7,11 +7,11 @@ use http::Method;
 use pingora_limits::rate::Rate;
 use prometheus::{Histogram, IntCounter};
 
-use super::path::prefix_matches;
 use super::upstream::Upstream;
 use crate::admin::metrics::Metrics;
 use crate::config::{Handler, RouteSettings, TokenKind};
 use crate::token::{Acr, VerifiedToken};
+use crate::web::path::prefix_matches;
 
 /// A route's metric series, looked up once: a label lookup on every request showed in profiles.
 pub struct RouteMetrics {

@@ -5,3 +5,4 @@ pub mod bearer;
 pub mod client;
 pub mod connection;
 pub mod headers;
+pub mod path;

@@ -1,6 +1,7 @@
-//! A load generator for authorization-code logins against a running issuer (`portvakt
-//! loadgen logins`, used by the load benchmark): each login opens `/authorize`, submits the
-//! test IdP's form as served, and redeems the code (with PKCE) for tokens.
+//! A load generator for authorization-code logins against a running issuer, used by the load
+//! benchmark (`cargo build --release --example loadgen`): each login opens `/authorize`,
+//! submits the test IdP's form as served, and redeems the code (with PKCE) for tokens. It prints
+//! `LOGINS_JSON {...}` with the rate, the latencies and the errors.
 
 use std::time::{Duration, Instant};
 
@@ -60,7 +61,7 @@ async fn login(http: &reqwest::Client, issuer: &str, pid: &str) -> Result<(), St
 }
 
 /// Drive logins for `seconds` with `concurrency` parallel browsers; returns the figures as JSON.
-pub async fn run(issuer: &str, seconds: u64, concurrency: usize) -> Result<serde_json::Value, String> {
+async fn run(issuer: &str, seconds: u64, concurrency: usize) -> Result<serde_json::Value, String> {
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -106,4 +107,29 @@ pub async fn run(issuer: &str, seconds: u64, concurrency: usize) -> Result<serde
             "errors": errors.len(),
             "first_error": errors.first(),
     }))
+}
+
+/// `loadgen [ISSUER] [SECONDS] [CONCURRENCY]` (defaults: the default config's issuer, 8, 8).
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let issuer = args.first().cloned().unwrap_or_else(|| "http://127.0.0.1:9000".into());
+    let number = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let (seconds, concurrency) = (number(1, 8), number(2, 8) as usize);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&issuer, seconds, concurrency)) {
+        Ok(figures) => {
+            println!("LOGINS_JSON {figures}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
