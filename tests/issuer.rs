@@ -653,6 +653,41 @@ async fn logout_ends_the_session_and_calls_the_other_clients_front_channel() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_machine_token_revoked_by_its_own_client_is_inactive_and_no_other_client_can_revoke_it() {
+    let stack = stack().await;
+    let client = machine_client(&stack, false);
+    let http = reqwest::Client::new();
+    let machine = client.token(&http, &["global/idporten.authlevel.read"], &json!({})).await.unwrap();
+    let token = machine["access_token"].as_str().unwrap();
+    // Another client's revocation is a no-op (RFC 7009 §2.2: 200 all the same).
+    assert_eq!(revoke(&stack, RP, token).await, 200);
+    assert_eq!(tokeninfo(&stack, token).await["active"], true);
+    // Its own client revokes it, authenticating with private_key_jwt.
+    let assertion = client.assertion(&[], &json!({"sub": "demo-maskinporten"})).unwrap();
+    let revoked = http
+        .post(format!("{}/revoke", stack.issuer))
+        .form(&[
+            ("token", token),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", assertion.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200, "{}", revoked.text().await.unwrap());
+    assert_eq!(tokeninfo(&stack, token).await, json!({"active": false}));
+    // The issuer's own resource (authlevel) asks the same question: refused.
+    let authlevel = http
+        .post(format!("{}/authlevel/rest/v1/sikkerhetsnivaa", stack.issuer))
+        .bearer_auth(token)
+        .json(&json!({"personidentifikator": CITIZEN}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(authlevel.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn tokeninfo_needs_an_authenticated_caller_and_tells_active_from_not() {
     let stack = stack().await;
     let client = machine_client(&stack, false);
