@@ -1,8 +1,13 @@
-//! Prometheus metrics of every role, in one registry served at the admin listener's `/metrics`.
+//! Prometheus metrics, one registry served at the admin listener's `/metrics`, and one struct
+//! per role in it. Labels with a fixed set of values are enums, not strings, so a series cannot
+//! be misspelled into existence.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
-use crate::token::Reason;
+use crate::token::{Acr, Reason};
 
 /// Latency buckets from 100 µs to 10 s: the edge's own cost sits at the low end.
 const LATENCY_BUCKETS: [f64; 14] =
@@ -10,19 +15,77 @@ const LATENCY_BUCKETS: [f64; 14] =
 
 pub struct Metrics {
     registry: Registry,
+    pub gateway: GatewayMetrics,
+    pub krr: KrrMetrics,
+    pub issuer: IssuerMetrics,
+    pub oppslag: OppslagMetrics,
+    pub server: ServerMetrics,
+}
+
+pub struct GatewayMetrics {
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
-    pub token_outcomes: IntCounterVec,
-    pub validation_cache: IntCounterVec,
-    pub jwks_fetches: IntCounterVec,
-    pub jwks_keys: IntGaugeVec,
-    pub introspections: IntCounterVec,
-    pub rate_limited: IntCounterVec,
-    pub soap_calls: IntCounterVec,
-    pub soap_duration: HistogramVec,
-    pub issued_tokens: IntCounterVec,
-    pub logins: IntCounterVec,
-    pub reloads: IntCounterVec,
+    token_outcomes: IntCounterVec,
+    validation_cache: IntCounterVec,
+    jwks_fetches: IntCounterVec,
+    jwks_keys: IntGaugeVec,
+    introspections: IntCounterVec,
+    rate_limited: IntCounterVec,
+}
+
+pub struct KrrMetrics {
+    soap_calls: IntCounterVec,
+    soap_duration: Histogram,
+}
+
+pub struct IssuerMetrics {
+    issued_tokens: IntCounterVec,
+    logins: IntCounterVec,
+}
+
+pub struct OppslagMetrics {
+    answers: IntCounterVec,
+    duration: Histogram,
+}
+
+pub struct ServerMetrics {
+    reloads: IntCounterVec,
+}
+
+/// A validated-token cache lookup.
+#[derive(Clone, Copy)]
+pub enum CacheLookup {
+    Hit,
+    Miss,
+}
+
+/// What an introspection at the issuer came to, or why none was made.
+#[derive(Clone, Copy)]
+pub enum Introspection {
+    Active,
+    Inactive,
+    Error,
+    /// Inactive, known from a recent answer: no call.
+    InactiveRemembered,
+    /// The client caused too many calls: none made.
+    RefusedRate,
+}
+
+/// How a SOAP call to Oppslagstjenesten ended.
+#[derive(Clone, Copy)]
+pub enum SoapOutcome {
+    Ok,
+    Fault,
+    Unreachable,
+    Timeout,
+    BadAnswer,
+}
+
+/// Which kind of grant a token was issued on.
+#[derive(Clone, Copy)]
+pub enum GrantKind {
+    Citizen,
+    Machine,
 }
 
 impl Metrics {
@@ -34,9 +97,15 @@ impl Metrics {
             registry.register(Box::new(metric.clone())).expect("unique metric name");
             metric
         };
-        let histogram = |name: &str, help: &str, labels: &[&str]| {
+        let histograms = |name: &str, help: &str, labels: &[&str]| {
             let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
             let metric = HistogramVec::new(opts, labels).expect("static metric definition");
+            registry.register(Box::new(metric.clone())).expect("unique metric name");
+            metric
+        };
+        let histogram = |name: &str, help: &str| {
+            let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
+                .expect("static metric definition");
             registry.register(Box::new(metric.clone())).expect("unique metric name");
             metric
         };
@@ -44,13 +113,13 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("portvakt_jwks_keys", "Signing keys held per trusted issuer"), &["issuer"])
                 .expect("static metric definition");
         registry.register(Box::new(jwks_keys.clone())).expect("unique metric name");
-        let metrics = Metrics {
+        let gateway = GatewayMetrics {
             requests: counter(
                 "portvakt_gateway_requests_total",
                 "Gateway requests by route and status",
                 &["route", "status"],
             ),
-            request_duration: histogram(
+            request_duration: histograms(
                 "portvakt_gateway_request_duration_seconds",
                 "Gateway request latency by route",
                 &["route"],
@@ -77,30 +146,39 @@ impl Metrics {
                 "Requests refused by a rate limit, by route",
                 &["route"],
             ),
+        };
+        let krr = KrrMetrics {
             soap_calls: counter(
                 "portvakt_krr_soap_calls_total",
                 "SOAP calls to Oppslagstjenesten by result",
                 &["result"],
             ),
-            soap_duration: histogram("portvakt_krr_soap_duration_seconds", "SOAP call latency", &["operation"]),
+            soap_duration: histogram("portvakt_krr_soap_duration_seconds", "SOAP call latency (HentPersoner)"),
+        };
+        let issuer = IssuerMetrics {
             issued_tokens: counter("portvakt_issuer_tokens_total", "Tokens issued by grant type", &["grant"]),
             logins: counter("portvakt_issuer_logins_total", "Test-IdP logins by level", &["acr"]),
+        };
+        let oppslag = OppslagMetrics {
+            answers: counter(
+                "portvakt_oppslag_answers_total",
+                "Simulator answers: ok, or the SOAP fault code",
+                &["result"],
+            ),
+            duration: histogram("portvakt_oppslag_duration_seconds", "Simulator answer latency"),
+        };
+        let server = ServerMetrics {
             reloads: counter("portvakt_config_reloads_total", "Configuration reloads by result", &["result"]),
-            registry,
         };
         // Pre-create the outcome series so dashboards see zeros, not gaps.
-        metrics.token_outcomes.with_label_values(&["valid"]);
+        gateway.token_outcomes.with_label_values(&["valid"]);
         for reason in Reason::ALL {
-            metrics.token_outcomes.with_label_values(&[reason.label()]);
+            gateway.token_outcomes.with_label_values(&[reason.label()]);
         }
-        for result in ["hit", "miss"] {
-            metrics.validation_cache.with_label_values(&[result]);
+        for lookup in [CacheLookup::Hit, CacheLookup::Miss] {
+            gateway.cache_lookup(lookup);
         }
-        metrics
-    }
-
-    pub fn token_refused(&self, reason: Reason) {
-        self.token_outcomes.with_label_values(&[reason.label()]).inc();
+        Metrics { registry, gateway, krr, issuer, oppslag, server }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -117,5 +195,91 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+impl GatewayMetrics {
+    pub fn token_refused(&self, reason: Reason) {
+        self.token_outcomes.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// The counter of valid tokens, to be held and bumped without a lookup.
+    pub fn token_valid(&self) -> IntCounter {
+        self.token_outcomes.with_label_values(&["valid"])
+    }
+
+    /// The counter of one kind of cache lookup, to be held and bumped without a lookup.
+    pub fn cache_lookup(&self, lookup: CacheLookup) -> IntCounter {
+        let label = match lookup {
+            CacheLookup::Hit => "hit",
+            CacheLookup::Miss => "miss",
+        };
+        self.validation_cache.with_label_values(&[label])
+    }
+
+    pub fn jwks_fetched(&self, issuer: &str, ok: bool) {
+        self.jwks_fetches.with_label_values(&[issuer, if ok { "ok" } else { "error" }]).inc();
+    }
+
+    pub fn jwks_keys_held(&self, issuer: &str, count: usize) {
+        self.jwks_keys.with_label_values(&[issuer]).set(count as i64);
+    }
+
+    pub fn introspected(&self, result: Introspection) {
+        let label = match result {
+            Introspection::Active => "active",
+            Introspection::Inactive => "inactive",
+            Introspection::Error => "error",
+            Introspection::InactiveRemembered => "inactive_remembered",
+            Introspection::RefusedRate => "refused_rate",
+        };
+        self.introspections.with_label_values(&[label]).inc();
+    }
+
+    pub fn rate_limited(&self, route: &str) {
+        self.rate_limited.with_label_values(&[route]).inc();
+    }
+}
+
+impl KrrMetrics {
+    pub fn soap_call(&self, outcome: SoapOutcome, seconds: f64) {
+        let label = match outcome {
+            SoapOutcome::Ok => "ok",
+            SoapOutcome::Fault => "fault",
+            SoapOutcome::Unreachable => "unreachable",
+            SoapOutcome::Timeout => "timeout",
+            SoapOutcome::BadAnswer => "bad_answer",
+        };
+        self.soap_calls.with_label_values(&[label]).inc();
+        self.soap_duration.observe(seconds);
+    }
+}
+
+impl IssuerMetrics {
+    pub fn issued(&self, grant: GrantKind) {
+        self.issued_tokens
+            .with_label_values(&[match grant {
+                GrantKind::Citizen => "citizen",
+                GrantKind::Machine => "machine",
+            }])
+            .inc();
+    }
+
+    pub fn logged_in(&self, acr: Acr) {
+        self.logins.with_label_values(&[acr.name()]).inc();
+    }
+}
+
+impl OppslagMetrics {
+    /// An answer: `None` for a good one, or the SOAP fault code's name.
+    pub fn answered(&self, fault: Option<&str>, seconds: f64) {
+        self.answers.with_label_values(&[fault.unwrap_or("ok")]).inc();
+        self.duration.observe(seconds);
+    }
+}
+
+impl ServerMetrics {
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads.with_label_values(&[if ok { "ok" } else { "refused" }]).inc();
     }
 }

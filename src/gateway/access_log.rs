@@ -17,13 +17,13 @@ impl Gateway {
                 if status == 200 {
                     admitted.metrics.ok.inc();
                 } else {
-                    self.metrics.requests.with_label_values(&[route, status_label(status)]).inc();
+                    self.metrics.gateway.requests.with_label_values(&[route, status_label(status)]).inc();
                 }
                 admitted.metrics.duration.observe(elapsed.as_secs_f64());
             }
             None => {
-                self.metrics.requests.with_label_values(&[route, status_label(status)]).inc();
-                self.metrics.request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+                self.metrics.gateway.requests.with_label_values(&[route, status_label(status)]).inc();
+                self.metrics.gateway.request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
             }
         }
         if self.access_log {

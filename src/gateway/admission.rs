@@ -104,7 +104,7 @@ impl Gateway {
         let token = bearer::extract(&header.headers).map_err(|e| match e {
             BearerError::Repeated => GatewayError::BadAuthorization(BearerError::Repeated.describe()),
             e => {
-                self.metrics.token_refused(crate::token::Reason::Missing);
+                self.metrics.gateway.token_refused(crate::token::Reason::Missing);
                 GatewayError::token(TokenError::new(crate::token::Reason::Missing, e.describe()), 0)
             }
         })?;
@@ -119,7 +119,7 @@ impl Gateway {
         if let Some(limit) = &route.rate_limit
             && !limit.admit(verified.rate_key())
         {
-            self.metrics.rate_limited.with_label_values(&[&route.name]).inc();
+            self.metrics.gateway.rate_limited(&route.name);
             return Err(GatewayError::RateLimited(limit.per_second));
         }
         match &route.target {

@@ -14,7 +14,7 @@ use url::Url;
 
 use super::routes::RateLimit;
 
-use crate::admin::metrics::Metrics;
+use crate::admin::metrics::{Introspection, Metrics};
 use crate::config::{IntrospectionSettings, Secret};
 use crate::token::{AccessClaims, Reason, TokenError, VerifiedToken};
 use crate::web::client::{error_chain, read_limited};
@@ -79,25 +79,24 @@ impl Introspector {
         leeway: i64,
     ) -> Result<VerifiedToken, TokenError> {
         if self.inactive.contains_key(key) {
-            self.metrics.introspections.with_label_values(&["inactive_remembered"]).inc();
+            self.metrics.gateway.introspected(Introspection::InactiveRemembered);
             return Err(inactive());
         }
         if let Some(client) = client
             && !self.calls_per_client.admit(&client)
         {
-            self.metrics.introspections.with_label_values(&["refused_rate"]).inc();
+            self.metrics.gateway.introspected(Introspection::RefusedRate);
             return Err(TokenError::new(
                 Reason::TooManyIntrospections,
                 format!("more than {} unknown tokens a second from this client", self.calls_per_client.per_second),
             ));
         }
         let result = self.call(token).await;
-        let label = match &result {
-            Ok(answer) if answer.active => "active",
-            Ok(_) => "inactive",
-            Err(_) => "error",
-        };
-        self.metrics.introspections.with_label_values(&[label]).inc();
+        self.metrics.gateway.introspected(match &result {
+            Ok(answer) if answer.active => Introspection::Active,
+            Ok(_) => Introspection::Inactive,
+            Err(_) => Introspection::Error,
+        });
         let answer = result?;
         if !answer.active {
             self.inactive.insert(*key, ());

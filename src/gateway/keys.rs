@@ -89,7 +89,7 @@ impl IssuerKeys {
             _ => KeySet::default(),
         };
         let issuer: Arc<str> = settings.issuer.as_str().into();
-        metrics.jwks_keys.with_label_values(&[&issuer]).set(keys.len() as i64);
+        metrics.gateway.jwks_keys_held(&issuer, keys.len());
         Ok(IssuerKeys {
             issuer,
             source,
@@ -188,8 +188,7 @@ impl IssuerKeys {
     pub async fn refresh(&self) -> Result<usize, String> {
         let _single = self.fetching.lock().await;
         let result = self.fetch().await;
-        let label = if result.is_ok() { "ok" } else { "error" };
-        self.metrics.jwks_fetches.with_label_values(&[&self.issuer, label]).inc();
+        self.metrics.gateway.jwks_fetched(&self.issuer, result.is_ok());
         match result {
             Ok(set) => {
                 let count = set.len();
@@ -198,7 +197,7 @@ impl IssuerKeys {
                 }
                 self.keys.store(Arc::new(set));
                 self.last_success.store(Arc::new(Some(Instant::now())));
-                self.metrics.jwks_keys.with_label_values(&[&self.issuer]).set(count as i64);
+                self.metrics.gateway.jwks_keys_held(&self.issuer, count);
                 Ok(count)
             }
             Err(e) => Err(e),

@@ -23,8 +23,8 @@ pub struct RouteMetrics {
 impl RouteMetrics {
     pub fn new(route: &str, metrics: &Metrics) -> RouteMetrics {
         RouteMetrics {
-            ok: metrics.requests.with_label_values(&[route, "200"]),
-            duration: metrics.request_duration.with_label_values(&[route]),
+            ok: metrics.gateway.requests.with_label_values(&[route, "200"]),
+            duration: metrics.gateway.request_duration.with_label_values(&[route]),
         }
     }
 }

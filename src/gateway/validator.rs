@@ -14,7 +14,7 @@ use prometheus::IntCounter;
 
 use super::introspection::Introspector;
 use super::keys::IssuerKeys;
-use crate::admin::metrics::Metrics;
+use crate::admin::metrics::{CacheLookup, Metrics};
 use crate::telemetry::excerpt;
 use crate::token::verify::unix_now;
 use crate::token::{AccessClaims, CompactJws, Reason, TokenError, VerifiedToken};
@@ -83,9 +83,9 @@ impl TokenValidator {
             introspector,
             cache,
             settings,
-            valid: metrics.token_outcomes.with_label_values(&["valid"]),
-            cache_hit: metrics.validation_cache.with_label_values(&["hit"]),
-            cache_miss: metrics.validation_cache.with_label_values(&["miss"]),
+            valid: metrics.gateway.token_valid(),
+            cache_hit: metrics.gateway.cache_lookup(CacheLookup::Hit),
+            cache_miss: metrics.gateway.cache_lookup(CacheLookup::Miss),
             metrics,
         }
     }
@@ -131,7 +131,7 @@ impl TokenValidator {
         let result = self.validate_uncounted(token, client).await;
         match &result {
             Ok(_) => self.valid.inc(),
-            Err(e) => self.metrics.token_refused(e.reason),
+            Err(e) => self.metrics.gateway.token_refused(e.reason),
         }
         result
     }

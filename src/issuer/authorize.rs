@@ -485,7 +485,7 @@ pub async fn login(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
                 time: auth.auth_time,
             })
             .await?;
-        issuer.metrics.logins.with_label_values(&[auth.acr.name()]).inc();
+        issuer.metrics.issuer.logged_in(auth.acr);
         tracing::info!(pid = %crate::personid::mask(&auth.pid), acr = %auth.acr, client = %interaction.request.client_id, "citizen logged in");
         // A login always starts a new session (no fixation), replacing the browser's old one.
         if let Some((old_key, old)) = session::current(&issuer, &headers).await? {

@@ -11,6 +11,7 @@ use super::errors::OAuthError;
 use super::model::{AccessRecord, Grant, JwtRecord, RefreshRecord};
 use super::store::Space;
 use super::{Issuer, random_token, storage_key};
+use crate::admin::metrics::GrantKind;
 use crate::config::AccessTokenKind;
 use crate::token::Iso6523;
 use crate::token::sign::at_hash;
@@ -179,7 +180,7 @@ impl Issuer {
         };
         let refresh_token =
             if client.is_public() { None } else { Some(self.issue_refresh_token(client, grant).await?) };
-        self.metrics.issued_tokens.with_label_values(&["citizen"]).inc();
+        self.metrics.issuer.issued(GrantKind::Citizen);
         Ok(Issued { access_token, expires_in: lifetime, scope: scopes.join(" "), id_token, refresh_token })
     }
 
@@ -236,7 +237,7 @@ impl Issuer {
             claims["pid"] = json!(pid);
         }
         let access_token = self.access_token(client, claims, lifetime, None, extras.pid.as_deref(), false).await?;
-        self.metrics.issued_tokens.with_label_values(&["machine"]).inc();
+        self.metrics.issuer.issued(GrantKind::Machine);
         Ok(Issued { access_token, expires_in: lifetime, scope: scopes.join(" "), id_token: None, refresh_token: None })
     }
 }

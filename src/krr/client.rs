@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
-use crate::admin::metrics::Metrics;
+use crate::admin::metrics::{Metrics, SoapOutcome};
 use crate::config::KrrSettings;
 use crate::soap::model::{Header, Informasjonsbehov, Person, Request, Response};
 use crate::soap::{self, read, write};
@@ -61,15 +61,14 @@ impl SoapClient {
             Ok(_) => Err(BackendError::BadAnswer("the service answered another operation".into())),
             Err(e) => Err(e),
         };
-        self.metrics.soap_duration.with_label_values(&["HentPersoner"]).observe(started.elapsed().as_secs_f64());
-        let label = match &result {
-            Ok(_) => "ok",
-            Err(BackendError::Fault(_)) => "fault",
-            Err(BackendError::Unreachable(_)) => "unreachable",
-            Err(BackendError::Timeout) => "timeout",
-            Err(BackendError::BadAnswer(_)) => "bad_answer",
+        let outcome = match &result {
+            Ok(_) => SoapOutcome::Ok,
+            Err(BackendError::Fault(_)) => SoapOutcome::Fault,
+            Err(BackendError::Unreachable(_)) => SoapOutcome::Unreachable,
+            Err(BackendError::Timeout) => SoapOutcome::Timeout,
+            Err(BackendError::BadAnswer(_)) => SoapOutcome::BadAnswer,
         };
-        self.metrics.soap_calls.with_label_values(&[label]).inc();
+        self.metrics.krr.soap_call(outcome, started.elapsed().as_secs_f64());
         result
     }
 

@@ -54,10 +54,14 @@ impl Simulator {
 
     /// Answer one SOAP request (the body of a POST).
     pub fn answer(&self, headers: &HeaderMap, body: &str) -> (StatusCode, String) {
+        let started = std::time::Instant::now();
         match self.handle(headers, body) {
-            Ok(xml) => (StatusCode::OK, xml),
+            Ok(xml) => {
+                self.metrics.oppslag.answered(None, started.elapsed().as_secs_f64());
+                (StatusCode::OK, xml)
+            }
             Err(fault) => {
-                self.metrics.soap_calls.with_label_values(&[&format!("simulator_fault_{}", fault.code.name())]).inc();
+                self.metrics.oppslag.answered(Some(fault.code.name()), started.elapsed().as_secs_f64());
                 tracing::info!(code = fault.code.name(), reason = %crate::personid::mask_in_text(&fault.reason), "SOAP fault");
                 let xml = write::fault(&fault).unwrap_or_default();
                 (StatusCode::INTERNAL_SERVER_ERROR, xml)
@@ -102,7 +106,6 @@ impl Simulator {
             }
             Request::HentPrintSertifikat => self.register.hent_print_sertifikat(),
         };
-        self.metrics.soap_calls.with_label_values(&["simulator_ok"]).inc();
         write::response(&response).map_err(|e| Fault::receiver(format!("the answer could not be written: {e}")))
     }
 }
@@ -123,8 +126,6 @@ async fn wsdl(State(simulator): State<Arc<Simulator>>, RawQuery(query): RawQuery
 }
 
 async fn soap_call(State(simulator): State<Arc<Simulator>>, headers: HeaderMap, body: String) -> Response {
-    let started = std::time::Instant::now();
     let (status, xml) = simulator.answer(&headers, &body);
-    simulator.metrics.soap_duration.with_label_values(&["simulator"]).observe(started.elapsed().as_secs_f64());
     (status, [(header::CONTENT_TYPE, soap::CONTENT_TYPE)], xml).into_response()
 }

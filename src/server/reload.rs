@@ -99,12 +99,12 @@ impl Reload for Reloader {
     async fn reload(&self) -> Result<String, String> {
         match self.try_reload().await {
             Ok(summary) => {
-                self.roles.metrics.reloads.with_label_values(&["ok"]).inc();
+                self.roles.metrics.server.reloaded(true);
                 tracing::info!(config = %self.path.display(), %summary, "configuration reloaded");
                 Ok(summary)
             }
             Err(reason) => {
-                self.roles.metrics.reloads.with_label_values(&["refused"]).inc();
+                self.roles.metrics.server.reloaded(false);
                 tracing::error!(config = %self.path.display(), %reason, "configuration reload refused; the running configuration keeps serving");
                 Err(reason)
             }
