@@ -25,7 +25,12 @@ fn replay(target: &str, entry: fn(&[u8])) {
             failed.push(path.display().to_string());
         }
     }
-    assert!(failed.is_empty(), "{target}: {} of {} inputs fail: {failed:#?}", failed.len(), corpus.len() + artifacts.len());
+    assert!(
+        failed.is_empty(),
+        "{target}: {} of {} inputs fail: {failed:#?}",
+        failed.len(),
+        corpus.len() + artifacts.len()
+    );
 }
 
 macro_rules! targets {
