@@ -319,7 +319,9 @@ fn parse_response(read: &mut BytesMut, head_request: bool, interim: &mut usize) 
             (true, _, _) => (Body::Empty, true),
             // Transfer-Encoding overrides Content-Length, but both at once is how requests
             // get smuggled: the answer is read, and the connection is not reused.
-            (false, Some(true), length) => (Body::Chunked(ChunkedDecoder::default()), length.is_none()),
+            // In HTTP/1.0 it may have passed a hop that did not know chunking: never reused either
+            // (RFC 9112 §6.1).
+            (false, Some(true), length) => (Body::Chunked(ChunkedDecoder::default()), length.is_none() && http_11),
             (false, Some(false), _) => (Body::UntilClose, false),
             (false, None, Some(length)) => (Body::Length(length), true),
             (false, None, None) => (Body::UntilClose, false),
