@@ -320,7 +320,8 @@ pub fn chunked_body(data: &[u8]) {
 /// - `Transfer-Encoding: chunked, ` (or a later empty `Transfer-Encoding` line): wire.rs reads
 ///   the list as RFC 9110 §5.6.1 says, ignoring empty items, so chunked; hyper takes the last
 ///   item of the last line, empty, and reads to the end of the stream. Such answers are skipped
-///   (`hyper_reads_chunked_otherwise`); the gateway re-frames every answer for its client, so
+///   (`hyper_reads_chunked_otherwise`), as are values with bytes outside visible ASCII, which
+///   hyper never reads as chunked; the gateway re-frames every answer for its client, so
 ///   the difference cannot reach a client's connection;
 /// - wire.rs refuses what it cannot frame for certain (`Content-Length` lists that disagree,
 ///   a status line with a code outside 100..=999) and never reuses a connection after an
@@ -355,12 +356,15 @@ pub fn upstream_differential(data: &[u8]) {
 }
 
 /// Whether hyper's rule for "the last transfer coding is chunked" (the last item of the last
-/// `Transfer-Encoding` line) gives another answer than RFC 9110 §5.6.1's (the last non-empty
-/// item of the combined list), which wire.rs follows: `chunked, ` or an empty later line.
+/// `Transfer-Encoding` line, if it is all visible ASCII) gives another answer than RFC 9110
+/// §5.6.1's (the last non-empty item of the combined list), which wire.rs follows: `chunked, `,
+/// an empty later line, or `\xe7zip, chunked`.
 fn hyper_reads_chunked_otherwise(head: &FinalHead<'_>) -> bool {
     let chunked = |item: &[u8]| item.trim_ascii().eq_ignore_ascii_case(b"chunked");
     let lines: Vec<&[u8]> = head.named("transfer-encoding").collect();
-    let hyper = lines.last().is_some_and(|line| line.rsplit(|&b| b == b',').next().is_some_and(chunked));
+    // hyper reads the value as text first: with a byte outside visible ASCII it is not chunked.
+    let text = |line: &[u8]| line.iter().all(|&b| b == b'\t' || (b' '..0x7f).contains(&b));
+    let hyper = lines.last().is_some_and(|line| text(line) && line.rsplit(|&b| b == b',').next().is_some_and(chunked));
     let rfc = lines.iter().flat_map(|line| wire::list_items(line)).rfind(|item| !item.is_empty()).is_some_and(chunked);
     hyper != rfc
 }
