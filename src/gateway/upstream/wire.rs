@@ -373,8 +373,13 @@ impl Framing {
                 }
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if let Some(last) = list_items(value).rfind(|c| !c.is_empty()) {
-                self.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+            match list_items(value).rfind(|c| !c.is_empty()) {
+                Some(last) => self.chunked = Some(last.eq_ignore_ascii_case(b"chunked")),
+                // An empty field still overrides Content-Length (RFC 9112 §6.3), as hyper reads
+                // it too: the body runs to the close, unless a coding was named on a line before.
+                None => {
+                    self.chunked.get_or_insert(false);
+                }
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
             for option in list_items(value) {
