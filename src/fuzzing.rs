@@ -603,8 +603,9 @@ pub fn compact_jws(data: &[u8]) {
         assert_eq!(jws.alg, Alg::EdDSA);
     }
     let value = jws.claims::<serde_json::Value>();
-    if let Ok(claims) = jws.claims::<AccessClaims>() {
-        let value = value.expect("claims that read as AccessClaims are JSON");
+    // serde skips unknown fields without checking their strings' UTF-8, so claims can read as
+    // AccessClaims and not as a JSON value; the fields read are checked when both read.
+    if let (Ok(claims), Ok(value)) = (jws.claims::<AccessClaims>(), value) {
         if let Some(exp) = claims.exp {
             let n = &value["exp"];
             assert!(
@@ -664,8 +665,8 @@ pub fn issuer_assertion(data: &[u8]) {
     let Ok(token) = std::str::from_utf8(data) else { return };
     let Ok(jws) = CompactJws::parse(token, MAX_ASSERTION_BYTES) else { return };
     check_accepted_jws(token, &jws);
-    if let Ok(claims) = jws.claims::<AssertionClaims>() {
-        let value: serde_json::Value = jws.claims().expect("claims are JSON");
+    // As in `compact_jws`: unknown fields' strings are not checked, so both must read.
+    if let (Ok(claims), Ok(value)) = (jws.claims::<AssertionClaims>(), jws.claims::<serde_json::Value>()) {
         for (name, date) in [("exp", claims.exp), ("iat", claims.iat)] {
             match (&value[name], date) {
                 (serde_json::Value::Null, None) => {}
