@@ -709,7 +709,7 @@ pub fn issuer_assertion(data: &[u8]) {
 ///
 /// Properties: a request or answer that is read is written again (soap/write.rs) and reads
 /// back the same; whatever is refused is refused with a fault or an error, not a panic. Two
-/// losses are by design and compared away: times are written to the millisecond, and an empty
+/// losses are compared away: times are compared as written (to the millisecond), and an empty
 /// `Kontaktinformasjon` is left out.
 pub fn soap(data: &[u8]) {
     use crate::soap::{read, write};
@@ -785,15 +785,14 @@ pub fn krr_json(data: &[u8]) {
     }
 }
 
-/// An answer as writing it keeps it: times to the millisecond, no empty contact information.
+/// An answer as writing it keeps it: times as written and read, no empty contact information.
 fn as_written(response: crate::soap::model::Response) -> crate::soap::model::Response {
     use crate::soap::model::{Channel, Person, Response};
-    use chrono::Timelike;
+    use crate::soap::time::{parse_xs_date_time, xs_date_time};
 
     fn channel(channel: &mut Option<Channel>) {
         for time in channel.iter_mut().flat_map(|c| [&mut c.sist_oppdatert, &mut c.sist_verifisert]).flatten() {
-            let millis = time.nanosecond() / 1_000_000 * 1_000_000;
-            *time = time.with_nanosecond(millis).unwrap_or(*time);
+            *time = parse_xs_date_time(&xs_date_time(time)).expect("a written time reads back");
         }
     }
     fn person(mut person: Person) -> Person {
