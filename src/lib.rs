@@ -7,6 +7,8 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod issuer;
 pub mod krr;

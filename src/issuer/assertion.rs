@@ -21,7 +21,7 @@ use crate::token::{CompactJws, VerifyingKey};
 /// `iat` must be this close to the server's clock, and `exp − iat` at most `MAX_LIFETIME`.
 pub const IAT_SKEW: i64 = 10;
 pub const MAX_LIFETIME: i64 = 120;
-const MAX_ASSERTION_BYTES: usize = 32 * 1024;
+pub(crate) const MAX_ASSERTION_BYTES: usize = 32 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {

@@ -30,7 +30,7 @@ use crate::token::verify::unix_now;
 
 pub const PAR_URN_PREFIX: &str = "urn:portvakt:par:";
 const SUPPORTED_LOCALES: [&str; 4] = ["nb", "nn", "en", "se"];
-const MAX_PARAM: usize = 2048;
+pub(crate) const MAX_PARAM: usize = 2048;
 
 /// Where an error can go: an error page (untrusted client or redirect URI) or back to the client.
 enum Refusal {
@@ -39,7 +39,7 @@ enum Refusal {
 }
 
 /// Parse `a=b&c=d`, refusing repeated parameters (RFC 6749 §3.1) and oversized values.
-fn parse_params(text: &str) -> Result<HashMap<String, String>, String> {
+pub(crate) fn parse_params(text: &str) -> Result<HashMap<String, String>, String> {
     let mut params = HashMap::new();
     for (name, value) in url::form_urlencoded::parse(text.as_bytes()) {
         if value.len() > MAX_PARAM {

@@ -1,9 +1,9 @@
 //! The issuer role: an ID-porten-style OpenID Connect provider with Maskinporten's JWT-bearer
 //! grant. Wire types and HTTP handlers are kept apart from the rules they apply.
 
-mod assertion;
+pub(crate) mod assertion;
 mod authlevel;
-mod authorize;
+pub(crate) mod authorize;
 pub mod clients;
 mod endsession;
 pub mod errors;
@@ -15,7 +15,7 @@ mod resources;
 mod scopes;
 mod session;
 pub mod store;
-mod token_endpoint;
+pub(crate) mod token_endpoint;
 mod tokens;
 pub mod trust;
 

@@ -37,9 +37,14 @@ pub fn parse_xs_date_time(value: &str) -> Result<DateTime<FixedOffset>, super::x
         .ok_or_else(|| super::xml::XmlError::new(format!("{value:?} does not exist in Oslo time")))
 }
 
+/// Oslo time. Before 1895 Oslo kept local mean time (+00:53:28), which neither form can write
+/// (their offsets are in whole minutes or hours), so such times are written in UTC.
 fn oslo(value: &DateTime<FixedOffset>) -> (DateTime<chrono_tz::Tz>, i32) {
     let local = value.with_timezone(&Oslo);
     let offset = local.offset().fix().local_minus_utc();
+    if offset % 3600 != 0 {
+        return (value.with_timezone(&chrono_tz::UTC), 0);
+    }
     (local, offset)
 }
 
@@ -71,5 +76,8 @@ mod tests {
         let winter = DateTime::parse_from_rfc3339("2016-02-18T12:12:00Z").unwrap();
         assert_eq!(xs_date_time(&winter), "2016-02-18T13:12:00.000+01:00");
         assert_eq!(rest_timestamp(&winter), "2016-02-18T13:12:00+01");
+        let mean_time = parse_xs_date_time("1009-02-18T13:12:00").unwrap();
+        assert_eq!(xs_date_time(&mean_time), "1009-02-18T12:18:32.000+00:00");
+        assert_eq!(parse_xs_date_time(&xs_date_time(&mean_time)).unwrap(), mean_time);
     }
 }

@@ -18,7 +18,11 @@ enum State {
         value: u64,
         digits: u8,
     },
-    /// After the size: whitespace or an extension, up to the CR.
+    /// After the size: whitespace (BWS), up to a `;` or the CR.
+    SizeBws {
+        value: u64,
+    },
+    /// In a chunk extension, up to the CR.
     Extension {
         value: u64,
     },
@@ -95,7 +99,10 @@ impl ChunkedDecoder {
     }
 
     fn step(&mut self, byte: u8) -> Result<State, &'static str> {
-        if matches!(self.state, State::Size { .. } | State::Extension { .. } | State::SizeLf { .. }) {
+        if matches!(
+            self.state,
+            State::Size { .. } | State::SizeBws { .. } | State::Extension { .. } | State::SizeLf { .. }
+        ) {
             self.counted += 1;
             if self.counted > MAX_SIZE_LINE {
                 return Err("a chunk-size line is too long");
@@ -116,13 +123,19 @@ impl ChunkedDecoder {
                 State::Size { value: value * 16 + u64::from(digit), digits: digits + 1 }
             }
             (State::Size { digits: 0, .. }, _) => return Err("a chunk size is not hexadecimal"),
-            (State::Size { value, .. } | State::Extension { value }, b'\r') => State::SizeLf { value },
-            // Whitespace before an extension (BWS), and the extension itself, are skipped.
-            (State::Size { value, .. }, b' ' | b'\t' | b';') => State::Extension { value },
+            (State::Size { value, .. } | State::SizeBws { value } | State::Extension { value }, b'\r') => {
+                State::SizeLf { value }
+            }
+            // Whitespace before an extension (BWS), and the extension itself, are skipped; after
+            // whitespace only `;` may follow (RFC 9112 §7.1.1), so `5 x` is refused.
+            (State::Size { value, .. } | State::SizeBws { value }, b' ' | b'\t') => State::SizeBws { value },
+            (State::Size { value, .. } | State::SizeBws { value }, b';') => State::Extension { value },
             (State::Extension { value }, _) if byte == b'\t' || (b' '..0x7f).contains(&byte) || byte >= 0x80 => {
                 State::Extension { value }
             }
-            (State::Size { .. } | State::Extension { .. }, _) => return Err("a chunk-size line has a stray byte"),
+            (State::Size { .. } | State::SizeBws { .. } | State::Extension { .. }, _) => {
+                return Err("a chunk-size line has a stray byte");
+            }
             (State::SizeLf { value }, b'\n') => {
                 self.counted = 0;
                 match value {
@@ -181,7 +194,7 @@ mod tests {
 
     #[test]
     fn malformed_framing_is_refused() {
-        let cases: [(&[u8], &str); 8] = [
+        let cases: [(&[u8], &str); 9] = [
             (b"x\r\n", "a chunk size is not hexadecimal"),
             (b"\r\n", "a chunk size is not hexadecimal"),
             (b"5\nhello\r\n0\r\n\r\n", "a chunk-size line has a stray byte"),
@@ -189,6 +202,7 @@ mod tests {
             (b"1000000000000000\r\n", "a chunk size is too large"),
             (b"-5\r\n", "a chunk size is not hexadecimal"),
             (b"5 x\0\r\n", "a chunk-size line has a stray byte"),
+            (b"0 OK\r\n\r\n", "a chunk-size line has a stray byte"),
             (b"0\r\nX: 1\n\r\n", "a trailer line ends without CR"),
         ];
         for (wire, error) in cases {

@@ -361,7 +361,9 @@ fn parse_response(read: &mut BytesMut, head_request: bool, interim: &mut usize) 
             (true, _, _) => (Body::Empty, true),
             // Transfer-Encoding overrides Content-Length, but both at once is how requests
             // get smuggled: the answer is read, and the connection is not reused.
-            (false, Some(true), length) => (Body::Chunked(ChunkedDecoder::default()), length.is_none()),
+            // In HTTP/1.0 it may have passed a hop that did not know chunking: never reused either
+            // (RFC 9112 §6.1).
+            (false, Some(true), length) => (Body::Chunked(ChunkedDecoder::default()), length.is_none() && http_11),
             (false, Some(false), _) => (Body::UntilClose, false),
             (false, None, Some(length)) => (Body::Length(length), true),
             (false, None, None) => (Body::UntilClose, false),
@@ -415,8 +417,13 @@ impl Framing {
                 )
             })?;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if let Some(last) = list_items(value).rfind(|c| !c.is_empty()) {
-                self.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+            match list_items(value).rfind(|c| !c.is_empty()) {
+                Some(last) => self.chunked = Some(last.eq_ignore_ascii_case(b"chunked")),
+                // An empty field still overrides Content-Length (RFC 9112 §6.3), as hyper reads
+                // it too: the body runs to the close, unless a coding was named on a line before.
+                None => {
+                    self.chunked.get_or_insert(false);
+                }
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
             for option in list_items(value) {
