@@ -40,16 +40,7 @@ enum Refusal {
 
 /// Parse `a=b&c=d`, refusing repeated parameters (RFC 6749 §3.1) and oversized values.
 pub(crate) fn parse_params(text: &str) -> Result<HashMap<String, String>, String> {
-    let mut params = HashMap::new();
-    for (name, value) in url::form_urlencoded::parse(text.as_bytes()) {
-        if value.len() > MAX_PARAM {
-            return Err(format!("parameter {name} is longer than {MAX_PARAM} characters"));
-        }
-        if params.insert(name.clone().into_owned(), value.into_owned()).is_some() {
-            return Err(format!("parameter {name} is repeated"));
-        }
-    }
-    Ok(params)
+    crate::oauth::params::parse(text, Some(MAX_PARAM)).map_err(|e| e.to_string())
 }
 
 /// Validate an authorization request's parameters against `client`.

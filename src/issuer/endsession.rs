@@ -1,7 +1,6 @@
 //! `/endsession`: RP-initiated logout with `id_token_hint`, a registered
 //! `post_logout_redirect_uri` and `state`, and front-channel logout of the session's other clients.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
@@ -37,12 +36,10 @@ fn hint_claims(issuer: &Issuer, hint: &str) -> Result<Value, String> {
 }
 
 async fn logout(issuer: &Issuer, headers: &HeaderMap, text: &str) -> Response {
-    let mut params = HashMap::new();
-    for (name, value) in url::form_urlencoded::parse(text.as_bytes()) {
-        if params.insert(name.clone().into_owned(), value.into_owned()).is_some() {
-            return error_page(StatusCode::BAD_REQUEST, &format!("The parameter {name} is repeated."));
-        }
-    }
+    let params = match crate::oauth::params::parse(text, None) {
+        Ok(params) => params,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &format!("The request is not valid: {e}.")),
+    };
     let hint = match params.get("id_token_hint") {
         Some(hint) => match hint_claims(issuer, hint) {
             Ok(claims) => Some(claims),

@@ -52,13 +52,7 @@ pub async fn token(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
 }
 
 pub fn parse_form(body: &str) -> Result<HashMap<String, String>, OAuthError> {
-    let mut form = HashMap::new();
-    for (name, value) in url::form_urlencoded::parse(body.as_bytes()) {
-        if form.insert(name.clone().into_owned(), value.into_owned()).is_some() {
-            return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")));
-        }
-    }
-    Ok(form)
+    crate::oauth::params::parse(body, None).map_err(|e| OAuthError::invalid_request(e.to_string()))
 }
 
 fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {

@@ -1,41 +1,7 @@
-//! The OAuth 2.0 vocabulary both roles speak on the wire: the issuer answers its endpoints with
-//! these codes, and the gateway its refusals.
+//! The OAuth 2.0 vocabulary both roles speak on the wire: error codes, and how parameters are
+//! read from a form or a query.
 
-/// Error codes: RFC 6749 §5.2 (token endpoint), §4.1.2.1 (authorization endpoint), RFC 6750 §3.1
-/// (resource servers), RFC 9470 (step-up) and RFC 7009 / 7662 use of the same.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
-    InvalidRequest,
-    InvalidClient,
-    InvalidGrant,
-    UnauthorizedClient,
-    UnsupportedGrantType,
-    UnsupportedResponseType,
-    InvalidScope,
-    AccessDenied,
-    InvalidToken,
-    InsufficientScope,
-    InsufficientUserAuthentication,
-    ServerError,
-    TemporarilyUnavailable,
-}
+mod error;
+pub mod params;
 
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::InvalidClient => "invalid_client",
-            ErrorCode::InvalidGrant => "invalid_grant",
-            ErrorCode::UnauthorizedClient => "unauthorized_client",
-            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
-            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
-            ErrorCode::InvalidScope => "invalid_scope",
-            ErrorCode::AccessDenied => "access_denied",
-            ErrorCode::InvalidToken => "invalid_token",
-            ErrorCode::InsufficientScope => "insufficient_scope",
-            ErrorCode::InsufficientUserAuthentication => "insufficient_user_authentication",
-            ErrorCode::ServerError => "server_error",
-            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
-        }
-    }
-}
+pub use error::ErrorCode;
