@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::gateway::upstream::chunked::{ChunkedDecoder, Decoded};
 use crate::gateway::upstream::wire::{self, Connection, Timeouts};
+use crate::web::client::error_chain;
 
 // ---------------------------------------------------------------------------------------------
 // The upstream side of the gateway: answer heads, framing and bodies (wire.rs, chunked.rs).
@@ -386,18 +387,6 @@ enum HyperAnswer {
         status: u16,
         body: Result<Vec<u8>, String>,
     },
-}
-
-/// An error with its sources: hyper's body errors say what failed only in their source.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// hyper parses chunked trailers as header fields (`decode_trailers`) and refuses malformed
