@@ -104,6 +104,7 @@ impl ClaimHeaders {
         Ok(ClaimHeaders { token: token.clone(), headers })
     }
 }
+
 impl Gateway {
     /// The request to send upstream: the client's, less hop-by-hop and framing headers, the
     /// forwarding headers of an untrusted peer, any claiming a verified identity, and any whose
