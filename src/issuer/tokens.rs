@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::clients::Client;
@@ -20,30 +21,23 @@ use crate::token::verify::unix_now;
 /// RFC 9068's media type for JWT access tokens.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
-/// A successful token response (RFC 6749 §5.1).
+/// A successful token response (RFC 6749 §5.1), as it goes on the wire.
+#[derive(Serialize)]
 pub struct Issued {
     pub access_token: String,
+    /// Always `Bearer` (RFC 6750).
+    pub token_type: &'static str,
     pub expires_in: u64,
     pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
 }
 
 impl IntoResponse for Issued {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "access_token": self.access_token,
-            "token_type": "Bearer",
-            "expires_in": self.expires_in,
-            "scope": self.scope,
-        });
-        if let Some(id_token) = self.id_token {
-            body["id_token"] = json!(id_token);
-        }
-        if let Some(refresh_token) = self.refresh_token {
-            body["refresh_token"] = json!(refresh_token);
-        }
-        ([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], axum::Json(body)).into_response()
+        ([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], axum::Json(self)).into_response()
     }
 }
 
@@ -181,7 +175,14 @@ impl Issuer {
         let refresh_token =
             if client.is_public() { None } else { Some(self.issue_refresh_token(client, grant).await?) };
         self.metrics.issuer.issued(GrantKind::Citizen);
-        Ok(Issued { access_token, expires_in: lifetime, scope: scopes.join(" "), id_token, refresh_token })
+        Ok(Issued {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifetime,
+            scope: scopes.join(" "),
+            id_token,
+            refresh_token,
+        })
     }
 
     pub async fn issue_refresh_token(&self, client: &Client, grant: &Grant) -> Result<String, OAuthError> {
@@ -238,6 +239,13 @@ impl Issuer {
         }
         let access_token = self.access_token(client, claims, lifetime, None, extras.pid.as_deref(), false).await?;
         self.metrics.issuer.issued(GrantKind::Machine);
-        Ok(Issued { access_token, expires_in: lifetime, scope: scopes.join(" "), id_token: None, refresh_token: None })
+        Ok(Issued {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifetime,
+            scope: scopes.join(" "),
+            id_token: None,
+            refresh_token: None,
+        })
     }
 }
