@@ -112,6 +112,16 @@ fn each_kind_of_mistake_names_the_file_the_key_and_the_reason() {
             "reserved header",
         ),
         (
+            MINIMAL.replace("path = \"/api\"", "path = \"/api\"\nmethods = [\"GET\", \"post\"]"),
+            "key `gateway.routes[0].methods[1]`",
+            "is not an upper-case HTTP method",
+        ),
+        (
+            MINIMAL.replace("[gateway]\n", "[gateway.forward]\nscope = \"x scope\"\n\n[gateway]\n"),
+            "key `gateway.forward.scope`",
+            "is not a valid header name",
+        ),
+        (
             format!("[server]\nrequest_head_timeout_ms = 0\n{MINIMAL}"),
             "key `server.request_head_timeout_ms`",
             "between 100 and 300000",

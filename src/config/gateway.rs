@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use url::Url;
 
-use super::{Checker, Secret};
+use super::{Checker, HeaderName, HttpMethod, Secret};
 use crate::token::{Acr, Alg};
 
 #[derive(Debug, Deserialize)]
@@ -116,31 +116,31 @@ impl Default for JwksSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardSettings {
-    pub pid: String,
-    pub client_id: String,
-    pub consumer: String,
-    pub scope: String,
-    pub acr: String,
-    pub issuer: String,
-    pub strip: Vec<String>,
+    pub pid: HeaderName,
+    pub client_id: HeaderName,
+    pub consumer: HeaderName,
+    pub scope: HeaderName,
+    pub acr: HeaderName,
+    pub issuer: HeaderName,
+    pub strip: Vec<HeaderName>,
 }
 
 impl Default for ForwardSettings {
     fn default() -> Self {
         ForwardSettings {
-            pid: "x-portvakt-pid".into(),
-            client_id: "x-portvakt-client-id".into(),
-            consumer: "x-portvakt-consumer".into(),
-            scope: "x-portvakt-scope".into(),
-            acr: "x-portvakt-acr".into(),
-            issuer: "x-portvakt-issuer".into(),
+            pid: HeaderName::from_static("x-portvakt-pid"),
+            client_id: HeaderName::from_static("x-portvakt-client-id"),
+            consumer: HeaderName::from_static("x-portvakt-consumer"),
+            scope: HeaderName::from_static("x-portvakt-scope"),
+            acr: HeaderName::from_static("x-portvakt-acr"),
+            issuer: HeaderName::from_static("x-portvakt-issuer"),
             strip: Vec::new(),
         }
     }
 }
 
 impl ForwardSettings {
-    pub fn claim_headers(&self) -> [(&'static str, &str); 6] {
+    pub fn claim_headers(&self) -> [(&'static str, &HeaderName); 6] {
         [
             ("pid", &self.pid),
             ("client_id", &self.client_id),
@@ -311,7 +311,7 @@ pub struct RouteSettings {
     pub path: String,
     /// Allowed methods; empty means any.
     #[serde(default)]
-    pub methods: Vec<String>,
+    pub methods: Vec<HttpMethod>,
     /// Upstream base URLs (`http://host:port`), balanced round robin.
     #[serde(default)]
     pub upstreams: Vec<Url>,
@@ -386,20 +386,16 @@ impl GatewaySettings {
         let mut seen = HashSet::new();
         for (name, header) in self.forward.claim_headers() {
             let key = format!("gateway.forward.{name}");
-            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                check.error(&key, format!("{header:?} is not a valid header name"));
-            } else if !seen.insert(header.to_ascii_lowercase()) {
-                check.error(&key, format!("{header:?} is used for two claims"));
-            } else if crate::web::headers::is_reserved(header) {
-                check.error(&key, format!("{header:?} is a reserved header"));
+            if !seen.insert(header.as_str()) {
+                check.error(&key, format!("{:?} is used for two claims", header.as_str()));
+            } else if crate::web::headers::is_reserved(header.as_str()) {
+                check.error(&key, format!("{:?} is a reserved header", header.as_str()));
             }
         }
         for (i, header) in self.forward.strip.iter().enumerate() {
-            let key = format!("gateway.forward.strip[{i}]");
-            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                check.error(key, format!("{header:?} is not a valid header name"));
-            } else if crate::web::headers::is_framing(header) {
-                check.error(key, format!("{header:?} frames the message: the gateway writes it itself"));
+            if crate::web::headers::is_framing(header.as_str()) {
+                let key = format!("gateway.forward.strip[{i}]");
+                check.error(key, format!("{:?} frames the message: the gateway writes it itself", header.as_str()));
             }
         }
     }
@@ -459,7 +455,7 @@ impl GatewaySettings {
     fn validate_routes(&mut self, check: &mut Checker<'_>) {
         let issuers: HashSet<&str> = self.issuers.iter().map(|i| i.issuer.as_str()).collect();
         let mut names = HashSet::new();
-        let mut claimed: Vec<(String, Vec<String>, usize)> = Vec::new();
+        let mut claimed: Vec<(String, Vec<HttpMethod>, usize)> = Vec::new();
         for (i, route) in self.routes.iter().enumerate() {
             let key = format!("gateway.routes[{i}]");
             if route.name.is_empty() || !route.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
@@ -469,11 +465,6 @@ impl GatewaySettings {
             }
             if let Err(reason) = crate::web::path::check_route_prefix(&route.path) {
                 check.error(format!("{key}.path"), reason);
-            }
-            for (m, method) in route.methods.iter().enumerate() {
-                if http::Method::from_bytes(method.as_bytes()).is_err() || method.to_ascii_uppercase() != *method {
-                    check.error(format!("{key}.methods[{m}]"), format!("{method:?} is not an upper-case HTTP method"));
-                }
             }
             match (&route.handler, route.upstreams.is_empty()) {
                 (Some(_), false) => check.error(&key, "give either upstreams or handler, not both"),

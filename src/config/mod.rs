@@ -2,6 +2,7 @@
 //! anything starts. Every error names the file, the key and the reason.
 
 mod gateway;
+mod http;
 mod issuer;
 mod oppslag;
 mod secret;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use gateway::*;
+pub use http::{HeaderName, HttpMethod};
 pub use issuer::*;
 pub use oppslag::*;
 pub use secret::Secret;

@@ -43,19 +43,16 @@ pub struct ForwardHeaders {
 }
 
 impl ForwardHeaders {
-    fn new(settings: &crate::config::ForwardSettings) -> Result<ForwardHeaders, String> {
-        let name = |value: &str| {
-            HeaderName::from_bytes(value.to_ascii_lowercase().as_bytes()).map_err(|e| format!("header {value:?}: {e}"))
-        };
-        Ok(ForwardHeaders {
-            pid: name(&settings.pid)?,
-            client_id: name(&settings.client_id)?,
-            consumer: name(&settings.consumer)?,
-            scope: name(&settings.scope)?,
-            acr: name(&settings.acr)?,
-            issuer: name(&settings.issuer)?,
-            strip: settings.strip.iter().map(|s| name(s)).collect::<Result<_, _>>()?,
-        })
+    fn new(settings: &crate::config::ForwardSettings) -> ForwardHeaders {
+        ForwardHeaders {
+            pid: settings.pid.0.clone(),
+            client_id: settings.client_id.0.clone(),
+            consumer: settings.consumer.0.clone(),
+            scope: settings.scope.0.clone(),
+            acr: settings.acr.0.clone(),
+            issuer: settings.issuer.0.clone(),
+            strip: settings.strip.iter().map(|name| name.0.clone()).collect(),
+        }
     }
 
     /// Every header a client might use to pass itself off as verified.
@@ -149,11 +146,7 @@ impl GatewayState {
             routes.push(Route {
                 name: route.name.as_str().into(),
                 prefix: route.path.clone(),
-                methods: route
-                    .methods
-                    .iter()
-                    .map(|m| m.parse().map_err(|_| format!("gateway.routes[{i}].methods: {m:?}")))
-                    .collect::<Result<_, _>>()?,
+                methods: route.methods.iter().map(|m| m.0.clone()).collect(),
                 target,
                 policy: Policy::from_settings(route, &own_audiences),
                 forward_token: route.forward_token,
@@ -172,7 +165,7 @@ impl GatewayState {
             krr,
             routes: RouteTable::new(routes),
             validator,
-            forward: ForwardHeaders::new(&settings.forward)?,
+            forward: ForwardHeaders::new(&settings.forward),
             retry_after_seconds: settings.jwks.retry_after_seconds,
             max_body_bytes: settings.max_body_bytes,
             kept_connections: settings.upstream.kept_connections,
