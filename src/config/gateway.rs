@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use url::Url;
 
-use super::{Checker, HeaderName, HttpMethod, Secret};
+use http::HeaderName;
+
+use super::{Checker, HttpMethod, Secret};
 use crate::token::{Acr, Alg};
 
 #[derive(Debug, Deserialize)]
@@ -113,15 +115,22 @@ impl Default for JwksSettings {
 
 /// The names of the headers that carry verified claims to the upstream. Incoming headers with
 /// these names (and those in `strip`) are always removed first, so a client cannot forge them.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardSettings {
+    #[serde(deserialize_with = "super::http::header_name")]
     pub pid: HeaderName,
+    #[serde(deserialize_with = "super::http::header_name")]
     pub client_id: HeaderName,
+    #[serde(deserialize_with = "super::http::header_name")]
     pub consumer: HeaderName,
+    #[serde(deserialize_with = "super::http::header_name")]
     pub scope: HeaderName,
+    #[serde(deserialize_with = "super::http::header_name")]
     pub acr: HeaderName,
+    #[serde(deserialize_with = "super::http::header_name")]
     pub issuer: HeaderName,
+    #[serde(deserialize_with = "super::http::header_names")]
     pub strip: Vec<HeaderName>,
 }
 
@@ -149,6 +158,13 @@ impl ForwardSettings {
             ("acr", &self.acr),
             ("issuer", &self.issuer),
         ]
+    }
+
+    /// Every header a client might use to pass itself off as verified.
+    pub fn all(&self) -> impl Iterator<Item = &HeaderName> {
+        [&self.pid, &self.client_id, &self.consumer, &self.scope, &self.acr, &self.issuer]
+            .into_iter()
+            .chain(self.strip.iter())
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use gateway::*;
-pub use http::{HeaderName, HttpMethod};
+pub use http::HttpMethod;
 pub use issuer::*;
 pub use oppslag::*;
 pub use secret::Secret;

@@ -83,7 +83,7 @@ pub struct ClaimHeaders {
 }
 
 impl ClaimHeaders {
-    fn new(forward: &super::ForwardHeaders, token: &Arc<VerifiedToken>) -> Result<ClaimHeaders> {
+    fn new(forward: &crate::config::ForwardSettings, token: &Arc<VerifiedToken>) -> Result<ClaimHeaders> {
         let scopes = (!token.scopes.is_empty()).then(|| token.scopes.join(" "));
         let claims = [
             (&forward.pid, token.pid.as_deref()),

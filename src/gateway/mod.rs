@@ -19,10 +19,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderName;
-
 use crate::admin::metrics::Metrics;
-use crate::config::{GatewaySettings, TrustedIssuerSettings};
+use crate::config::{ForwardSettings, GatewaySettings, TrustedIssuerSettings};
 use keys::{FetchSettings, IssuerKeys};
 use routes::{Policy, RateLimit, Route, RouteMetrics, RouteTable, Target};
 use upstream::Upstream;
@@ -31,43 +29,12 @@ use validator::{TokenValidator, ValidatorSettings};
 pub use admission::Gateway;
 pub use engine::GatewayService;
 
-/// Header names for the verified claims sent upstream, and the incoming ones always removed.
-pub struct ForwardHeaders {
-    pub pid: HeaderName,
-    pub client_id: HeaderName,
-    pub consumer: HeaderName,
-    pub scope: HeaderName,
-    pub acr: HeaderName,
-    pub issuer: HeaderName,
-    pub strip: Vec<HeaderName>,
-}
-
-impl ForwardHeaders {
-    fn new(settings: &crate::config::ForwardSettings) -> ForwardHeaders {
-        ForwardHeaders {
-            pid: settings.pid.0.clone(),
-            client_id: settings.client_id.0.clone(),
-            consumer: settings.consumer.0.clone(),
-            scope: settings.scope.0.clone(),
-            acr: settings.acr.0.clone(),
-            issuer: settings.issuer.0.clone(),
-            strip: settings.strip.iter().map(|name| name.0.clone()).collect(),
-        }
-    }
-
-    /// Every header a client might use to pass itself off as verified.
-    pub fn all(&self) -> impl Iterator<Item = &HeaderName> {
-        [&self.pid, &self.client_id, &self.consumer, &self.scope, &self.acr, &self.issuer]
-            .into_iter()
-            .chain(self.strip.iter())
-    }
-}
-
 /// Everything a request needs, swapped as one piece when the configuration is reloaded.
 pub struct GatewayState {
     pub routes: RouteTable,
     pub validator: TokenValidator,
-    pub forward: ForwardHeaders,
+    /// Header names for the verified claims sent upstream, and the incoming ones always removed.
+    pub forward: ForwardSettings,
     pub retry_after_seconds: u64,
     pub max_body_bytes: usize,
     /// How many upstream connections client connections may keep between requests.
@@ -165,7 +132,7 @@ impl GatewayState {
             krr,
             routes: RouteTable::new(routes),
             validator,
-            forward: ForwardHeaders::new(&settings.forward),
+            forward: settings.forward.clone(),
             retry_after_seconds: settings.jwks.retry_after_seconds,
             max_body_bytes: settings.max_body_bytes,
             kept_connections: settings.upstream.kept_connections,
