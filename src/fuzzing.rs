@@ -620,7 +620,7 @@ pub fn compact_jws(data: &[u8]) {
 /// written and read again.
 pub fn issuer_form(data: &[u8]) {
     use crate::issuer::authorize::{MAX_PARAM, parse_params};
-    use crate::issuer::token_endpoint::parse_form;
+    use crate::issuer::requests::parse_form;
 
     let Ok(body) = std::str::from_utf8(data) else { return };
     let pairs: Vec<(String, String)> =

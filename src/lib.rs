@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;

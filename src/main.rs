@@ -6,6 +6,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use portvakt::client::MaskinportenClient;
@@ -43,6 +44,18 @@ enum Command {
     Register(RegisterCommand),
 }
 
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Serve { .. } => "serve",
+            Command::CheckConfig { .. } => "check-config",
+            Command::Token(_) => "token",
+            Command::Register(RegisterCommand::Generate { .. }) => "register generate",
+            Command::Register(RegisterCommand::Cases { .. }) => "register cases",
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum RegisterCommand {
     /// Write a synthetic register (valid check digits, every case covered) as JSON.
@@ -62,49 +75,27 @@ enum RegisterCommand {
     },
 }
 
-fn register(command: RegisterCommand) -> ExitCode {
+fn register(command: RegisterCommand) -> Result<(), Failure> {
     match command {
         RegisterCommand::Generate { persons, seed, out } => {
-            let file = match portvakt::oppslag::generate::generate(persons, seed) {
-                Ok(file) => file,
-                Err(e) => {
-                    eprintln!("portvakt register generate: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let json = match serde_json::to_string_pretty(&file) {
-                Ok(json) => json + "\n",
-                Err(e) => {
-                    eprintln!("portvakt register generate: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let written = if out.as_os_str() == "-" {
+            let file = portvakt::oppslag::generate::generate(persons, seed).map_err(|e| Failure::Input(e.into()))?;
+            let json = serde_json::to_string_pretty(&file).context("the register cannot be serialised")? + "\n";
+            if out.as_os_str() == "-" {
                 use std::io::Write;
-                std::io::stdout().write_all(json.as_bytes())
+                std::io::stdout().write_all(json.as_bytes()).context("cannot write to standard output")?;
             } else {
-                std::fs::write(&out, json)
-            };
-            match written {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("portvakt register generate: cannot write {}: {e}", out.display());
-                    ExitCode::FAILURE
-                }
+                std::fs::write(&out, json).with_context(|| format!("cannot write {}", out.display()))?;
             }
+            Ok(())
         }
-        RegisterCommand::Cases { register } => match portvakt::oppslag::register::Register::load(&register, true) {
-            Ok(register) => {
-                for (case, id) in portvakt::oppslag::register::cases(&register) {
-                    println!("{id}  {case}");
-                }
-                ExitCode::SUCCESS
+        RegisterCommand::Cases { register } => {
+            let register = portvakt::oppslag::register::Register::load(&register, true)
+                .map_err(|e| Failure::Input(e.into()))?;
+            for (case, id) in portvakt::oppslag::register::cases(&register) {
+                println!("{id}  {case}");
             }
-            Err(e) => {
-                eprintln!("portvakt register cases: {e}");
-                ExitCode::from(2)
-            }
-        },
+            Ok(())
+        }
     }
 }
 
@@ -150,52 +141,44 @@ const DEMO_MACHINE_SCOPES: [&str; 7] = [
 ];
 
 /// Sign `count` assertions on every core and print them, one per line.
-fn print_assertions(client: &MaskinportenClient, scopes: &[&str], extra: &serde_json::Value, count: usize) -> ExitCode {
+fn print_assertions(
+    client: &MaskinportenClient,
+    scopes: &[&str],
+    extra: &serde_json::Value,
+    count: usize,
+) -> anyhow::Result<()> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_worker = count.div_ceil(workers);
-    let batches: Vec<Result<Vec<String>, String>> = std::thread::scope(|scope| {
+    let batches: Vec<anyhow::Result<Vec<String>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let n = per_worker.min(count.saturating_sub(w * per_worker));
                 scope.spawn(move || (0..n).map(|_| client.assertion(scopes, extra)).collect::<Result<Vec<_>, _>>())
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a signing thread failed".into()))).collect()
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(batch) => batch.map_err(anyhow::Error::from),
+                Err(_) => Err(anyhow::anyhow!("a signing thread failed")),
+            })
+            .collect()
     });
     let mut out = String::with_capacity(count * 1800);
     for batch in batches {
-        match batch {
-            Ok(assertions) => assertions.iter().for_each(|a| {
-                out.push_str(a);
-                out.push('\n');
-            }),
-            Err(e) => {
-                eprintln!("portvakt token: {e}");
-                return ExitCode::FAILURE;
-            }
+        for assertion in batch? {
+            out.push_str(&assertion);
+            out.push('\n');
         }
     }
     use std::io::Write;
-    match std::io::stdout().write_all(out.as_bytes()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::FAILURE,
-    }
+    std::io::stdout().write_all(out.as_bytes()).context("cannot write to standard output")
 }
 
-fn token(args: TokenArgs) -> ExitCode {
-    let client = match MaskinportenClient::from_files(
-        &args.issuer,
-        &args.client,
-        &args.key,
-        Some(&args.cert),
-        args.kid.as_deref(),
-    ) {
-        Ok(client) => client,
-        Err(e) => {
-            eprintln!("portvakt token: {e}");
-            return ExitCode::from(2);
-        }
-    };
+fn token(args: TokenArgs) -> Result<(), Failure> {
+    let client =
+        MaskinportenClient::from_files(&args.issuer, &args.client, &args.key, Some(&args.cert), args.kid.as_deref())
+            .map_err(|e| Failure::Input(e.into()))?;
     let scopes: Vec<&str> = if args.scopes.is_empty() {
         DEMO_MACHINE_SCOPES.to_vec()
     } else {
@@ -209,75 +192,89 @@ fn token(args: TokenArgs) -> ExitCode {
         let iat = portvakt::token::verify::unix_now() + 9;
         extra["iat"] = serde_json::json!(iat);
         extra["exp"] = serde_json::json!(iat + 60);
-        return print_assertions(&client, &scopes, &extra, count);
+        return Ok(print_assertions(&client, &scopes, &extra, count)?);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("portvakt token: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(client.token(&reqwest::Client::new(), &scopes, &extra)) {
-        Ok(answer) if args.json => {
-            println!("{answer:#}");
-            ExitCode::SUCCESS
-        }
-        Ok(answer) => {
-            println!("{}", answer["access_token"].as_str().unwrap_or_default());
-            eprintln!(
-                "portvakt token: scope \"{}\", expires in {} s",
-                answer["scope"].as_str().unwrap_or_default(),
-                answer["expires_in"]
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("portvakt token: {e}");
-            ExitCode::FAILURE
-        }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("no async runtime")?;
+    let answer = runtime.block_on(client.token(&reqwest::Client::new(), &scopes, &extra))?;
+    if args.json {
+        println!("{answer:#}");
+    } else {
+        println!("{}", answer["access_token"].as_str().unwrap_or_default());
+        eprintln!(
+            "portvakt token: scope \"{}\", expires in {} s",
+            answer["scope"].as_str().unwrap_or_default(),
+            answer["expires_in"]
+        );
+    }
+    Ok(())
+}
+
+/// Why a command stopped. The exit code tells a wrong config or input (2) from a failure while
+/// running (1); the message shows the whole cause chain.
+enum Failure {
+    Config(Vec<ConfigError>),
+    Input(anyhow::Error),
+    Run(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Failure {
+        Failure::Run(error)
     }
 }
 
-fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|errors| report(&errors))
-}
-
-fn report(errors: &[ConfigError]) -> ExitCode {
-    for error in errors {
-        eprintln!("portvakt: config error: {error}");
+impl From<portvakt::error::Error> for Failure {
+    fn from(error: portvakt::error::Error) -> Failure {
+        Failure::Run(error.into())
     }
-    ExitCode::from(2)
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+impl From<ConfigError> for Failure {
+    fn from(error: ConfigError) -> Failure {
+        Failure::Config(vec![error])
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(Failure::Config)
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
         Command::Serve { config, upgrade } => {
-            let config = match load(&config) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
+            let config = load(&config)?;
             telemetry::init(&config.log);
-            match server::serve(config, ServeOptions { upgrade }) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => report(&[error]),
-            }
+            Ok(server::serve(config, ServeOptions { upgrade })?)
         }
         Command::Token(args) => token(args),
         Command::Register(command) => register(command),
         Command::CheckConfig { config } => {
-            let config = match load(&config) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            match Roles::build(&config) {
-                Ok(_) => {
-                    println!("{}: ok", config.source.display());
-                    ExitCode::SUCCESS
-                }
-                Err(error) => report(&[error]),
+            let config = load(&config)?;
+            Roles::build(&config)?;
+            println!("{}: ok", config.source.display());
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let name = cli.command.name();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(errors)) => {
+            for error in errors {
+                eprintln!("portvakt: config error: {error}");
             }
+            ExitCode::from(2)
+        }
+        Err(Failure::Input(error)) => {
+            eprintln!("portvakt {name}: {error:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(error)) => {
+            eprintln!("portvakt {name}: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -19,7 +19,7 @@ pub type ReadinessProbe = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 /// Reloads the configuration; `Err` carries the reason the new one was refused.
 #[async_trait::async_trait]
 pub trait Reload: Send + Sync {
-    async fn reload(&self) -> Result<String, String>;
+    async fn reload(&self) -> crate::error::Result<String>;
 }
 
 #[derive(Clone)]
@@ -63,7 +63,8 @@ async fn reload(State(state): State<AdminState>) -> Response {
     match reload.reload().await {
         Ok(summary) => (StatusCode::OK, axum::Json(json!({"reloaded": true, "summary": summary}))).into_response(),
         Err(reason) => {
-            (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"reloaded": false, "error": reason}))).into_response()
+            (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(json!({"reloaded": false, "error": reason.chain()})))
+                .into_response()
         }
     }
 }

@@ -9,11 +9,12 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
+use crate::error::{Context, Error, Result};
+use crate::oauth::JWT_BEARER_GRANT;
 use crate::token::Alg;
 use crate::token::sign::{SigningKey, sign_compact};
 use crate::token::verify::unix_now;
 
-pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// How the grant names its key.
 pub enum KeyReference {
@@ -41,29 +42,29 @@ impl MaskinportenClient {
         key: &Path,
         cert: Option<&Path>,
         kid: Option<&str>,
-    ) -> Result<MaskinportenClient, String> {
+    ) -> Result<MaskinportenClient> {
         let signing = SigningKey::from_pem_file(key, Alg::RS256, Some(String::new()))?;
         let reference = match (cert, kid) {
             (_, Some(kid)) => KeyReference::Kid(kid.to_owned()),
             (Some(cert), None) => {
                 let chain: Vec<String> = CertificateDer::pem_file_iter(cert)
-                    .map_err(|e| format!("{}: {e}", cert.display()))?
+                    .with_context(|| cert.display().to_string())?
                     .map(|c| c.map(|c| STANDARD.encode(c.as_ref())))
                     .collect::<Result<_, _>>()
-                    .map_err(|e| format!("{}: {e}", cert.display()))?;
+                    .with_context(|| cert.display().to_string())?;
                 if chain.is_empty() {
-                    return Err(format!("{} holds no certificate", cert.display()));
+                    return Err(Error::new(format!("{} holds no certificate", cert.display())));
                 }
                 KeyReference::X5c(chain)
             }
-            (None, None) => return Err("give a certificate (x5c) or a kid".into()),
+            (None, None) => return Err(Error::new("give a certificate (x5c) or a kid")),
         };
         Ok(MaskinportenClient::new(issuer, client_id, signing, reference))
     }
 
     /// A grant for `scopes`, valid for 120 s, with a fresh `jti`. `extra` claims are merged in
     /// (`resource`, `pid`, `consumer_org`, or a deliberately wrong value in a test).
-    pub fn assertion(&self, scopes: &[&str], extra: &Value) -> Result<String, String> {
+    pub fn assertion(&self, scopes: &[&str], extra: &Value) -> Result<String> {
         let now = unix_now();
         let mut header = json!({"alg": self.key.alg.name()});
         match &self.reference {
@@ -71,7 +72,7 @@ impl MaskinportenClient {
             KeyReference::Kid(kid) => header["kid"] = json!(kid),
         }
         let mut jti = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut jti).map_err(|_| "no randomness".to_string())?;
+        aws_lc_rs::rand::fill(&mut jti).context("no randomness")?;
         let mut claims = json!({
             "aud": self.issuer,
             "iss": self.client_id,
@@ -89,7 +90,7 @@ impl MaskinportenClient {
     }
 
     /// POST the grant to `{issuer}/token` and return the JSON answer (or the error body).
-    pub async fn token(&self, http: &reqwest::Client, scopes: &[&str], extra: &Value) -> Result<Value, String> {
+    pub async fn token(&self, http: &reqwest::Client, scopes: &[&str], extra: &Value) -> Result<Value> {
         let assertion = self.assertion(scopes, extra)?;
         let url = format!("{}/token", self.issuer.trim_end_matches('/'));
         let response = http
@@ -97,9 +98,9 @@ impl MaskinportenClient {
             .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", assertion.as_str())])
             .send()
             .await
-            .map_err(|e| format!("{url}: {}", crate::web::client::error_chain(&e)))?;
+            .with_context(|| url.clone())?;
         let status = response.status();
-        let body: Value = response.json().await.map_err(|e| format!("{url}: the answer is not JSON: {e}"))?;
-        if status.is_success() { Ok(body) } else { Err(format!("{url} answered {status}: {body}")) }
+        let body: Value = response.json().await.with_context(|| format!("{url}: the answer is not JSON"))?;
+        if status.is_success() { Ok(body) } else { Err(Error::new(format!("{url} answered {status}: {body}"))) }
     }
 }

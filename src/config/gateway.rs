@@ -496,7 +496,7 @@ impl GatewaySettings {
                     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
                         check.error(&ukey, "give only scheme, host and port: the request's own path is forwarded");
                     } else if let Err(e) = resolve(url) {
-                        check.error(&ukey, e);
+                        check.error(&ukey, e.chain());
                     }
                 }
             }
@@ -563,14 +563,15 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 /// Resolve an upstream URL to socket addresses now: Pingora panics on names it cannot resolve.
-pub fn resolve(url: &Url) -> Result<Vec<SocketAddr>, String> {
-    let host = url.host_str().ok_or_else(|| format!("{url} has no host"))?;
-    let port = url.port_or_known_default().ok_or_else(|| format!("{url} has no port"))?;
+pub fn resolve(url: &Url) -> crate::error::Result<Vec<SocketAddr>> {
+    use crate::error::{Context, Error};
+    let host = url.host_str().ok_or_else(|| Error::new(format!("{url} has no host")))?;
+    let port = url.port_or_known_default().ok_or_else(|| Error::new(format!("{url} has no port")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> =
-        (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+        (host, port).to_socket_addrs().with_context(|| format!("cannot resolve {host}"))?.collect();
     if addrs.is_empty() {
-        return Err(format!("{host} resolves to no address"));
+        return Err(Error::new(format!("{host} resolves to no address")));
     }
     Ok(addrs)
 }

@@ -11,9 +11,10 @@ use url::Url;
 
 use crate::admin::metrics::Metrics;
 use crate::config::{JwksSettings, TrustedIssuerSettings};
+use crate::error::{Context, Error, Result};
 use crate::telemetry::excerpt;
 use crate::token::{Alg, KeySet, Reason, TokenError, VerifyingKey};
-use crate::web::client::{error_chain, read_limited};
+use crate::web::client::read_limited;
 
 /// Where an issuer's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +71,7 @@ impl IssuerKeys {
         fetch: FetchSettings,
         http: reqwest::Client,
         metrics: Arc<Metrics>,
-    ) -> Result<IssuerKeys, String> {
+    ) -> Result<IssuerKeys> {
         let source = match (&settings.jwks_url, &settings.discovery_url, &settings.jwks_file) {
             (Some(url), _, _) => KeySource::Jwks(url.clone()),
             (_, Some(url), _) => KeySource::Discovery(url.clone()),
@@ -79,10 +80,10 @@ impl IssuerKeys {
         };
         let keys = match &source {
             KeySource::File(path) => {
-                let document = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                let set = KeySet::from_jwks(&document, &settings.algorithms).map_err(|e| e.to_string())?;
+                let document = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let set = KeySet::from_jwks(&document, &settings.algorithms).with_context(|| path.display().to_string())?;
                 if set.is_empty() {
-                    return Err(format!("{} holds no key usable with {:?}", path.display(), settings.algorithms));
+                    return Err(Error::new(format!("{} holds no key usable with {:?}", path.display(), settings.algorithms)));
                 }
                 set
             }
@@ -180,12 +181,12 @@ impl IssuerKeys {
         }
         *last = Some(Instant::now());
         if let Err(e) = self.refresh().await {
-            tracing::warn!(issuer = %self.issuer, error = %e, "JWKS refetch for an unknown kid failed");
+            tracing::warn!(issuer = %self.issuer, error = %e.chain(), "JWKS refetch for an unknown kid failed");
         }
     }
 
     /// Fetch the keys now. On failure the keys held are kept and the error returned.
-    pub async fn refresh(&self) -> Result<usize, String> {
+    pub async fn refresh(&self) -> Result<usize> {
         let _single = self.fetching.lock().await;
         let result = self.fetch().await;
         self.metrics.gateway.jwks_fetched(&self.issuer, result.is_ok());
@@ -204,22 +205,22 @@ impl IssuerKeys {
         }
     }
 
-    async fn fetch(&self) -> Result<KeySet, String> {
+    async fn fetch(&self) -> Result<KeySet> {
         let jwks_url = match &self.source {
             KeySource::Jwks(url) => url.clone(),
             KeySource::Discovery(url) => self.discover(url).await?,
-            KeySource::File(_) | KeySource::None => return Err("this issuer's keys are not fetched".into()),
+            KeySource::File(_) | KeySource::None => return Err(Error::new("this issuer's keys are not fetched")),
         };
         let document = self.get(&jwks_url).await?;
-        let set = KeySet::from_jwks(&document, &self.algorithms).map_err(|e| format!("{jwks_url}: {e}"))?;
+        let set = KeySet::from_jwks(&document, &self.algorithms).with_context(|| jwks_url.to_string())?;
         if set.is_empty() {
-            return Err(format!("{jwks_url} holds no key usable with {:?} ({:?})", self.algorithms, set.skipped));
+            return Err(Error::new(format!("{jwks_url} holds no key usable with {:?} ({:?})", self.algorithms, set.skipped)));
         }
         Ok(set)
     }
 
     /// OpenID Connect Discovery: the document's `issuer` must be exactly the configured one.
-    async fn discover(&self, url: &Url) -> Result<Url, String> {
+    async fn discover(&self, url: &Url) -> Result<Url> {
         #[derive(serde::Deserialize)]
         struct Metadata {
             issuer: String,
@@ -227,18 +228,18 @@ impl IssuerKeys {
         }
         let document = self.get(url).await?;
         let metadata: Metadata =
-            serde_json::from_slice(&document).map_err(|e| format!("{url}: not a discovery document: {e}"))?;
+            serde_json::from_slice(&document).with_context(|| format!("{url}: not a discovery document"))?;
         if metadata.issuer != *self.issuer {
-            return Err(format!("{url} names issuer {:?}, not {:?}", metadata.issuer, self.issuer));
+            return Err(Error::new(format!("{url} names issuer {:?}, not {:?}", metadata.issuer, self.issuer)));
         }
         let loopback = matches!(metadata.jwks_uri.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
         if self.settings.require_https && metadata.jwks_uri.scheme() != "https" && !loopback {
-            return Err(format!("{url} names jwks_uri {}, which is not https", metadata.jwks_uri));
+            return Err(Error::new(format!("{url} names jwks_uri {}, which is not https", metadata.jwks_uri)));
         }
         Ok(metadata.jwks_uri)
     }
 
-    async fn get(&self, url: &Url) -> Result<bytes::Bytes, String> {
+    async fn get(&self, url: &Url) -> Result<bytes::Bytes> {
         let exchange = async {
             let response = self
                 .http
@@ -246,14 +247,14 @@ impl IssuerKeys {
                 .header(http::header::ACCEPT, "application/json")
                 .send()
                 .await
-                .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+                .with_context(|| url.to_string())?;
             if !response.status().is_success() {
-                return Err(format!("{url} answered {}", response.status()));
+                return Err(Error::new(format!("{url} answered {}", response.status())));
             }
-            read_limited(response, self.settings.max_bytes).await.map_err(|e| format!("{url}: {e}"))
+            read_limited(response, self.settings.max_bytes).await.with_context(|| url.to_string())
         };
         tokio::time::timeout(self.settings.timeout, exchange)
             .await
-            .map_err(|_| format!("{url}: no answer within {:?}", self.settings.timeout))?
+            .map_err(|_| Error::new(format!("{url}: no answer within {:?}", self.settings.timeout)))?
     }
 }

@@ -49,7 +49,7 @@ impl BackgroundService for KeyRefresher {
                         (Instant::now() + self.refresh, FIRST_RETRY)
                     }
                     Err(e) if issuer.has_keys() => {
-                        tracing::warn!(issuer = %issuer.issuer, error = %e, "key refresh failed; keeping the keys held");
+                        tracing::warn!(issuer = %issuer.issuer, error = %e.chain(), "key refresh failed; keeping the keys held");
                         (
                             Instant::now() + backoff.max(Duration::from_secs(5)).min(self.refresh),
                             (backoff * 2).min(MAX_RETRY),
@@ -58,9 +58,9 @@ impl BackgroundService for KeyRefresher {
                     Err(e) => {
                         // The first misses are expected when the issuer starts in this process.
                         if backoff >= Duration::from_secs(1) {
-                            tracing::warn!(issuer = %issuer.issuer, error = %e, retry_in = ?backoff, "no signing keys yet for this issuer");
+                            tracing::warn!(issuer = %issuer.issuer, error = %e.chain(), retry_in = ?backoff, "no signing keys yet for this issuer");
                         } else {
-                            tracing::debug!(issuer = %issuer.issuer, error = %e, retry_in = ?backoff, "no signing keys yet for this issuer");
+                            tracing::debug!(issuer = %issuer.issuer, error = %e.chain(), retry_in = ?backoff, "no signing keys yet for this issuer");
                         }
                         (Instant::now() + backoff, (backoff * 2).min(MAX_RETRY))
                     }

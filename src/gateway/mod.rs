@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use crate::admin::metrics::Metrics;
 use crate::config::{ForwardSettings, GatewaySettings, TrustedIssuerSettings};
+use crate::error::{Context, Result};
 use keys::{FetchSettings, IssuerKeys};
 use routes::{Policy, RateLimit, Route, RouteMetrics, RouteTable, Target};
 use upstream::Upstream;
@@ -53,9 +54,9 @@ impl GatewayState {
         production: bool,
         metrics: &Arc<Metrics>,
         previous: Option<&GatewayState>,
-    ) -> Result<GatewayState, String> {
+    ) -> Result<GatewayState> {
         let http = crate::web::client::build(Duration::from_millis(settings.jwks.fetch_timeout_ms), "portvakt-gateway")
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .context("cannot build the HTTP client")?;
         let fetch = FetchSettings::new(&settings.jwks, production);
         let old_issuers: HashMap<&str, &Arc<IssuerKeys>> =
             previous.map(|p| p.validator.issuers().map(|k| (&*k.issuer, k)).collect()).unwrap_or_default();
@@ -66,7 +67,7 @@ impl GatewayState {
                 Some(old) if same_source(old, issuer) => Arc::clone(old),
                 _ => Arc::new(
                     IssuerKeys::new(issuer, fetch, http.clone(), metrics.clone())
-                        .map_err(|e| format!("gateway.issuers[{i}]: {e}"))?,
+                        .with_context(|| format!("gateway.issuers[{i}]"))?,
                 ),
             };
             issuers.push(keys);
@@ -106,7 +107,7 @@ impl GatewayState {
                     Some(old) => Target::Upstream(Arc::clone(old)),
                     None => Target::Upstream(Arc::new(
                         Upstream::new(&route.upstreams, &settings.upstream)
-                            .map_err(|e| format!("gateway.routes[{i}].upstreams: {e}"))?,
+                            .with_context(|| format!("gateway.routes[{i}].upstreams"))?,
                     )),
                 },
             };
@@ -124,7 +125,7 @@ impl GatewayState {
         }
         let krr = match &settings.krr {
             Some(krr) => {
-                Some(Arc::new(crate::krr::Krr::new(krr, metrics.clone()).map_err(|e| format!("gateway.krr: {e}"))?))
+                Some(Arc::new(crate::krr::Krr::new(krr, metrics.clone()).context("gateway.krr")?))
             }
             None => None,
         };

@@ -70,12 +70,14 @@ pub enum Audience {
 const UNSPECIFIED: &str = "unspecified";
 
 impl Audience {
-    fn admits(&self, audiences: &[String]) -> Result<(), String> {
+    fn admits(&self, audiences: &[String]) -> Result<(), Denial> {
         match self {
             Audience::Required(audience) if audiences.iter().any(|a| a == audience) => Ok(()),
-            Audience::Required(audience) => Err(format!("the token's audience does not include {audience}")),
+            Audience::Required(audience) => {
+                Err(Denial::NotForThisRoute(format!("the token's audience does not include {audience}")))
+            }
             Audience::Unrestricted(own) => match audiences.iter().find(|a| *a != UNSPECIFIED && !own.contains(a)) {
-                Some(other) => Err(format!("the token is meant for another resource ({other})")),
+                Some(other) => Err(Denial::NotForThisRoute(format!("the token is meant for another resource ({other})"))),
                 None => Ok(()),
             },
         }
@@ -114,7 +116,7 @@ impl Policy {
         if !self.issuers.is_empty() && !self.issuers.iter().any(|i| **i == *token.issuer) {
             return Err(Denial::NotForThisRoute(format!("tokens from {} are not accepted here", token.issuer)));
         }
-        self.audience.admits(&token.audiences).map_err(Denial::NotForThisRoute)?;
+        self.audience.admits(&token.audiences)?;
         match self.token {
             TokenKind::Citizen if !token.is_citizen() => {
                 return Err(Denial::Scope {

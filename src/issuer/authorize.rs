@@ -20,6 +20,7 @@ use super::errors::{ErrorCode, OAuthError, with_retry_after};
 use super::idp::LoginContext;
 use super::model::{AuthRequest, Authentication, CodeRecord, Consents, Interaction, ResponseMode, Session};
 use super::pages::{self, error_page};
+use super::requests::{self, ClientAuthentication};
 use super::scopes::parse_scope;
 use super::session::{self, INTERACTION_COOKIE, SSO_COOKIE};
 use super::store::{LoginRecord, Space};
@@ -547,7 +548,8 @@ pub async fn cancel(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body:
 pub async fn par(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: String) -> Response {
     let result = async {
         let form = parse_params(&body).map_err(OAuthError::invalid_request)?;
-        let client = clients::authenticate(&issuer, &headers, &form).await?.client;
+        let authentication: ClientAuthentication = requests::read(&form)?;
+        let client = clients::authenticate(&issuer, &headers, &authentication).await?.client;
         if form.contains_key("request_uri") {
             return Err(OAuthError::invalid_request("request_uri may not be pushed"));
         }

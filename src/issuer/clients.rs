@@ -10,7 +10,9 @@ use base64::engine::general_purpose::STANDARD;
 use super::Issuer;
 use super::assertion::{self, Purpose};
 use super::errors::OAuthError;
+use super::requests::ClientAuthentication;
 use crate::config::{AccessTokenKind, AuthMethod, ClientSettings, IntegrationType, KeyReference, Secret};
+use crate::oauth::JWT_CLIENT_ASSERTION;
 use crate::telemetry::excerpt;
 use crate::token::{Alg, KeySet, VerifyingKey};
 
@@ -38,14 +40,15 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn from_settings(settings: &ClientSettings, key: &str) -> Result<Client, String> {
+    pub fn from_settings(settings: &ClientSettings, key: &str) -> crate::error::Result<Client> {
+        use crate::error::Context;
         let mut keys = Vec::new();
         for (i, registered) in settings.keys.iter().enumerate() {
-            let pem = std::fs::read(&registered.public_key)
-                .map_err(|e| format!("{key}.keys[{i}]: cannot read {}: {e}", registered.public_key.display()))?;
-            let spki = super::trust::public_key_from_pem(&pem).map_err(|e| format!("{key}.keys[{i}]: {e}"))?;
-            let verifying = VerifyingKey::from_spki(Some(registered.kid.clone()), &spki, &CLIENT_JWT_ALGS)
-                .map_err(|e| format!("{key}.keys[{i}]: {e}"))?;
+            let context = || format!("{key}.keys[{i}]: {}", registered.public_key.display());
+            let pem = std::fs::read(&registered.public_key).with_context(context)?;
+            let spki = super::trust::public_key_from_pem(&pem).with_context(context)?;
+            let verifying =
+                VerifyingKey::from_spki(Some(registered.kid.clone()), &spki, &CLIENT_JWT_ALGS).with_context(context)?;
             keys.push(verifying);
         }
         let key_reference =
@@ -147,16 +150,16 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
 pub async fn authenticate<'a>(
     issuer: &'a Issuer,
     headers: &HeaderMap,
-    form: &HashMap<String, String>,
+    form: &ClientAuthentication,
 ) -> Result<Authenticated<'a>, OAuthError> {
     let basic = basic_credentials(headers)?;
-    let form_secret = form.get("client_secret");
-    let assertion = form.get("client_assertion");
+    let form_secret = form.client_secret.as_deref();
+    let assertion = form.client_assertion.as_deref();
     let used = [basic.is_some(), form_secret.is_some(), assertion.is_some()].iter().filter(|u| **u).count();
     if used > 1 {
         return Err(OAuthError::invalid_request("use one client authentication method, not several"));
     }
-    let form_id = form.get("client_id").map(String::as_str);
+    let form_id = form.client_id.as_deref();
     let unknown = |id: &str| OAuthError::invalid_client(format!("unknown client {:?}", excerpt(id, 64)));
     if let Some((id, secret)) = basic {
         if form_id.is_some_and(|f| f != id) {
@@ -171,12 +174,8 @@ pub async fn authenticate<'a>(
         return check_secret(client, AuthMethod::ClientSecretPost, secret);
     }
     if let Some(assertion) = assertion {
-        if form.get("client_assertion_type").map(String::as_str)
-            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-        {
-            return Err(OAuthError::invalid_request(
-                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            ));
+        if form.client_assertion_type.as_deref() != Some(JWT_CLIENT_ASSERTION) {
+            return Err(OAuthError::invalid_request(format!("client_assertion_type must be {JWT_CLIENT_ASSERTION}")));
         }
         let verified =
             assertion::verify(issuer, assertion, Purpose::ClientAuthentication).await.map_err(|e| match e.store {

@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 use super::pages::{confirm_logout, error_page, logged_out};
 use super::session::{self, SSO_COOKIE};
-use crate::token::CompactJws;
+use crate::token::{CompactJws, Reason, TokenError};
 
 pub async fn endsession(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     logout(&issuer, &headers, query.as_deref().unwrap_or_default()).await
@@ -24,13 +24,15 @@ pub async fn endsession_post(State(issuer): State<Arc<Issuer>>, headers: HeaderM
 }
 
 /// Claims of an `id_token_hint`: signed by this issuer; an expired one still names its session.
-fn hint_claims(issuer: &Issuer, hint: &str) -> Result<Value, String> {
-    let jws = CompactJws::parse(hint, 8192).map_err(|e| e.to_string())?;
-    let key = issuer.own_key(jws.header.kid.as_deref(), jws.alg).ok_or("it was not signed by this issuer")?;
-    jws.verify(key).map_err(|e| e.to_string())?;
-    let claims: Value = jws.claims().map_err(|e| e.to_string())?;
+fn hint_claims(issuer: &Issuer, hint: &str) -> Result<Value, TokenError> {
+    let jws = CompactJws::parse(hint, 8192)?;
+    let key = issuer
+        .own_key(jws.header.kid.as_deref(), jws.alg)
+        .ok_or_else(|| TokenError::new(Reason::UnknownKey, "it was not signed by this issuer"))?;
+    jws.verify(key)?;
+    let claims: Value = jws.claims()?;
     if claims.get("iss").and_then(Value::as_str) != Some(&issuer.id) {
-        return Err("it is from another issuer".into());
+        return Err(TokenError::new(Reason::UntrustedIssuer, "it is from another issuer"));
     }
     Ok(claims)
 }

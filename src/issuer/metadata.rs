@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::Issuer;
-use super::token_endpoint::JWT_BEARER;
+use super::requests::GRANT_TYPES;
+use crate::oauth::JWT_BEARER_GRANT;
 
 const CACHE_AN_HOUR: &str = "public, max-age=3600";
 
@@ -29,7 +30,7 @@ pub async fn openid_configuration(State(issuer): State<Arc<Issuer>>) -> Response
         "introspection_endpoint": issuer.endpoint("/tokeninfo"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post", "fragment"],
-        "grant_types_supported": ["authorization_code", "refresh_token", JWT_BEARER, "client_credentials"],
+        "grant_types_supported": GRANT_TYPES,
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": [issuer.signing_key().alg.name()],
         "code_challenge_methods_supported": ["S256"],
@@ -58,7 +59,7 @@ pub async fn authorization_server(State(issuer): State<Arc<Issuer>>) -> Response
         "issuer": issuer.id,
         "jwks_uri": issuer.endpoint("/jwk"),
         "token_endpoint": issuer.endpoint("/token"),
-        "grant_types_supported": [JWT_BEARER],
+        "grant_types_supported": [JWT_BEARER_GRANT],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512"],
     });

@@ -15,6 +15,7 @@ mod resources;
 mod scopes;
 mod session;
 pub mod store;
+pub(crate) mod requests;
 pub(crate) mod token_endpoint;
 mod tokens;
 pub mod trust;
@@ -69,27 +70,28 @@ impl Issuer {
         metrics: Arc<Metrics>,
         store: Arc<dyn Store>,
         idp: Arc<dyn IdentityProvider>,
-    ) -> Result<Issuer, String> {
+    ) -> crate::error::Result<Issuer> {
+        use crate::error::{Context, Error};
         let mut published = Vec::new();
         let mut signing = None;
         for (i, key) in settings.signing_keys.iter().enumerate() {
             let loaded = Arc::new(
                 SigningKey::from_pem_file(&key.private_key, key.alg, key.kid.clone())
-                    .map_err(|e| format!("issuer.signing_keys[{i}]: {e}"))?,
+                    .with_context(|| format!("issuer.signing_keys[{i}]"))?,
             );
             if key.signing {
                 signing = Some(loaded.clone());
             }
             published.push(loaded);
         }
-        let signing = signing.ok_or("issuer.signing_keys: no key has signing = true")?;
+        let signing = signing.ok_or_else(|| Error::new("issuer.signing_keys: no key has signing = true"))?;
         let jwks = serde_json::json!({"keys": published.iter().map(|k| k.public_jwk()).collect::<Vec<_>>()});
-        let own_keys = KeySet::from_jwks(jwks.to_string().as_bytes(), &Alg::ALL).map_err(|e| e.to_string())?;
+        let own_keys = KeySet::from_jwks(jwks.to_string().as_bytes(), &Alg::ALL).context("issuer.signing_keys")?;
         let mut clients = Vec::new();
         for (i, client) in settings.clients.iter().enumerate() {
             clients.push(Client::from_settings(client, &format!("issuer.clients[{i}]"))?);
         }
-        let trust = TrustAnchors::load(&settings.trust_anchors).map_err(|e| format!("issuer.trust_anchors: {e}"))?;
+        let trust = TrustAnchors::load(&settings.trust_anchors).context("issuer.trust_anchors")?;
         let id = settings.issuer.clone();
         let error_uri_base = settings
             .error_uri_base

@@ -11,12 +11,12 @@ use super::clients;
 use super::errors::{ErrorCode, OAuthError};
 use super::model::{AccessRecord, Grant, JwtRecord, RefreshRecord};
 use super::store::Space;
-use super::token_endpoint::parse_form;
+use super::requests::{self, TokenQuery, parse_form};
 use super::tokens::{ACCESS_TOKEN_TYP, jwt_key, revoked_jwt_key};
 use super::{Issuer, storage_key};
 use crate::config::AuthMethod;
 use crate::token::verify::{check_times, unix_now};
-use crate::token::{CompactJws, VerifiedToken};
+use crate::token::{CompactJws, Reason, TokenError, VerifiedToken};
 use crate::web::bearer;
 
 /// What an access token turned out to be.
@@ -71,20 +71,25 @@ impl Issuer {
 
     /// Verify a JWT access token signed by this issuer and return its claims. An id_token,
     /// signed by the same key, is not one: RFC 9068's `typ` tells them apart.
-    pub fn verify_own_jwt(&self, token: &str) -> Result<Value, String> {
-        let jws = CompactJws::parse(token, MAX_TOKEN_BYTES).map_err(|e| e.to_string())?;
+    pub fn verify_own_jwt(&self, token: &str) -> Result<Value, TokenError> {
+        let jws = CompactJws::parse(token, MAX_TOKEN_BYTES)?;
         let typ = jws.header.typ.as_deref().unwrap_or_default().to_ascii_lowercase();
         if typ != ACCESS_TOKEN_TYP && typ != format!("application/{ACCESS_TOKEN_TYP}") {
-            return Err(format!("the token is not an access token (typ is not {ACCESS_TOKEN_TYP})"));
+            return Err(TokenError::new(
+                Reason::NotAnAccessToken,
+                format!("the token is not an access token (typ is not {ACCESS_TOKEN_TYP})"),
+            ));
         }
-        let key = self.own_key(jws.header.kid.as_deref(), jws.alg).ok_or("the token was not signed by this issuer")?;
-        jws.verify(key).map_err(|e| e.to_string())?;
-        let claims: Value = jws.claims().map_err(|e| e.to_string())?;
+        let key = self
+            .own_key(jws.header.kid.as_deref(), jws.alg)
+            .ok_or_else(|| TokenError::new(Reason::UnknownKey, "the token was not signed by this issuer"))?;
+        jws.verify(key)?;
+        let claims: Value = jws.claims()?;
         if claims.get("iss").and_then(Value::as_str) != Some(&self.id) {
-            return Err("the token is from another issuer".into());
+            return Err(TokenError::new(Reason::UntrustedIssuer, "the token is from another issuer"));
         }
         let date = |name: &str| claims.get(name).and_then(Value::as_i64);
-        check_times(date("exp"), date("nbf"), date("iat"), unix_now(), 0).map_err(|e| e.to_string())?;
+        check_times(date("exp"), date("nbf"), date("iat"), unix_now(), 0)?;
         Ok(claims)
     }
 
@@ -142,18 +147,14 @@ pub async fn userinfo(State(issuer): State<Arc<Issuer>>, headers: HeaderMap) -> 
 /// callers holding the `tokeninfo` scope.
 pub async fn tokeninfo(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: String) -> Response {
     let result = async {
-        let form = parse_form(&body)?;
-        let caller = clients::authenticate(&issuer, &headers, &form).await?;
+        let TokenQuery { token, client } = requests::read(&parse_form(&body)?)?;
+        let caller = clients::authenticate(&issuer, &headers, &client).await?;
         if caller.method == AuthMethod::None {
             return Err(OAuthError::invalid_client("introspection needs an authenticated client"));
         }
-        let token = form
-            .get("token")
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         let now = unix_now();
         let inactive = || Ok(axum::Json(json!({"active": false})).into_response());
-        let mut answer = match issuer.resolve_access_token(token).await? {
+        let mut answer = match issuer.resolve_access_token(&token).await? {
             Resolved::Active { claims, no_pid, grant_id } => {
                 let mut answer = claims;
                 if no_pid
@@ -186,13 +187,9 @@ pub async fn tokeninfo(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, bo
 /// Unknown tokens, and other clients' tokens, get 200 and are left alone.
 pub async fn revoke(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: String) -> Response {
     let result = async {
-        let form = parse_form(&body)?;
-        let caller = clients::authenticate(&issuer, &headers, &form).await?;
-        let token = form
-            .get("token")
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-        let key = storage_key(token);
+        let TokenQuery { token, client } = requests::read(&parse_form(&body)?)?;
+        let caller = clients::authenticate(&issuer, &headers, &client).await?;
+        let key = storage_key(&token);
         let client = caller.client.id.as_str();
         // What the token is, and whose: a refresh token, an opaque access token, or a JWT access
         // token of this issuer (found by its jti). Another client's token is left alone.
@@ -204,7 +201,7 @@ pub async fn revoke(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body:
             && record.claims.get("client_id").and_then(Value::as_str) == Some(client)
         {
             (record.grant_id, Some(key.clone()))
-        } else if let Ok(claims) = issuer.verify_own_jwt(token)
+        } else if let Ok(claims) = issuer.verify_own_jwt(&token)
             && let Some(jti) = claims.get("jti").and_then(Value::as_str)
         {
             match issuer.state.get::<JwtRecord>(Space::AccessToken, &jwt_key(jti)).await? {

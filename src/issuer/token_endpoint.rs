@@ -1,6 +1,5 @@
 //! `/token`: the authorization-code, refresh-token, client-credentials and JWT-bearer grants.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,50 +15,38 @@ use super::assertion::{self, Purpose};
 use super::clients::{self, Authenticated, Client};
 use super::errors::{ErrorCode, Mp, OAuthError};
 use super::model::{CodeRecord, Grant, RefreshRecord, Session};
+use super::requests::{ClientAuthentication, GrantRequest, TokenRequest, parse_form};
 use super::scopes::{ScopeRefusal, parse_scope};
 use super::store::Space;
 use super::tokens::{Issued, MachineExtras};
 use super::{Issuer, random_token, storage_key};
 use crate::config::{AuthMethod, IntegrationType};
-use crate::telemetry::excerpt;
 use crate::token::verify::unix_now;
 
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-
 pub async fn token(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: String) -> Response {
-    let form = match parse_form(&body) {
-        Ok(form) => form,
-        Err(e) => return e.into_response(),
+    let result = async {
+        let TokenRequest { grant, client } = TokenRequest::read(&parse_form(&body)?)?;
+        match grant {
+            GrantRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
+                let redeem = Redeem { code, redirect_uri, code_verifier };
+                authorization_code(&issuer, &headers, &client, redeem).await
+            }
+            GrantRequest::RefreshToken { refresh_token: token, scope } => {
+                refresh_token(&issuer, &headers, &client, &token, scope.as_deref()).await
+            }
+            GrantRequest::ClientCredentials { scope, resource } => {
+                client_credentials(&issuer, &headers, &client, &scope, resource).await
+            }
+            GrantRequest::JwtBearer { assertion } => jwt_bearer(&issuer, &assertion).await,
+        }
     };
-    let result = match form.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => authorization_code(&issuer, &headers, &form).await,
-        Some("refresh_token") => refresh_token(&issuer, &headers, &form).await,
-        Some("client_credentials") => client_credentials(&issuer, &headers, &form).await,
-        Some(JWT_BEARER) => jwt_bearer(&issuer, &form).await,
-        Some(other) => Err(OAuthError::new(
-            ErrorCode::UnsupportedGrantType,
-            format!("grant_type {:?} is not supported", excerpt(other, 64)),
-        )),
-        None => Err(OAuthError::invalid_request("grant_type is required")),
-    };
-    match result {
+    match result.await {
         Ok(issued) => issued.into_response(),
         Err(error) => {
             tracing::info!(error = %error, "token request refused");
             error.into_response()
         }
     }
-}
-
-pub fn parse_form(body: &str) -> Result<HashMap<String, String>, OAuthError> {
-    crate::oauth::params::parse(body, None).map_err(|e| OAuthError::invalid_request(e.to_string()))
-}
-
-fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
-    form.get(name)
-        .map(String::as_str)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
 }
 
 /// RFC 7636: `BASE64URL(SHA256(code_verifier)) == code_challenge`.
@@ -72,14 +59,21 @@ fn valid_verifier(verifier: &str) -> bool {
     (43..=128).contains(&verifier.len()) && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
+/// What an authorization-code grant presents.
+struct Redeem {
+    code: String,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+}
+
 async fn authorization_code(
     issuer: &Issuer,
     headers: &HeaderMap,
-    form: &HashMap<String, String>,
+    authentication: &ClientAuthentication,
+    redeem: Redeem,
 ) -> Result<Issued, OAuthError> {
-    let Authenticated { client, amr, .. } = clients::authenticate(issuer, headers, form).await?;
-    let code = required(form, "code")?;
-    let key = storage_key(code);
+    let Authenticated { client, amr, .. } = clients::authenticate(issuer, headers, authentication).await?;
+    let key = storage_key(&redeem.code);
     let unknown = || OAuthError::invalid_grant("the authorization code is unknown or expired");
     // Another client's code is refused untouched: presenting it must not burn or revoke it.
     let peeked: CodeRecord = issuer.state.get(Space::AuthorizationCode, &key).await?.ok_or_else(unknown)?;
@@ -98,10 +92,10 @@ async fn authorization_code(
     if now > record.expires_at {
         return Err(OAuthError::invalid_grant("the authorization code has expired"));
     }
-    if form.get("redirect_uri") != Some(&record.request.redirect_uri) {
+    if redeem.redirect_uri.as_deref() != Some(record.request.redirect_uri.as_str()) {
         return Err(OAuthError::invalid_grant("redirect_uri differs from the authorization request's"));
     }
-    match (&record.request.code_challenge, form.get("code_verifier")) {
+    match (&record.request.code_challenge, &redeem.code_verifier) {
         (Some(challenge), Some(verifier)) => {
             if !valid_verifier(verifier) {
                 return Err(OAuthError::invalid_request("code_verifier must be 43 to 128 unreserved characters"));
@@ -141,10 +135,11 @@ async fn authorization_code(
 async fn refresh_token(
     issuer: &Issuer,
     headers: &HeaderMap,
-    form: &HashMap<String, String>,
+    authentication: &ClientAuthentication,
+    token: &str,
+    scope: Option<&str>,
 ) -> Result<Issued, OAuthError> {
-    let (client, amr) = confidential_client(issuer, headers, form, "refresh_token").await?;
-    let token = required(form, "refresh_token")?;
+    let (client, amr) = confidential_client(issuer, headers, authentication, "refresh_token").await?;
     let key = storage_key(token);
     let unknown = || OAuthError::invalid_grant("the refresh token is unknown or expired");
     let peeked: RefreshRecord = issuer.state.get(Space::RefreshToken, &key).await?.ok_or_else(unknown)?;
@@ -167,7 +162,7 @@ async fn refresh_token(
         .get(Space::Grant, &record.grant_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the grant behind this refresh token is revoked or expired"))?;
-    let scopes = match form.get("scope") {
+    let scopes = match scope {
         Some(scope) => {
             let asked = parse_scope(scope).map_err(OAuthError::invalid_scope)?;
             if let Some(extra) = asked.iter().find(|s| !grant.scopes.contains(s)) {
@@ -198,10 +193,10 @@ fn scope_error(refusal: ScopeRefusal, issuer: &Issuer) -> OAuthError {
 async fn confidential_client<'a>(
     issuer: &'a Issuer,
     headers: &HeaderMap,
-    form: &HashMap<String, String>,
+    authentication: &ClientAuthentication,
     grant: &str,
 ) -> Result<(&'a Client, &'static str), OAuthError> {
-    let Authenticated { client, amr, method } = clients::authenticate(issuer, headers, form).await?;
+    let Authenticated { client, amr, method } = clients::authenticate(issuer, headers, authentication).await?;
     if method == AuthMethod::None {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -226,19 +221,20 @@ fn machine_client(client: &Client, grant: &str) -> Result<(), OAuthError> {
 async fn client_credentials(
     issuer: &Issuer,
     headers: &HeaderMap,
-    form: &HashMap<String, String>,
+    authentication: &ClientAuthentication,
+    scope: &str,
+    resource: Option<String>,
 ) -> Result<Issued, OAuthError> {
-    let (client, amr) = confidential_client(issuer, headers, form, "client_credentials").await?;
+    let (client, amr) = confidential_client(issuer, headers, authentication, "client_credentials").await?;
     machine_client(client, "client_credentials")?;
-    let scopes = parse_scope(required(form, "scope")?).map_err(OAuthError::invalid_scope)?;
+    let scopes = parse_scope(scope).map_err(OAuthError::invalid_scope)?;
     issuer.scopes.check(&scopes, client.integration_type, &client.scopes).map_err(|r| scope_error(r, issuer))?;
-    let audience = form.get("resource").map(|r| vec![r.clone()]).unwrap_or_default();
+    let audience = resource.into_iter().collect();
     issuer.issue_machine(client, &scopes, amr, MachineExtras { audience, ..MachineExtras::default() }).await
 }
 
 /// Maskinporten's grant: steps 1–9 in `assertion`, then scopes (10) and delegation (11).
-async fn jwt_bearer(issuer: &Issuer, form: &HashMap<String, String>) -> Result<Issued, OAuthError> {
-    let assertion = required(form, "assertion")?;
+async fn jwt_bearer(issuer: &Issuer, assertion: &str) -> Result<Issued, OAuthError> {
     let verified = assertion::verify(issuer, assertion, Purpose::Grant).await.map_err(|e| match (e.store, e.mp) {
         (Some(store), _) => OAuthError::from(store),
         (None, Some(mp)) => OAuthError::mp(mp, e.description, &issuer.error_uri_base),

@@ -96,7 +96,7 @@ impl Issuer {
                     let record = JwtRecord { client_id: client.id.clone(), grant_id: Some(grant_id.to_owned()) };
                     self.state.put(Space::AccessToken, &jwt_key(jti), &record, Duration::from_secs(lifetime)).await?;
                 }
-                self.signing_key().sign_jwt(Some(ACCESS_TOKEN_TYP), &claims).map_err(OAuthError::server_error)
+                self.signing_key().sign_jwt(Some(ACCESS_TOKEN_TYP), &claims).map_err(|e| OAuthError::server_error(e.chain()))
             }
             AccessTokenKind::Opaque => {
                 let handle = random_token();
@@ -168,7 +168,7 @@ impl Issuer {
             if !no_pid {
                 id["pid"] = json!(grant.auth.pid);
             }
-            Some(self.signing_key().sign_jwt(None, &id).map_err(OAuthError::server_error)?)
+            Some(self.signing_key().sign_jwt(None, &id).map_err(|e| OAuthError::server_error(e.chain()))?)
         } else {
             None
         };

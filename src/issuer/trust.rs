@@ -38,18 +38,19 @@ pub struct TrustAnchors {
 }
 
 impl TrustAnchors {
-    pub fn load(paths: &[PathBuf]) -> Result<TrustAnchors, String> {
+    pub fn load(paths: &[PathBuf]) -> crate::error::Result<TrustAnchors> {
+        use crate::error::{Context, Error};
         let mut anchors = Vec::new();
         for path in paths {
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
+                .with_context(|| path.display().to_string())?
                 .collect::<Result<_, _>>()
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .with_context(|| path.display().to_string())?;
             if certs.is_empty() {
-                return Err(format!("{} holds no certificate", path.display()));
+                return Err(Error::new(format!("{} holds no certificate", path.display())));
             }
             for cert in certs {
-                X509Certificate::from_der(&cert).map_err(|e| format!("{}: {e}", path.display()))?;
+                X509Certificate::from_der(&cert).with_context(|| path.display().to_string())?;
                 anchors.push(cert.to_vec());
             }
         }
@@ -218,14 +219,15 @@ pub fn orgno(cert: &X509Certificate<'_>) -> Option<String> {
 }
 
 /// Read the public key (SubjectPublicKeyInfo DER) from a PEM certificate or public key.
-pub fn public_key_from_pem(pem: &[u8]) -> Result<Vec<u8>, String> {
+pub fn public_key_from_pem(pem: &[u8]) -> crate::error::Result<Vec<u8>> {
+    use crate::error::Context;
     if let Ok(cert) = CertificateDer::from_pem_slice(pem) {
-        let (_, parsed) = X509Certificate::from_der(&cert).map_err(|e| format!("not a certificate: {e}"))?;
+        let (_, parsed) = X509Certificate::from_der(&cert).context("not a certificate")?;
         return Ok(parsed.public_key().raw.to_vec());
     }
     rustls_pki_types::SubjectPublicKeyInfoDer::from_pem_slice(pem)
         .map(|spki| spki.to_vec())
-        .map_err(|e| format!("neither a PEM certificate nor a PEM public key: {e}"))
+        .context("neither a PEM certificate nor a PEM public key")
 }
 
 #[cfg(test)]

@@ -34,9 +34,9 @@ pub struct SoapClient {
 }
 
 impl SoapClient {
-    pub fn new(settings: &KrrSettings, metrics: Arc<Metrics>) -> Result<SoapClient, String> {
+    pub fn new(settings: &KrrSettings, metrics: Arc<Metrics>) -> crate::error::Result<SoapClient> {
         let http = crate::web::client::build(Duration::from_millis(settings.connect_timeout_ms), "portvakt-krr")
-            .map_err(|e| format!("cannot build the SOAP client: {e}"))?;
+            .map_err(|e| crate::error::Error::because("cannot build the SOAP client", e))?;
         Ok(SoapClient {
             http,
             endpoint: settings.soap_endpoint.clone(),

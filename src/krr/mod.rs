@@ -48,7 +48,7 @@ pub enum KrrError {
 }
 
 impl Krr {
-    pub fn new(settings: &KrrSettings, metrics: Arc<Metrics>) -> Result<Krr, String> {
+    pub fn new(settings: &KrrSettings, metrics: Arc<Metrics>) -> crate::error::Result<Krr> {
         Ok(Krr { client: SoapClient::new(settings, metrics)? })
     }
 

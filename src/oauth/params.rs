@@ -29,6 +29,19 @@ pub fn parse(text: &str, max_value: Option<usize>) -> Result<HashMap<String, Str
     Ok(params)
 }
 
+/// Read parameters already parsed into a typed request (serde). Parameters sent without a value
+/// count as omitted (RFC 6749 §3.1) and unknown ones are ignored; a missing or malformed one is
+/// named in the error.
+pub fn typed<T: serde::de::DeserializeOwned>(params: &HashMap<String, String>) -> Result<T, String> {
+    // Through a JSON map of strings: serde's plain string deserializers cannot fill an `Option`.
+    let present: serde_json::Map<String, serde_json::Value> = params
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| (name.clone(), serde_json::Value::String(value.clone())))
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(present)).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +52,19 @@ mod tests {
         assert_eq!(parse("a=1&a=2", None), Err(ParamError::Repeated("a".into())));
         assert_eq!(parse("a=1&%61=2", None), Err(ParamError::Repeated("a".into())), "decoded names count");
         assert_eq!(parse("a=123", Some(2)), Err(ParamError::TooLong("a".into(), 2)));
+    }
+
+    #[test]
+    fn typed_requests_read_present_values_and_name_what_is_missing() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Request {
+            code: String,
+            scope: Option<String>,
+        }
+        let read = |text: &str| typed::<Request>(&parse(text, None).unwrap());
+        let request = read("code=abc&scope=&unknown=1").unwrap();
+        assert_eq!((request.code.as_str(), request.scope), ("abc", None), "an empty value is an omitted one");
+        assert_eq!(read("code=abc&scope=openid").unwrap().scope.as_deref(), Some("openid"));
+        assert!(read("code=").unwrap_err().contains("missing field `code`"));
     }
 }

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};
 
 use super::register::{Entry, PrintProvider, RegisterFile};
+use crate::error::{Context, Error, Result};
 use crate::personid::check_digits;
 use crate::soap::model::{Channel, Kontaktinformasjon, Reservasjon, SikkerDigitalPostAdresse, Status};
 
@@ -118,15 +119,15 @@ fn channel(value: String, reference: DateTime<FixedOffset>, age_days: (i64, i64)
 }
 
 /// A self-signed certificate for a citizen's digital post, deterministic for its index.
-fn certificate(seed: u64, index: u64, common_name: &str) -> Result<String, String> {
+fn certificate(seed: u64, index: u64, common_name: &str) -> Result<String> {
     let mut rng = Rng(seed ^ index.wrapping_mul(0xA076_1D64_78BD_642F));
     let mut key_seed = [0u8; 32];
     for chunk in key_seed.chunks_mut(8) {
         chunk.copy_from_slice(&rng.next().to_le_bytes());
     }
-    let pair = Ed25519KeyPair::from_seed_unchecked(&key_seed).map_err(|e| format!("certificate key: {e}"))?;
-    let pkcs8 = pair.to_pkcs8().map_err(|_| "certificate key: cannot encode".to_string())?;
-    let key = rcgen::KeyPair::try_from(pkcs8.as_ref()).map_err(|e| format!("certificate key: {e}"))?;
+    let pair = Ed25519KeyPair::from_seed_unchecked(&key_seed).context("certificate key")?;
+    let pkcs8 = pair.to_pkcs8().context("certificate key: cannot encode")?;
+    let key = rcgen::KeyPair::try_from(pkcs8.as_ref()).context("certificate key")?;
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(rcgen::DnType::CountryName, "NO");
@@ -136,17 +137,17 @@ fn certificate(seed: u64, index: u64, common_name: &str) -> Result<String, Strin
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2034, 1, 1);
     params.key_usages = vec![rcgen::KeyUsagePurpose::KeyEncipherment, rcgen::KeyUsagePurpose::DigitalSignature];
-    let cert = params.self_signed(&key).map_err(|e| format!("certificate: {e}"))?;
+    let cert = params.self_signed(&key).context("certificate")?;
     Ok(STANDARD.encode(cert.der()))
 }
 
 /// Generate `count` persons from `seed`. The reference time is fixed (not "now"), so the same
 /// arguments always give the same file; the simulator moves it to the present when it loads.
-pub fn generate(count: usize, seed: u64) -> Result<RegisterFile, String> {
+pub fn generate(count: usize, seed: u64) -> Result<RegisterFile> {
     if count < PROFILES.len() {
-        return Err(format!("generate at least {} persons, one per case", PROFILES.len()));
+        return Err(Error::new(format!("generate at least {} persons, one per case", PROFILES.len())));
     }
-    let reference = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).single().ok_or("no reference time")?.fixed_offset();
+    let reference = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).single().ok_or_else(|| Error::new("no reference time"))?.fixed_offset();
     let mut rng = Rng(seed);
     let certificates =
         (0..16).map(|i| certificate(seed, i, &format!("SDP test certificate {i}"))).collect::<Result<Vec<_>, _>>()?;

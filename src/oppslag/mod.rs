@@ -32,7 +32,7 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    pub fn build(settings: &OppslagSettings, metrics: Arc<Metrics>) -> Result<Simulator, String> {
+    pub fn build(settings: &OppslagSettings, metrics: Arc<Metrics>) -> crate::error::Result<Simulator> {
         let register = Register::load(&settings.register, settings.rebase_timestamps)?;
         Ok(Simulator {
             register,

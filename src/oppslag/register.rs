@@ -7,6 +7,7 @@ use std::path::Path;
 use chrono::{DateTime, FixedOffset, Months, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Context, Error, Result};
 use crate::soap::MAX_PERSONS;
 use crate::soap::model::{
     Informasjonsbehov, Kontaktinformasjon, Person, Reservasjon, Response, SikkerDigitalPostAdresse, Status,
@@ -60,10 +61,10 @@ pub struct Register {
 }
 
 impl Register {
-    pub fn load(path: &Path, rebase: bool) -> Result<Register, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let file: RegisterFile = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut register = Register::new(file).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path, rebase: bool) -> Result<Register> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let file: RegisterFile = serde_json::from_str(&text).with_context(|| path.display().to_string())?;
+        let mut register = Register::new(file).with_context(|| path.display().to_string())?;
         if rebase {
             register.rebase(Utc::now().fixed_offset());
         }
@@ -71,28 +72,28 @@ impl Register {
     }
 
     /// Index and check a register: valid check digits, unique ids, an increasing change feed.
-    pub fn new(file: RegisterFile) -> Result<Register, String> {
+    pub fn new(file: RegisterFile) -> Result<Register> {
         let mut by_id = HashMap::with_capacity(file.persons.len());
         let mut last = i64::MIN;
         for (i, entry) in file.persons.iter().enumerate() {
-            crate::personid::validate(&entry.personidentifikator).map_err(|e| {
-                format!("persons[{i}]: personidentifikator {}: {e}", crate::personid::mask(&entry.personidentifikator))
+            crate::personid::validate(&entry.personidentifikator).with_context(|| {
+                format!("persons[{i}]: personidentifikator {}", crate::personid::mask(&entry.personidentifikator))
             })?;
             if entry.status == Status::IkkeRegistrert {
-                return Err(format!("persons[{i}]: a registered person cannot be IKKE_REGISTRERT"));
+                return Err(Error::new(format!("persons[{i}]: a registered person cannot be IKKE_REGISTRERT")));
             }
             if by_id.insert(entry.personidentifikator.clone(), i).is_some() {
-                return Err(format!(
+                return Err(Error::new(format!(
                     "persons[{i}]: {} appears twice",
                     crate::personid::mask(&entry.personidentifikator)
-                ));
+                )));
             }
             if entry.endringsnummer <= last {
-                return Err(format!("persons[{i}]: endringsnummer must increase through the file"));
+                return Err(Error::new(format!("persons[{i}]: endringsnummer must increase through the file")));
             }
             last = entry.endringsnummer;
             if entry.sertifikat.is_some_and(|c| c >= file.certificates.len()) {
-                return Err(format!("persons[{i}]: sertifikat refers to a certificate that is not there"));
+                return Err(Error::new(format!("persons[{i}]: sertifikat refers to a certificate that is not there")));
             }
         }
         Ok(Register { file, by_id })

@@ -23,6 +23,8 @@ impl fmt::Display for PidError {
     }
 }
 
+impl std::error::Error for PidError {}
+
 fn mod11(digits: &[u32], weights: &[u32]) -> Option<u32> {
     let sum: u32 = digits.iter().zip(weights).map(|(d, w)| d * w).sum();
     match 11 - sum % 11 {

@@ -60,7 +60,7 @@ pub struct Built {
 
 impl Roles {
     pub fn build(config: &Config) -> Result<Roles, ConfigError> {
-        crate::token::self_test().map_err(|e| config.error("", e))?;
+        crate::token::self_test().map_err(|e| config.error("", e.chain()))?;
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn Store> = Arc::new(match &config.issuer {
             Some(settings) => MemoryStore::with_limits(&settings.store),
@@ -93,7 +93,7 @@ impl Roles {
                 let production = config.server.environment == Environment::Production;
                 Some(
                     GatewayState::build(settings, production, metrics, previous)
-                        .map_err(|e| config.error("gateway", e))?,
+                        .map_err(|e| config.error("gateway", e.chain()))?,
                 )
             }
             None => None,
@@ -101,14 +101,14 @@ impl Roles {
         let issuer = match &config.issuer {
             Some(settings) => {
                 let issuer = Issuer::build_with(settings, metrics.clone(), store.clone(), idp.clone())
-                    .map_err(|e| config.error("issuer", e))?;
+                    .map_err(|e| config.error("issuer", e.chain()))?;
                 Some(Arc::new(issuer).router())
             }
             None => None,
         };
         let oppslag = match &config.oppslag {
             Some(settings) => Some(
-                Arc::new(Simulator::build(settings, metrics.clone()).map_err(|e| config.error("oppslag.register", e))?)
+                Arc::new(Simulator::build(settings, metrics.clone()).map_err(|e| config.error("oppslag.register", e.chain()))?)
                     .router(),
             ),
             None => None,

@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use super::Roles;
 use crate::admin::Reload;
 use crate::config::Config;
+use crate::error::{Context, Error, Result};
 
 pub struct Reloader {
     path: PathBuf,
@@ -37,21 +38,22 @@ impl Reloader {
         Reloader { path: config.source.clone(), listeners: listeners(config), roles, running: Mutex::new(()) }
     }
 
-    async fn try_reload(&self) -> Result<String, String> {
+    async fn try_reload(&self) -> Result<String> {
         let _one_at_a_time = self.running.lock().await;
         let path = self.path.clone();
         let roles = self.roles.clone();
         let running = self.listeners.clone();
         // Reading files and resolving upstream names blocks: keep it off the async workers.
         let built = tokio::task::spawn_blocking(move || {
-            let config = Config::load(&path)
-                .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+            let config = Config::load(&path).map_err(|errors| {
+                Error::new(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+            })?;
             for ((key, old), (_, new)) in running.iter().zip(listeners(&config)) {
                 if *old != new {
-                    return Err(format!(
+                    return Err(Error::new(format!(
                         "{}: key `{key}`: listeners cannot change on reload (was {old:?}, now {new:?}); use an upgrade",
                         path.display()
-                    ));
+                    )));
                 }
             }
             let previous = roles.gateway.as_ref().map(|g| g.load_full());
@@ -62,17 +64,18 @@ impl Reloader {
                     Arc::new(crate::issuer::idp::TestIdp) as Arc<dyn crate::issuer::idp::IdentityProvider>,
                 ),
             };
-            Roles::build_states(&config, &roles.metrics, previous.as_deref(), &store, &idp).map_err(|e| e.to_string())
+            Roles::build_states(&config, &roles.metrics, previous.as_deref(), &store, &idp)
+                .map_err(|e| Error::new(e.to_string()))
         })
         .await
-        .map_err(|e| format!("the reload task failed: {e}"))??;
+        .context("the reload task failed")??;
 
         let mut summary = Vec::new();
         if let (Some(new), Some(current)) = (built.gateway, &self.roles.gateway) {
             // Keys of newly trusted issuers are fetched before the swap, so they work at once.
             for issuer in new.validator.issuers().filter(|i| i.is_fetched() && !i.has_keys()) {
                 if let Err(e) = issuer.refresh().await {
-                    tracing::warn!(issuer = %issuer.issuer, error = %e, "keys of a newly trusted issuer could not be fetched yet");
+                    tracing::warn!(issuer = %issuer.issuer, error = %e.chain(), "keys of a newly trusted issuer could not be fetched yet");
                 }
             }
             summary.push(format!(
@@ -96,7 +99,7 @@ impl Reloader {
 
 #[async_trait]
 impl Reload for Reloader {
-    async fn reload(&self) -> Result<String, String> {
+    async fn reload(&self) -> Result<String> {
         match self.try_reload().await {
             Ok(summary) => {
                 self.roles.metrics.server.reloaded(true);
@@ -105,7 +108,7 @@ impl Reload for Reloader {
             }
             Err(reason) => {
                 self.roles.metrics.server.reloaded(false);
-                tracing::error!(config = %self.path.display(), %reason, "configuration reload refused; the running configuration keeps serving");
+                tracing::error!(config = %self.path.display(), reason = %reason.chain(), "configuration reload refused; the running configuration keeps serving");
                 Err(reason)
             }
         }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::alg::Alg;
+use crate::error::{Context, Error, Result};
 
 enum Pair {
     Rsa(RsaKeyPair),
@@ -37,26 +38,26 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Read a PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC) for `alg`. Without a `kid`, the
     /// RFC 7638 thumbprint of the public key is used.
-    pub fn from_pem_file(path: &Path, alg: Alg, kid: Option<String>) -> Result<SigningKey, String> {
+    pub fn from_pem_file(path: &Path, alg: Alg, kid: Option<String>) -> Result<SigningKey> {
         let der = PrivateKeyDer::from_pem_file(path)
-            .map_err(|e| format!("{}: not a PEM private key: {e}", path.display()))?;
-        SigningKey::from_der(&der, alg, kid).map_err(|e| format!("{}: {e}", path.display()))
+            .with_context(|| format!("{}: not a PEM private key", path.display()))?;
+        SigningKey::from_der(&der, alg, kid).with_context(|| path.display().to_string())
     }
 
-    pub fn from_pem(pem: &[u8], alg: Alg, kid: Option<String>) -> Result<SigningKey, String> {
-        let der = PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("not a PEM private key: {e}"))?;
+    pub fn from_pem(pem: &[u8], alg: Alg, kid: Option<String>) -> Result<SigningKey> {
+        let der = PrivateKeyDer::from_pem_slice(pem).context("not a PEM private key")?;
         SigningKey::from_der(&der, alg, kid)
     }
 
-    fn from_der(der: &PrivateKeyDer<'_>, alg: Alg, kid: Option<String>) -> Result<SigningKey, String> {
+    fn from_der(der: &PrivateKeyDer<'_>, alg: Alg, kid: Option<String>) -> Result<SigningKey> {
         use super::alg::KeyFamily;
         let bytes = der.secret_der();
         let pair = match (alg.family(), der) {
             (KeyFamily::Rsa, PrivateKeyDer::Pkcs1(_)) => {
-                Pair::Rsa(RsaKeyPair::from_der(bytes).map_err(|e| format!("RSA key rejected: {e}"))?)
+                Pair::Rsa(RsaKeyPair::from_der(bytes).context("RSA key rejected")?)
             }
             (KeyFamily::Rsa, _) => {
-                Pair::Rsa(RsaKeyPair::from_pkcs8(bytes).map_err(|e| format!("RSA key rejected: {e}"))?)
+                Pair::Rsa(RsaKeyPair::from_pkcs8(bytes).context("RSA key rejected")?)
             }
             (KeyFamily::EcP256 | KeyFamily::EcP384, der) => {
                 let signing = if alg == Alg::ES256 {
@@ -68,16 +69,16 @@ impl SigningKey {
                     PrivateKeyDer::Sec1(_) => EcdsaKeyPair::from_private_key_der(signing, bytes),
                     _ => EcdsaKeyPair::from_pkcs8(signing, bytes),
                 };
-                Pair::Ec(pair.map_err(|e| format!("EC key rejected (is it a {alg} key?): {e}"))?)
+                Pair::Ec(pair.with_context(|| format!("EC key rejected (is it a {alg} key?)"))?)
             }
             (KeyFamily::Ed25519, _) => Pair::Ed(
-                Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).map_err(|e| format!("Ed25519 key rejected: {e}"))?,
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).context("Ed25519 key rejected")?,
             ),
         };
         if let Pair::Rsa(rsa) = &pair
             && rsa.public_modulus_len() < 256
         {
-            return Err("RSA keys must have at least 2048 bits".into());
+            return Err(Error::new("RSA keys must have at least 2048 bits"));
         }
         let mut key = SigningKey { kid: String::new(), alg, pair, rng: SystemRandom::new() };
         key.kid = kid.unwrap_or_else(|| key.thumbprint());
@@ -127,8 +128,8 @@ impl SigningKey {
         URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
     }
 
-    pub fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        let failed = |_| "signing failed".to_string();
+    pub fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let failed = |_| Error::new("signing failed");
         match &self.pair {
             Pair::Rsa(rsa) => {
                 let encoding: &'static dyn signature::RsaEncoding = match self.alg {
@@ -149,7 +150,7 @@ impl SigningKey {
     }
 
     /// A compact JWS of `claims` with `kid`, `alg` and the given `typ`.
-    pub fn sign_jwt<T: Serialize>(&self, typ: Option<&str>, claims: &T) -> Result<String, String> {
+    pub fn sign_jwt<T: Serialize>(&self, typ: Option<&str>, claims: &T) -> Result<String> {
         let mut header = json!({"alg": self.alg.name(), "kid": self.kid});
         if let Some(typ) = typ {
             header["typ"] = json!(typ);
@@ -162,10 +163,10 @@ impl SigningKey {
 pub fn sign_compact<T: Serialize>(
     header: &Value,
     claims: &T,
-    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
-) -> Result<String, String> {
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+) -> Result<String> {
     let header = URL_SAFE_NO_PAD.encode(header.to_string());
-    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).map_err(|e| e.to_string())?);
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).context("the claims cannot be serialised")?);
     let mut token = format!("{header}.{payload}");
     let signature = sign(token.as_bytes())?;
     token.push('.');

@@ -13,6 +13,7 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 use url::Url;
 
 use crate::config::{UpstreamSettings, resolve};
+use crate::error::{Context, Error, Result};
 
 pub mod chunked;
 pub mod wire;
@@ -38,13 +39,13 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(urls: &[Url], settings: &UpstreamSettings) -> Result<Upstream, String> {
+    pub fn new(urls: &[Url], settings: &UpstreamSettings) -> Result<Upstream> {
         let mut backends = BTreeSet::new();
         for url in urls {
             let tls = url.scheme() == "https";
             let host = url.host_str().unwrap_or_default().to_owned();
             for addr in resolve(url)? {
-                let mut backend = Backend::new(&addr.to_string()).map_err(|e| format!("{url}: {e}"))?;
+                let mut backend = Backend::new(&addr.to_string()).with_context(|| url.to_string())?;
                 let mut peer = HttpPeer::new(backend.addr.clone(), tls, host.clone());
                 peer.options.connection_timeout = Some(Duration::from_millis(settings.connect_timeout_ms));
                 peer.options.read_timeout = Some(Duration::from_millis(settings.read_timeout_ms));
@@ -69,8 +70,8 @@ impl Upstream {
         // Static discovery answers at once; this fills the selector before the first request.
         lb.update()
             .now_or_never()
-            .ok_or("static discovery did not answer at once")?
-            .map_err(|e| format!("cannot set up the upstreams: {e}"))?;
+            .ok_or_else(|| Error::new("static discovery did not answer at once"))?
+            .context("cannot set up the upstreams")?;
         let host = urls
             .first()
             .and_then(|url| {
@@ -81,7 +82,7 @@ impl Upstream {
                 };
                 http::HeaderValue::try_from(authority).ok()
             })
-            .ok_or("an upstream URL without a host")?;
+            .ok_or_else(|| Error::new("an upstream URL without a host"))?;
         Ok(Upstream { lb, only, urls: urls.to_vec(), host })
     }
 
