@@ -122,6 +122,29 @@ fn each_kind_of_mistake_names_the_file_the_key_and_the_reason() {
             "is not a valid header name",
         ),
         (
+            MINIMAL.replace(
+                "jwks_url = \"https://issuer.example/jwk\"",
+                "jwks_url = \"https://issuer.example/jwk\"\njwks_file = \"keys.json\"",
+            ),
+            "key `gateway.issuers[0]`",
+            "only one of jwks_url, discovery_url and jwks_file",
+        ),
+        (
+            MINIMAL.replace("jwks_url = \"https://issuer.example/jwk\"", ""),
+            "key `gateway.issuers[0]`",
+            "give a key source",
+        ),
+        (
+            MINIMAL.replace("path = \"/api\"", "path = \"/api\"\nhandler = \"krr-person\""),
+            "key `gateway.routes[0]`",
+            "either upstreams or handler, not both",
+        ),
+        (
+            MINIMAL.replace("upstreams = [\"http://127.0.0.1:18081\"]", "upstreams = []"),
+            "key `gateway.routes[0]`",
+            "give upstreams (or a handler)",
+        ),
+        (
             format!("[server]\nrequest_head_timeout_ms = 0\n{MINIMAL}"),
             "key `server.request_head_timeout_ms`",
             "between 100 and 300000",

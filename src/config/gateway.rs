@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
@@ -75,12 +76,13 @@ pub struct ValidationCacheSettings {
     pub enabled: bool,
     pub max_entries: u64,
     /// No entry lives longer than this, nor past its token's `exp`.
-    pub max_ttl_seconds: u64,
+    #[serde(rename = "max_ttl_seconds", deserialize_with = "super::duration::seconds")]
+    pub max_ttl: Duration,
 }
 
 impl Default for ValidationCacheSettings {
     fn default() -> Self {
-        ValidationCacheSettings { enabled: true, max_entries: 100_000, max_ttl_seconds: 3600 }
+        ValidationCacheSettings { enabled: true, max_entries: 100_000, max_ttl: Duration::from_secs(3600) }
     }
 }
 
@@ -88,27 +90,31 @@ impl Default for ValidationCacheSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct JwksSettings {
     /// Keys are refetched this often; a failed refresh keeps the keys already held.
-    pub refresh_seconds: u64,
+    #[serde(rename = "refresh_seconds", deserialize_with = "super::duration::seconds")]
+    pub refresh: Duration,
     /// An unknown `kid` triggers at most one refetch per issuer in this window.
-    pub unknown_kid_cooldown_seconds: u64,
-    pub fetch_timeout_ms: u64,
+    #[serde(rename = "unknown_kid_cooldown_seconds", deserialize_with = "super::duration::seconds")]
+    pub unknown_kid_cooldown: Duration,
+    #[serde(rename = "fetch_timeout_ms", deserialize_with = "super::duration::millis")]
+    pub fetch_timeout: Duration,
     /// A larger JWKS (or discovery) document is refused.
     pub max_document_bytes: usize,
     /// `Retry-After` on the 503 sent while an issuer's keys cannot be had.
     pub retry_after_seconds: u64,
     /// The gateway's listener opens once every issuer's keys are held, or after this long.
-    pub startup_wait_seconds: u64,
+    #[serde(rename = "startup_wait_seconds", deserialize_with = "super::duration::seconds")]
+    pub startup_wait: Duration,
 }
 
 impl Default for JwksSettings {
     fn default() -> Self {
         JwksSettings {
-            refresh_seconds: 300,
-            unknown_kid_cooldown_seconds: 30,
-            fetch_timeout_ms: 5000,
+            refresh: Duration::from_secs(300),
+            unknown_kid_cooldown: Duration::from_secs(30),
+            fetch_timeout: Duration::from_millis(5000),
             max_document_bytes: 256 * 1024,
             retry_after_seconds: 10,
-            startup_wait_seconds: 10,
+            startup_wait: Duration::from_secs(10),
         }
     }
 }
@@ -171,14 +177,19 @@ impl ForwardSettings {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamSettings {
-    pub connect_timeout_ms: u64,
+    #[serde(rename = "connect_timeout_ms", deserialize_with = "super::duration::millis")]
+    pub connect_timeout: Duration,
     /// Longest wait for each read from the upstream (the response header, each body chunk).
-    pub read_timeout_ms: u64,
-    pub write_timeout_ms: u64,
+    #[serde(rename = "read_timeout_ms", deserialize_with = "super::duration::millis")]
+    pub read_timeout: Duration,
+    #[serde(rename = "write_timeout_ms", deserialize_with = "super::duration::millis")]
+    pub write_timeout: Duration,
     /// Pooled upstream connections are closed after this long unused.
-    pub idle_timeout_seconds: u64,
+    #[serde(rename = "idle_timeout_seconds", deserialize_with = "super::duration::seconds")]
+    pub idle_timeout: Duration,
     /// TCP health checks of every upstream address; 0 turns them off.
-    pub health_check_seconds: u64,
+    #[serde(rename = "health_check_seconds", deserialize_with = "super::duration::seconds")]
+    pub health_check_interval: Duration,
     /// How many upstream connections client connections may keep between their requests (the
     /// fast path); beyond it, requests take a connection from the shared pool each time. 0
     /// turns keeping off.
@@ -188,11 +199,11 @@ pub struct UpstreamSettings {
 impl Default for UpstreamSettings {
     fn default() -> Self {
         UpstreamSettings {
-            connect_timeout_ms: 2000,
-            read_timeout_ms: 30_000,
-            write_timeout_ms: 30_000,
-            idle_timeout_seconds: 60,
-            health_check_seconds: 5,
+            connect_timeout: Duration::from_millis(2000),
+            read_timeout: Duration::from_millis(30_000),
+            write_timeout: Duration::from_millis(30_000),
+            idle_timeout: Duration::from_secs(60),
+            health_check_interval: Duration::from_secs(5),
             kept_connections: 1024,
         }
     }
@@ -205,10 +216,12 @@ pub struct KrrSettings {
     /// Oppslagstjenesten's SOAP 1.2 endpoint, e.g. `…/kontaktinfo-external/ws-v5`.
     pub soap_endpoint: Url,
     #[serde(default = "default_krr_connect_ms")]
-    pub connect_timeout_ms: u64,
+    #[serde(rename = "connect_timeout_ms", deserialize_with = "super::duration::millis")]
+    pub connect_timeout: Duration,
     /// The whole SOAP exchange must end within this.
     #[serde(default = "default_krr_timeout_ms")]
-    pub timeout_ms: u64,
+    #[serde(rename = "timeout_ms", deserialize_with = "super::duration::millis")]
+    pub timeout: Duration,
     /// A larger SOAP answer is refused (1,000 persons with certificates fit easily).
     #[serde(default = "default_krr_max_response")]
     pub max_response_bytes: usize,
@@ -216,34 +229,87 @@ pub struct KrrSettings {
     pub paa_vegne_av: Option<String>,
 }
 
-fn default_krr_connect_ms() -> u64 {
-    1000
+fn default_krr_connect_ms() -> Duration {
+    Duration::from_millis(1000)
 }
-fn default_krr_timeout_ms() -> u64 {
-    10_000
+fn default_krr_timeout_ms() -> Duration {
+    Duration::from_millis(10_000)
 }
 fn default_krr_max_response() -> usize {
     32 * 1024 * 1024
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "TrustedIssuerToml")]
 pub struct TrustedIssuerSettings {
     /// The exact `iss` value, compared byte for byte.
     pub issuer: String,
-    /// One key source: a JWKS URL, an OIDC discovery URL, or a JWKS file.
-    pub jwks_url: Option<Url>,
-    pub discovery_url: Option<Url>,
-    pub jwks_file: Option<PathBuf>,
+    pub keys: KeySource,
     /// The algorithms accepted from this issuer.
-    #[serde(default = "default_algorithms")]
     pub algorithms: Vec<Alg>,
     /// Accept only JWTs typed `at+jwt` (RFC 9068 §4), so an id_token or another JWT the
     /// issuer signs cannot pass as an access token. Turn off for issuers that predate RFC 9068.
-    #[serde(default = "yes")]
     pub require_typ_at_jwt: bool,
     /// RFC 7662 introspection for the issuer's opaque tokens.
     pub introspection: Option<IntrospectionSettings>,
+}
+
+/// Where a trusted issuer's signing keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// `jwks_url`: a JWKS document, fetched and refreshed.
+    Jwks(Url),
+    /// `discovery_url`: OpenID Connect Discovery names the JWKS.
+    Discovery(Url),
+    /// `jwks_file`: read at start-up and at reload, never fetched.
+    File(PathBuf),
+    /// None: the issuer's tokens are opaque and only introspected.
+    Introspection,
+}
+
+impl KeySource {
+    pub fn is_fetched(&self) -> bool {
+        matches!(self, KeySource::Jwks(_) | KeySource::Discovery(_))
+    }
+}
+
+/// `[[gateway.issuers]]` as written: the three key sources exclude each other.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustedIssuerToml {
+    issuer: String,
+    jwks_url: Option<Url>,
+    discovery_url: Option<Url>,
+    jwks_file: Option<PathBuf>,
+    #[serde(default = "default_algorithms")]
+    algorithms: Vec<Alg>,
+    #[serde(default = "yes")]
+    require_typ_at_jwt: bool,
+    introspection: Option<IntrospectionSettings>,
+}
+
+impl TryFrom<TrustedIssuerToml> for TrustedIssuerSettings {
+    type Error = &'static str;
+
+    fn try_from(toml: TrustedIssuerToml) -> Result<TrustedIssuerSettings, &'static str> {
+        let keys = match (toml.jwks_url, toml.discovery_url, toml.jwks_file) {
+            (Some(url), None, None) => KeySource::Jwks(url),
+            (None, Some(url), None) => KeySource::Discovery(url),
+            (None, None, Some(path)) => KeySource::File(path),
+            (None, None, None) if toml.introspection.is_some() => KeySource::Introspection,
+            (None, None, None) => {
+                return Err("give a key source (jwks_url, discovery_url or jwks_file) or introspection");
+            }
+            _ => return Err("give only one of jwks_url, discovery_url and jwks_file"),
+        };
+        Ok(TrustedIssuerSettings {
+            issuer: toml.issuer,
+            keys,
+            algorithms: toml.algorithms,
+            require_typ_at_jwt: toml.require_typ_at_jwt,
+            introspection: toml.introspection,
+        })
+    }
 }
 
 fn default_algorithms() -> Vec<Alg> {
@@ -263,30 +329,33 @@ pub struct IntrospectionSettings {
     /// An answer is cached until the token's `exp`, and never longer than this: how long a
     /// revoked opaque token may still be honoured at this gateway.
     #[serde(default = "default_introspection_cache")]
-    pub max_cache_seconds: u64,
+    #[serde(rename = "max_cache_seconds", deserialize_with = "super::duration::seconds")]
+    pub max_cache: Duration,
     /// A token the issuer called inactive is refused without asking again for this long.
     #[serde(default = "default_inactive_cache")]
-    pub inactive_cache_seconds: u64,
+    #[serde(rename = "inactive_cache_seconds", deserialize_with = "super::duration::seconds")]
+    pub inactive_cache: Duration,
     /// Introspection calls one client address may cause per second; beyond, its unknown
     /// tokens get 429 without a call (known ones are answered from the cache as before).
     #[serde(default = "default_calls_per_client")]
     pub calls_per_client_per_second: u32,
     #[serde(default = "default_introspection_timeout")]
-    pub timeout_ms: u64,
+    #[serde(rename = "timeout_ms", deserialize_with = "super::duration::millis")]
+    pub timeout: Duration,
 }
 
-fn default_inactive_cache() -> u64 {
-    10
+fn default_inactive_cache() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_calls_per_client() -> u32 {
     20
 }
 
-fn default_introspection_cache() -> u64 {
-    60
+fn default_introspection_cache() -> Duration {
+    Duration::from_secs(60)
 }
-fn default_introspection_timeout() -> u64 {
-    3000
+fn default_introspection_timeout() -> Duration {
+    Duration::from_millis(3000)
 }
 
 /// Which kind of token a route takes.
@@ -320,42 +389,96 @@ pub struct RateLimitSettings {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RouteToml")]
 pub struct RouteSettings {
     pub name: String,
     /// A path prefix matched on whole segments: `/api` matches `/api` and `/api/x`, not `/apix`.
     pub path: String,
     /// Allowed methods; empty means any.
-    #[serde(default)]
     pub methods: Vec<HttpMethod>,
-    /// Upstream base URLs (`http://host:port`), balanced round robin.
-    #[serde(default)]
-    pub upstreams: Vec<Url>,
-    /// …or a built-in handler.
-    pub handler: Option<Handler>,
-    #[serde(default)]
+    pub target: RouteTarget,
     pub token: TokenKind,
     /// The token needs at least one of these scopes…
-    #[serde(default)]
     pub scopes_any: Vec<String>,
     /// …and all of these.
-    #[serde(default)]
     pub scopes_all: Vec<String>,
     pub min_acr: Option<Acr>,
     /// Issuers accepted on this route (their `issuer` values); empty means every trusted one.
-    #[serde(default)]
     pub issuers: Vec<String>,
     /// When set, the token's `aud` must contain it.
     pub audience: Option<String>,
     /// Pass the `Authorization` header on to the upstream (for upstreams that check it too).
-    #[serde(default)]
     pub forward_token: bool,
     /// The upstream treats every request here as a read, so even a POST may be sent again when
     /// a pooled connection turns out to be closed (an upstream restarting, say). Off by default:
     /// RFC 9110 forbids retrying non-idempotent requests without such knowledge.
-    #[serde(default)]
     pub idempotent: bool,
     pub rate_limit: Option<RateLimitSettings>,
+}
+
+/// Where a route's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// `upstreams`: base URLs (`http://host:port`), balanced round robin.
+    Upstreams(Vec<Url>),
+    /// `handler`: answered by the gateway itself.
+    Handler(Handler),
+}
+
+/// `[[gateway.routes]]` as written: `upstreams` and `handler` exclude each other.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteToml {
+    name: String,
+    path: String,
+    #[serde(default)]
+    methods: Vec<HttpMethod>,
+    #[serde(default)]
+    upstreams: Vec<Url>,
+    handler: Option<Handler>,
+    #[serde(default)]
+    token: TokenKind,
+    #[serde(default)]
+    scopes_any: Vec<String>,
+    #[serde(default)]
+    scopes_all: Vec<String>,
+    min_acr: Option<Acr>,
+    #[serde(default)]
+    issuers: Vec<String>,
+    audience: Option<String>,
+    #[serde(default)]
+    forward_token: bool,
+    #[serde(default)]
+    idempotent: bool,
+    rate_limit: Option<RateLimitSettings>,
+}
+
+impl TryFrom<RouteToml> for RouteSettings {
+    type Error = &'static str;
+
+    fn try_from(toml: RouteToml) -> Result<RouteSettings, &'static str> {
+        let target = match (toml.handler, toml.upstreams.is_empty()) {
+            (Some(_), false) => return Err("give either upstreams or handler, not both"),
+            (None, true) => return Err("give upstreams (or a handler)"),
+            (Some(handler), true) => RouteTarget::Handler(handler),
+            (None, false) => RouteTarget::Upstreams(toml.upstreams),
+        };
+        Ok(RouteSettings {
+            name: toml.name,
+            path: toml.path,
+            methods: toml.methods,
+            target,
+            token: toml.token,
+            scopes_any: toml.scopes_any,
+            scopes_all: toml.scopes_all,
+            min_acr: toml.min_acr,
+            issuers: toml.issuers,
+            audience: toml.audience,
+            forward_token: toml.forward_token,
+            idempotent: toml.idempotent,
+            rate_limit: toml.rate_limit,
+        })
+    }
 }
 
 impl GatewaySettings {
@@ -376,16 +499,16 @@ impl GatewaySettings {
         if self.validation_cache.max_entries == 0 && self.validation_cache.enabled {
             check.error("gateway.validation_cache.max_entries", "must be positive when the cache is enabled");
         }
-        if self.jwks.refresh_seconds < 10 {
+        if self.jwks.refresh < Duration::from_secs(10) {
             check.error("gateway.jwks.refresh_seconds", "must be at least 10");
         }
-        if self.jwks.fetch_timeout_ms == 0 {
+        if self.jwks.fetch_timeout.is_zero() {
             check.error("gateway.jwks.fetch_timeout_ms", "must be positive");
         }
         self.validate_forward(check);
         if let Some(krr) = &self.krr {
             check_url(check, "gateway.krr.soap_endpoint", &krr.soap_endpoint);
-            if krr.timeout_ms == 0 || krr.connect_timeout_ms == 0 {
+            if krr.timeout.is_zero() || krr.connect_timeout.is_zero() {
                 check.error("gateway.krr.timeout_ms", "timeouts must be positive");
             }
             if let Some(org) = &krr.paa_vegne_av
@@ -426,24 +549,11 @@ impl GatewaySettings {
             } else if !seen.insert(issuer.issuer.clone()) {
                 check.error(format!("{key}.issuer"), format!("{:?} is listed twice", issuer.issuer));
             }
-            let sources = [issuer.jwks_url.is_some(), issuer.discovery_url.is_some(), issuer.jwks_file.is_some()]
-                .iter()
-                .filter(|s| **s)
-                .count();
-            if sources > 1 {
-                check.error(&key, "give only one of jwks_url, discovery_url and jwks_file");
-            }
-            if sources == 0 && issuer.introspection.is_none() {
-                check.error(&key, "give a key source (jwks_url, discovery_url or jwks_file) or introspection");
-            }
-            if let Some(url) = &issuer.jwks_url {
-                check_url(check, &format!("{key}.jwks_url"), url);
-            }
-            if let Some(url) = &issuer.discovery_url {
-                check_url(check, &format!("{key}.discovery_url"), url);
-            }
-            if let Some(path) = &issuer.jwks_file {
-                issuer.jwks_file = Some(check.file(&format!("{key}.jwks_file"), path));
+            match &mut issuer.keys {
+                KeySource::Jwks(url) => _ = check_url(check, &format!("{key}.jwks_url"), url),
+                KeySource::Discovery(url) => _ = check_url(check, &format!("{key}.discovery_url"), url),
+                KeySource::File(path) => *path = check.file(&format!("{key}.jwks_file"), path),
+                KeySource::Introspection => {}
             }
             if issuer.algorithms.is_empty() {
                 check.error(format!("{key}.algorithms"), "list at least one algorithm");
@@ -455,7 +565,7 @@ impl GatewaySettings {
                 if intro.client_id.is_empty() {
                     check.error(format!("{key}.introspection.client_id"), "must not be empty");
                 }
-                if intro.timeout_ms == 0 {
+                if intro.timeout.is_zero() {
                     check.error(format!("{key}.introspection.timeout_ms"), "must be positive");
                 }
             }
@@ -482,15 +592,15 @@ impl GatewaySettings {
             if let Err(reason) = crate::web::path::check_route_prefix(&route.path) {
                 check.error(format!("{key}.path"), reason);
             }
-            match (&route.handler, route.upstreams.is_empty()) {
-                (Some(_), false) => check.error(&key, "give either upstreams or handler, not both"),
-                (None, true) => check.error(&key, "give upstreams (or a handler)"),
-                (Some(_), true) if self.krr.is_none() => {
-                    check.error(format!("{key}.handler"), "the KRR handlers need a [gateway.krr] section")
+            let upstreams = match &route.target {
+                RouteTarget::Handler(_) if self.krr.is_none() => {
+                    check.error(format!("{key}.handler"), "the KRR handlers need a [gateway.krr] section");
+                    &[][..]
                 }
-                _ => {}
-            }
-            for (u, url) in route.upstreams.iter().enumerate() {
+                RouteTarget::Handler(_) => &[][..],
+                RouteTarget::Upstreams(urls) => urls.as_slice(),
+            };
+            for (u, url) in upstreams.iter().enumerate() {
                 let ukey = format!("{key}.upstreams[{u}]");
                 if check_url(check, &ukey, url) {
                     if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {

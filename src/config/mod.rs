@@ -1,6 +1,7 @@
 //! The configuration: one TOML file parsed once into typed structs and validated before
 //! anything starts. Every error names the file, the key and the reason.
 
+mod duration;
 mod gateway;
 mod http;
 mod issuer;

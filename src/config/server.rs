@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -36,10 +37,12 @@ pub struct ServerSettings {
     /// On every listener: a request head must arrive whole within this long of its first byte
     /// (of the connection's opening, for its first request), or the client gets a 408 and the
     /// connection closes. A client sending its head a byte at a time cannot hold a connection.
-    pub request_head_timeout_ms: u64,
+    #[serde(rename = "request_head_timeout_ms", deserialize_with = "super::duration::millis")]
+    pub request_head_timeout: Duration,
     /// On every listener: a request body must arrive whole within this long of its head's end,
     /// or the request fails (408 where an answer can still be given) and the connection closes.
-    pub request_body_timeout_ms: u64,
+    #[serde(rename = "request_body_timeout_ms", deserialize_with = "super::duration::millis")]
+    pub request_body_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -52,8 +55,8 @@ impl Default for ServerSettings {
             graceful_shutdown_timeout_seconds: 5,
             upgrade_socket: PathBuf::from("/tmp/portvakt-upgrade.sock"),
             pid_file: PathBuf::from("/tmp/portvakt.pid"),
-            request_head_timeout_ms: 10_000,
-            request_body_timeout_ms: 60_000,
+            request_head_timeout: Duration::from_secs(10),
+            request_body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -61,8 +64,8 @@ impl Default for ServerSettings {
 impl ServerSettings {
     pub fn client_limits(&self) -> crate::web::connection::ClientLimits {
         crate::web::connection::ClientLimits {
-            deadline: std::time::Duration::from_millis(self.request_head_timeout_ms),
-            body: std::time::Duration::from_millis(self.request_body_timeout_ms),
+            deadline: self.request_head_timeout,
+            body: self.request_body_timeout,
         }
     }
 
@@ -73,10 +76,10 @@ impl ServerSettings {
         if self.grace_period_seconds > 3600 {
             check.error("server.grace_period_seconds", "must be at most 3600");
         }
-        if !(100..=300_000).contains(&self.request_head_timeout_ms) {
+        if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&self.request_head_timeout) {
             check.error("server.request_head_timeout_ms", "must be between 100 and 300000");
         }
-        if !(100..=3_600_000).contains(&self.request_body_timeout_ms) {
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&self.request_body_timeout) {
             check.error("server.request_body_timeout_ms", "must be between 100 and 3600000");
         }
         if self.graceful_shutdown_timeout_seconds > 3600 {

@@ -57,11 +57,11 @@ impl Introspector {
             url: settings.url.clone(),
             client_id: settings.client_id.clone(),
             client_secret: settings.client_secret.clone(),
-            timeout: Duration::from_millis(settings.timeout_ms),
-            max_cache: Duration::from_secs(settings.max_cache_seconds),
+            timeout: settings.timeout,
+            max_cache: settings.max_cache,
             inactive: Cache::builder()
                 .max_capacity(MAX_INACTIVE_REMEMBERED)
-                .time_to_live(Duration::from_secs(settings.inactive_cache_seconds))
+                .time_to_live(settings.inactive_cache)
                 .build(),
             calls_per_client: RateLimit::new(settings.calls_per_client_per_second),
             http,

@@ -10,26 +10,16 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::admin::metrics::Metrics;
-use crate::config::{JwksSettings, TrustedIssuerSettings};
+use crate::config::{JwksSettings, KeySource, TrustedIssuerSettings};
 use crate::error::{Context, Error, Result};
 use crate::telemetry::excerpt;
 use crate::token::{Alg, KeySet, Reason, TokenError, VerifyingKey};
 use crate::web::client::read_limited;
 
-/// Where an issuer's keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    Jwks(Url),
-    Discovery(Url),
-    /// A JWKS file read at start-up (and at reload); never refetched.
-    File(std::path::PathBuf),
-    /// Opaque tokens only (introspection): no keys at all.
-    None,
-}
-
 pub struct IssuerKeys {
     pub issuer: Arc<str>,
-    pub source: KeySource,
+    /// `None` for keys handed over in code (tests, benchmarks).
+    pub source: Option<KeySource>,
     pub algorithms: Vec<Alg>,
     /// Only JWTs typed `at+jwt` are access tokens of this issuer.
     pub require_typ_at_jwt: bool,
@@ -56,8 +46,8 @@ pub struct FetchSettings {
 impl FetchSettings {
     pub fn new(s: &JwksSettings, require_https: bool) -> FetchSettings {
         FetchSettings {
-            timeout: Duration::from_millis(s.fetch_timeout_ms),
-            cooldown: Duration::from_secs(s.unknown_kid_cooldown_seconds),
+            timeout: s.fetch_timeout,
+            cooldown: s.unknown_kid_cooldown,
             max_bytes: s.max_document_bytes,
             require_https,
         }
@@ -72,13 +62,7 @@ impl IssuerKeys {
         http: reqwest::Client,
         metrics: Arc<Metrics>,
     ) -> Result<IssuerKeys> {
-        let source = match (&settings.jwks_url, &settings.discovery_url, &settings.jwks_file) {
-            (Some(url), _, _) => KeySource::Jwks(url.clone()),
-            (_, Some(url), _) => KeySource::Discovery(url.clone()),
-            (_, _, Some(path)) => KeySource::File(path.clone()),
-            _ => KeySource::None,
-        };
-        let keys = match &source {
+        let keys = match &settings.keys {
             KeySource::File(path) => {
                 let document = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
                 let set = KeySet::from_jwks(&document, &settings.algorithms).with_context(|| path.display().to_string())?;
@@ -93,7 +77,7 @@ impl IssuerKeys {
         metrics.gateway.jwks_keys_held(&issuer, keys.len());
         Ok(IssuerKeys {
             issuer,
-            source,
+            source: Some(settings.keys.clone()),
             algorithms: settings.algorithms.clone(),
             require_typ_at_jwt: settings.require_typ_at_jwt,
             keys: ArcSwap::from_pointee(keys),
@@ -110,7 +94,7 @@ impl IssuerKeys {
     pub fn with_keys(issuer: &str, algorithms: Vec<Alg>, keys: KeySet, metrics: Arc<Metrics>) -> IssuerKeys {
         IssuerKeys {
             issuer: issuer.into(),
-            source: KeySource::None,
+            source: None,
             algorithms,
             require_typ_at_jwt: true,
             keys: ArcSwap::from_pointee(keys),
@@ -134,12 +118,12 @@ impl IssuerKeys {
 
     /// Whether the keys come over the network (and so need the refresh timer).
     pub fn is_fetched(&self) -> bool {
-        matches!(self.source, KeySource::Jwks(_) | KeySource::Discovery(_))
+        self.source.as_ref().is_some_and(KeySource::is_fetched)
     }
 
     /// Whether the issuer's keys are held (or it has none to hold): the readiness condition.
     pub fn is_ready(&self) -> bool {
-        self.source == KeySource::None || self.has_keys()
+        self.source == Some(KeySource::Introspection) || self.has_keys()
     }
 
     pub fn kids(&self) -> Vec<String> {
@@ -207,9 +191,9 @@ impl IssuerKeys {
 
     async fn fetch(&self) -> Result<KeySet> {
         let jwks_url = match &self.source {
-            KeySource::Jwks(url) => url.clone(),
-            KeySource::Discovery(url) => self.discover(url).await?,
-            KeySource::File(_) | KeySource::None => return Err(Error::new("this issuer's keys are not fetched")),
+            Some(KeySource::Jwks(url)) => url.clone(),
+            Some(KeySource::Discovery(url)) => self.discover(url).await?,
+            _ => return Err(Error::new("this issuer's keys are not fetched")),
         };
         let document = self.get(&jwks_url).await?;
         let set = KeySet::from_jwks(&document, &self.algorithms).with_context(|| jwks_url.to_string())?;

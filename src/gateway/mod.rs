@@ -17,10 +17,9 @@ pub mod validator;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::admin::metrics::Metrics;
-use crate::config::{ForwardSettings, GatewaySettings, TrustedIssuerSettings};
+use crate::config::{ForwardSettings, GatewaySettings, KeySource, RouteTarget, TrustedIssuerSettings};
 use crate::error::{Context, Result};
 use keys::{FetchSettings, IssuerKeys};
 use routes::{Policy, RateLimit, Route, RouteMetrics, RouteTable, Target};
@@ -55,7 +54,7 @@ impl GatewayState {
         metrics: &Arc<Metrics>,
         previous: Option<&GatewayState>,
     ) -> Result<GatewayState> {
-        let http = crate::web::client::build(Duration::from_millis(settings.jwks.fetch_timeout_ms), "portvakt-gateway")
+        let http = crate::web::client::build(settings.jwks.fetch_timeout, "portvakt-gateway")
             .context("cannot build the HTTP client")?;
         let fetch = FetchSettings::new(&settings.jwks, production);
         let old_issuers: HashMap<&str, &Arc<IssuerKeys>> =
@@ -83,7 +82,7 @@ impl GatewayState {
                 leeway_seconds: settings.clock_leeway_seconds as i64,
                 max_token_bytes: settings.max_token_bytes,
                 cache_entries: settings.validation_cache.enabled.then_some(settings.validation_cache.max_entries),
-                cache_max_ttl: Duration::from_secs(settings.validation_cache.max_ttl_seconds),
+                cache_max_ttl: settings.validation_cache.max_ttl,
             },
             metrics.clone(),
         );
@@ -101,12 +100,12 @@ impl GatewayState {
         let mut routes = Vec::new();
         let own_audiences: Arc<[String]> = Arc::from(settings.audiences.clone());
         for (i, route) in settings.routes.iter().enumerate() {
-            let target = match route.handler {
-                Some(handler) => Target::Handler(handler),
-                None => match old_upstreams.iter().find(|u| u.urls == route.upstreams) {
+            let target = match &route.target {
+                RouteTarget::Handler(handler) => Target::Handler(*handler),
+                RouteTarget::Upstreams(urls) => match old_upstreams.iter().find(|u| u.urls == *urls) {
                     Some(old) => Target::Upstream(Arc::clone(old)),
                     None => Target::Upstream(Arc::new(
-                        Upstream::new(&route.upstreams, &settings.upstream)
+                        Upstream::new(urls, &settings.upstream)
                             .with_context(|| format!("gateway.routes[{i}].upstreams"))?,
                     )),
                 },
@@ -155,12 +154,8 @@ impl GatewayState {
 }
 
 fn same_source(old: &IssuerKeys, new: &TrustedIssuerSettings) -> bool {
-    let source = match (&new.jwks_url, &new.discovery_url, &new.jwks_file) {
-        (Some(url), _, _) => keys::KeySource::Jwks(url.clone()),
-        (_, Some(url), _) => keys::KeySource::Discovery(url.clone()),
-        // A file may have changed on disk: a reload rereads it.
-        (_, _, Some(_)) => return false,
-        _ => keys::KeySource::None,
-    };
-    old.source == source && old.algorithms == new.algorithms
+    // A file may have changed on disk: a reload rereads it.
+    !matches!(new.keys, KeySource::File(_))
+        && old.source.as_ref() == Some(&new.keys)
+        && old.algorithms == new.algorithms
 }

@@ -35,12 +35,12 @@ pub struct SoapClient {
 
 impl SoapClient {
     pub fn new(settings: &KrrSettings, metrics: Arc<Metrics>) -> crate::error::Result<SoapClient> {
-        let http = crate::web::client::build(Duration::from_millis(settings.connect_timeout_ms), "portvakt-krr")
+        let http = crate::web::client::build(settings.connect_timeout, "portvakt-krr")
             .map_err(|e| crate::error::Error::because("cannot build the SOAP client", e))?;
         Ok(SoapClient {
             http,
             endpoint: settings.soap_endpoint.clone(),
-            timeout: Duration::from_millis(settings.timeout_ms),
+            timeout: settings.timeout,
             max_response_bytes: settings.max_response_bytes,
             header: Header { paa_vegne_av: settings.paa_vegne_av.clone() },
             metrics,

@@ -7,7 +7,6 @@ mod shutdown;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -164,17 +163,17 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
             "issuer keys",
             KeyRefresher {
                 state: state.clone(),
-                refresh: Duration::from_secs(settings.jwks.refresh_seconds),
-                startup_wait: Duration::from_secs(settings.jwks.startup_wait_seconds),
+                refresh: settings.jwks.refresh,
+                startup_wait: settings.jwks.startup_wait,
             },
         ));
         gateway_handle.add_dependency(&keys_handle);
-        if settings.upstream.health_check_seconds > 0 {
+        if !settings.upstream.health_check_interval.is_zero() {
             server.add_service(background_service(
                 "upstream health",
                 HealthChecker {
                     state: state.clone(),
-                    interval: Duration::from_secs(settings.upstream.health_check_seconds),
+                    interval: settings.upstream.health_check_interval,
                 },
             ));
         }

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 use pingora::lb::discovery::Static;
@@ -47,10 +46,10 @@ impl Upstream {
             for addr in resolve(url)? {
                 let mut backend = Backend::new(&addr.to_string()).with_context(|| url.to_string())?;
                 let mut peer = HttpPeer::new(backend.addr.clone(), tls, host.clone());
-                peer.options.connection_timeout = Some(Duration::from_millis(settings.connect_timeout_ms));
-                peer.options.read_timeout = Some(Duration::from_millis(settings.read_timeout_ms));
-                peer.options.write_timeout = Some(Duration::from_millis(settings.write_timeout_ms));
-                peer.options.idle_timeout = Some(Duration::from_secs(settings.idle_timeout_seconds));
+                peer.options.connection_timeout = Some(settings.connect_timeout);
+                peer.options.read_timeout = Some(settings.read_timeout);
+                peer.options.write_timeout = Some(settings.write_timeout);
+                peer.options.idle_timeout = Some(settings.idle_timeout);
                 let hash = peer.reuse_hash();
                 let timeouts = Timeouts { read: peer.options.read_timeout, write: peer.options.write_timeout };
                 backend.ext.insert(Arc::new(PeerTarget { peer, hash, timeouts }));
