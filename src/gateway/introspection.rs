@@ -40,7 +40,6 @@ pub struct Introspector {
 #[derive(Deserialize)]
 struct Answer {
     active: bool,
-    token_type: Option<String>,
     #[serde(flatten)]
     claims: AccessClaims,
 }
@@ -103,7 +102,7 @@ impl Introspector {
             return Err(inactive());
         }
         // A refresh token is active too, but it is not for resource servers.
-        if answer.token_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("bearer")) {
+        if answer.claims.token_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("bearer")) {
             return Err(TokenError::new(Reason::NotAnAccessToken, "the token is not an access token"));
         }
         let issuer = match answer.claims.iss.as_deref() {

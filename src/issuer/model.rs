@@ -100,7 +100,7 @@ pub struct RefreshRecord {
 /// An opaque access token: its claims, kept for `/tokeninfo` and `/userinfo`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AccessRecord {
-    pub claims: serde_json::Value,
+    pub claims: crate::token::AccessClaims,
     pub grant_id: Option<String>,
     /// The token was issued with `no_pid`: its pid is shown only to holders of `tokeninfo`.
     pub no_pid: bool,

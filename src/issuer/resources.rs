@@ -5,7 +5,8 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
 use super::clients;
 use super::errors::{ErrorCode, OAuthError};
@@ -16,12 +17,12 @@ use super::tokens::{ACCESS_TOKEN_TYP, jwt_key, revoked_jwt_key};
 use super::{Issuer, storage_key};
 use crate::config::AuthMethod;
 use crate::token::verify::{check_times, unix_now};
-use crate::token::{CompactJws, Reason, TokenError, VerifiedToken};
+use crate::token::{AccessClaims, CompactJws, Reason, TokenError, VerifiedToken};
 use crate::web::bearer;
 
 /// What an access token turned out to be.
 pub enum Resolved {
-    Active { claims: Value, no_pid: bool, grant_id: Option<String> },
+    Active { claims: Box<AccessClaims>, no_pid: bool, grant_id: Option<String> },
     Inactive,
 }
 
@@ -35,9 +36,9 @@ impl Issuer {
             // Signed by this issuer, an access token (not an id_token), and still on record: its
             // record goes when it is revoked, and its grant when the grant is.
             let Ok(claims) = self.verify_own_jwt(token) else { return Ok(Resolved::Inactive) };
-            let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+            let jti = claims.jti.as_deref().unwrap_or_default();
             // A login's token (it carries the login's acr) needs its record and its grant.
-            if claims.get("acr").is_some() {
+            if claims.acr.is_some() {
                 let Some(record) = self.state.get::<JwtRecord>(Space::AccessToken, &jwt_key(jti)).await? else {
                     return Ok(Resolved::Inactive);
                 };
@@ -46,13 +47,13 @@ impl Issuer {
                 {
                     return Ok(Resolved::Inactive);
                 }
-                return Ok(Resolved::Active { claims, no_pid: false, grant_id: record.grant_id });
+                return Ok(Resolved::Active { claims: Box::new(claims), no_pid: false, grant_id: record.grant_id });
             }
             // A machine token stands on its signature unless it was revoked.
             if self.state.get::<JwtRecord>(Space::AccessToken, &revoked_jwt_key(jti)).await?.is_some() {
                 return Ok(Resolved::Inactive);
             }
-            return Ok(Resolved::Active { claims, no_pid: false, grant_id: None });
+            return Ok(Resolved::Active { claims: Box::new(claims), no_pid: false, grant_id: None });
         }
         let Some(record) = self.state.get::<AccessRecord>(Space::AccessToken, &storage_key(token)).await? else {
             return Ok(Resolved::Inactive);
@@ -62,16 +63,15 @@ impl Issuer {
         {
             return Ok(Resolved::Inactive);
         }
-        let exp = record.claims.get("exp").and_then(Value::as_i64).unwrap_or_default();
-        if exp <= unix_now() {
+        if record.claims.exp.unwrap_or_default() <= unix_now() {
             return Ok(Resolved::Inactive);
         }
-        Ok(Resolved::Active { claims: record.claims, no_pid: record.no_pid, grant_id: record.grant_id })
+        Ok(Resolved::Active { claims: Box::new(record.claims), no_pid: record.no_pid, grant_id: record.grant_id })
     }
 
     /// Verify a JWT access token signed by this issuer and return its claims. An id_token,
     /// signed by the same key, is not one: RFC 9068's `typ` tells them apart.
-    pub fn verify_own_jwt(&self, token: &str) -> Result<Value, TokenError> {
+    pub fn verify_own_jwt(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let jws = CompactJws::parse(token, MAX_TOKEN_BYTES)?;
         let typ = jws.header.typ.as_deref().unwrap_or_default().to_ascii_lowercase();
         if typ != ACCESS_TOKEN_TYP && typ != format!("application/{ACCESS_TOKEN_TYP}") {
@@ -84,12 +84,11 @@ impl Issuer {
             .own_key(jws.header.kid.as_deref(), jws.alg)
             .ok_or_else(|| TokenError::new(Reason::UnknownKey, "the token was not signed by this issuer"))?;
         jws.verify(key)?;
-        let claims: Value = jws.claims()?;
-        if claims.get("iss").and_then(Value::as_str) != Some(&self.id) {
+        let claims: AccessClaims = jws.claims()?;
+        if claims.iss.as_deref() != Some(&self.id) {
             return Err(TokenError::new(Reason::UntrustedIssuer, "the token is from another issuer"));
         }
-        let date = |name: &str| claims.get(name).and_then(Value::as_i64);
-        check_times(date("exp"), date("nbf"), date("iat"), unix_now(), 0)?;
+        check_times(claims.exp, claims.nbf, claims.iat, unix_now(), 0)?;
         Ok(claims)
     }
 
@@ -97,9 +96,7 @@ impl Issuer {
     pub async fn verified_access_token(&self, token: &str) -> Result<VerifiedToken, OAuthError> {
         match self.resolve_access_token(token).await? {
             Resolved::Active { claims, .. } => {
-                let claims = serde_json::from_value(claims)
-                    .map_err(|e| OAuthError::invalid_token(format!("the token's claims are not valid: {e}")))?;
-                VerifiedToken::from_claims(self.id.as_str().into(), claims, unix_now(), 0)
+                VerifiedToken::from_claims(self.id.as_str().into(), *claims, unix_now(), 0)
                     .map_err(|e| OAuthError::invalid_token(e.detail.into_owned()))
             }
             Resolved::Inactive => Err(OAuthError::invalid_token(
@@ -109,8 +106,23 @@ impl Issuer {
     }
 }
 
-fn scopes_of(claims: &Value) -> Vec<&str> {
-    claims.get("scope").and_then(Value::as_str).map(|s| s.split(' ').collect()).unwrap_or_default()
+/// RFC 7662 §2.2: an active token's answer is its claims plus these.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct Introspection {
+    active: bool,
+    #[serde(flatten)]
+    claims: AccessClaims,
+    expires_in: Option<i64>,
+}
+
+/// OIDC Core §5.3.2, with ID-porten's `pid`.
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct UserInfo {
+    sub: String,
+    pid: Option<String>,
+    locale: Option<String>,
 }
 
 /// OIDC UserInfo: `sub`, `pid` (unless `no_pid`) and `locale`, for a token with `profile`.
@@ -121,22 +133,18 @@ pub async fn userinfo(State(issuer): State<Arc<Issuer>>, headers: HeaderMap) -> 
             Resolved::Active { claims, grant_id, .. } => (claims, grant_id),
             Resolved::Inactive => return Err(OAuthError::invalid_token("the access token is not active")),
         };
-        let scopes = scopes_of(&claims);
-        if !scopes.contains(&"profile") {
+        if !claims.scopes().iter().any(|s| s == "profile") {
             return Err(OAuthError {
                 bearer_challenge: true,
                 ..OAuthError::new(ErrorCode::InsufficientScope, "userinfo needs a token with the profile scope")
             });
         }
-        let sub = claims.get("sub").cloned().ok_or_else(|| OAuthError::invalid_token("the token has no subject"))?;
-        let mut answer = json!({"sub": sub});
-        if let Some(pid) = claims.get("pid") {
-            answer["pid"] = pid.clone();
-        }
+        let sub = claims.sub.ok_or_else(|| OAuthError::invalid_token("the token has no subject"))?;
+        let mut answer = UserInfo { sub, pid: claims.pid, locale: None };
         if let Some(grant) = grant_id
             && let Some(grant) = issuer.state.get::<Grant>(Space::Grant, &grant).await?
         {
-            answer["locale"] = json!(grant.auth.locale);
+            answer.locale = Some(grant.auth.locale);
         }
         Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(answer)).into_response())
     };
@@ -154,29 +162,23 @@ pub async fn tokeninfo(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, bo
         }
         let now = unix_now();
         let inactive = || Ok(axum::Json(json!({"active": false})).into_response());
-        let mut answer = match issuer.resolve_access_token(&token).await? {
-            Resolved::Active { claims, no_pid, grant_id } => {
-                let mut answer = claims;
+        let mut claims = match issuer.resolve_access_token(&token).await? {
+            Resolved::Active { mut claims, no_pid, grant_id } => {
                 if no_pid
                     && caller.client.has_scope("tokeninfo")
                     && let Some(grant) = grant_id
                     && let Some(grant) = issuer.state.get::<Grant>(Space::Grant, &grant).await?
                 {
-                    answer["pid"] = json!(grant.auth.pid);
+                    claims.pid = Some(grant.auth.pid);
                 }
-                answer
+                claims
             }
             // Refresh tokens, id_tokens and anything unknown, expired or revoked: RFC 7662 says
             // no more than that (an id_token or refresh token is not an access token).
             Resolved::Inactive => return inactive(),
         };
-        answer["active"] = json!(true);
-        if answer.get("token_type").is_none() {
-            answer["token_type"] = json!("Bearer");
-        }
-        if let Some(exp) = answer.get("exp").and_then(Value::as_i64) {
-            answer["expires_in"] = json!((exp - now).max(0));
-        }
+        claims.token_type.get_or_insert_with(|| "Bearer".to_owned());
+        let answer = Introspection { active: true, expires_in: claims.exp.map(|exp| (exp - now).max(0)), claims: *claims };
         Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(answer)).into_response())
     };
     result.await.unwrap_or_else(|e: OAuthError| e.into_response())
@@ -198,18 +200,18 @@ pub async fn revoke(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body:
         {
             (Some(record.grant_id), None)
         } else if let Some(record) = issuer.state.get::<AccessRecord>(Space::AccessToken, &key).await?
-            && record.claims.get("client_id").and_then(Value::as_str) == Some(client)
+            && record.claims.client_id.as_deref() == Some(client)
         {
             (record.grant_id, Some(key.clone()))
         } else if let Ok(claims) = issuer.verify_own_jwt(&token)
-            && let Some(jti) = claims.get("jti").and_then(Value::as_str)
+            && let Some(jti) = claims.jti.as_deref()
         {
             match issuer.state.get::<JwtRecord>(Space::AccessToken, &jwt_key(jti)).await? {
                 Some(record) if record.client_id == client => (record.grant_id, Some(jwt_key(jti))),
                 Some(_) => (None, None),
                 // A machine token of the caller's own: denied by its jti until it would expire.
-                None if claims.get("client_id").and_then(Value::as_str) == Some(client) => {
-                    let left = claims.get("exp").and_then(Value::as_i64).unwrap_or_default() - unix_now();
+                None if claims.client_id.as_deref() == Some(client) => {
+                    let left = claims.exp.unwrap_or_default() - unix_now();
                     let record = JwtRecord { client_id: client.to_owned(), grant_id: None };
                     let ttl = std::time::Duration::from_secs(left.max(1) as u64);
                     issuer.state.put(Space::AccessToken, &revoked_jwt_key(jti), &record, ttl).await?;

@@ -5,7 +5,6 @@ use std::time::Duration;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::clients::Client;
 use super::errors::OAuthError;
@@ -14,7 +13,7 @@ use super::store::Space;
 use super::{Issuer, random_token, storage_key};
 use crate::admin::metrics::GrantKind;
 use crate::config::AccessTokenKind;
-use crate::token::Iso6523;
+use crate::token::{AccessClaims, Iso6523};
 use crate::token::sign::at_hash;
 use crate::token::verify::unix_now;
 
@@ -39,6 +38,26 @@ impl IntoResponse for Issued {
     fn into_response(self) -> Response {
         ([(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], axum::Json(self)).into_response()
     }
+}
+
+/// An id_token (OIDC Core §2, ID-porten's claims).
+#[serde_with::skip_serializing_none]
+#[derive(Serialize)]
+struct IdTokenClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+    auth_time: i64,
+    acr: &'static str,
+    amr: [&'a str; 1],
+    locale: &'a str,
+    sid: &'a str,
+    at_hash: String,
+    jti: String,
+    nonce: Option<&'a str>,
+    pid: Option<&'a str>,
 }
 
 /// What a machine token says beyond the client and its scopes.
@@ -80,7 +99,7 @@ impl Issuer {
     async fn access_token(
         &self,
         client: &Client,
-        claims: Value,
+        claims: AccessClaims,
         lifetime: u64,
         grant_id: Option<&str>,
         pid: Option<&str>,
@@ -92,7 +111,7 @@ impl Issuer {
                 // end ends it. A machine token has no grant and stands on its signature (it
                 // outlives a restart); revoking one puts its jti on a deny record instead.
                 if let Some(grant_id) = grant_id {
-                    let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+                    let jti = claims.jti.as_deref().unwrap_or_default();
                     let record = JwtRecord { client_id: client.id.clone(), grant_id: Some(grant_id.to_owned()) };
                     self.state.put(Space::AccessToken, &jwt_key(jti), &record, Duration::from_secs(lifetime)).await?;
                 }
@@ -125,49 +144,42 @@ impl Issuer {
         // From the grant, not the request: a refresh asking for fewer scopes cannot drop no_pid.
         let no_pid = grant.scopes.iter().any(|s| s == "no_pid");
         let sub = self.pairwise_sub(&client.id, &grant.auth.pid);
-        let mut claims = json!({
-            "iss": self.id,
-            "client_id": client.id,
-            "client_amr": client_amr,
-            "sub": sub,
-            "acr": grant.auth.acr.name(),
-            "scope": scopes.join(" "),
-            "aud": "unspecified",
-            "token_type": "Bearer",
-            "iat": now,
-            "exp": now + lifetime as i64,
-            "jti": jti(),
-        });
-        if !no_pid {
-            claims["pid"] = json!(grant.auth.pid);
-        }
-        if let Some(orgno) = &client.orgno {
-            claims["consumer"] = json!(Iso6523::norwegian(orgno));
-            claims["client_orgno"] = json!(orgno);
-        }
+        let claims = AccessClaims {
+            iss: Some(self.id.clone()),
+            client_id: Some(client.id.clone()),
+            client_amr: Some(client_amr.to_owned()),
+            sub: Some(sub.clone()),
+            acr: Some(grant.auth.acr.name().to_owned()),
+            scope: Some(scopes.join(" ")),
+            aud: vec!["unspecified".to_owned()],
+            token_type: Some("Bearer".to_owned()),
+            iat: Some(now),
+            exp: Some(now + lifetime as i64),
+            jti: Some(jti()),
+            pid: (!no_pid).then(|| grant.auth.pid.clone()),
+            consumer: client.orgno.as_deref().map(Iso6523::norwegian),
+            client_orgno: client.orgno.clone(),
+            ..AccessClaims::default()
+        };
         let access_token =
             self.access_token(client, claims, lifetime, Some(&grant.id), Some(&grant.auth.pid), no_pid).await?;
         let id_token = if scopes.iter().any(|s| s == "openid") {
-            let mut id = json!({
-                "iss": self.id,
-                "sub": sub,
-                "aud": client.id,
-                "iat": now,
-                "exp": now + self.lifetimes.id_token_seconds as i64,
-                "auth_time": grant.auth.auth_time,
-                "acr": grant.auth.acr.name(),
-                "amr": [grant.auth.amr],
-                "locale": grant.auth.locale,
-                "sid": grant.sid,
-                "at_hash": at_hash(&access_token),
-                "jti": jti(),
-            });
-            if let Some(nonce) = nonce {
-                id["nonce"] = json!(nonce);
-            }
-            if !no_pid {
-                id["pid"] = json!(grant.auth.pid);
-            }
+            let id = IdTokenClaims {
+                iss: &self.id,
+                sub: &sub,
+                aud: &client.id,
+                iat: now,
+                exp: now + self.lifetimes.id_token_seconds as i64,
+                auth_time: grant.auth.auth_time,
+                acr: grant.auth.acr.name(),
+                amr: [&grant.auth.amr],
+                locale: &grant.auth.locale,
+                sid: &grant.sid,
+                at_hash: at_hash(&access_token),
+                jti: jti(),
+                nonce,
+                pid: (!no_pid).then_some(grant.auth.pid.as_str()),
+            };
             Some(self.signing_key().sign_jwt(None, &id).map_err(|e| OAuthError::server_error(e.chain()))?)
         } else {
             None
@@ -208,34 +220,29 @@ impl Issuer {
         let now = unix_now();
         let lifetime = self.access_lifetime(client, scopes);
         let orgno = client.orgno.clone().unwrap_or_default();
-        let mut claims = json!({
-            "iss": self.id,
-            "client_id": client.id,
-            "client_amr": client_amr,
-            "scope": scopes.join(" "),
-            "token_type": "Bearer",
-            "iat": now,
-            "exp": now + lifetime as i64,
-            "jti": jti(),
-        });
+        let mut claims = AccessClaims {
+            iss: Some(self.id.clone()),
+            client_id: Some(client.id.clone()),
+            client_amr: Some(client_amr.to_owned()),
+            scope: Some(scopes.join(" ")),
+            token_type: Some("Bearer".to_owned()),
+            iat: Some(now),
+            exp: Some(now + lifetime as i64),
+            jti: Some(jti()),
+            aud: extras.audience,
+            pid: extras.pid.clone(),
+            ..AccessClaims::default()
+        };
         match &extras.consumer_orgno {
             Some(consumer) => {
-                claims["consumer"] = json!(Iso6523::norwegian(consumer));
-                claims["supplier"] = json!(Iso6523::norwegian(&orgno));
-                claims["delegation_source"] = json!(self.id);
+                claims.consumer = Some(Iso6523::norwegian(consumer));
+                claims.supplier = Some(Iso6523::norwegian(&orgno));
+                claims.delegation_source = Some(self.id.clone());
             }
             None => {
-                claims["consumer"] = json!(Iso6523::norwegian(&orgno));
-                claims["client_orgno"] = json!(orgno);
+                claims.consumer = Some(Iso6523::norwegian(&orgno));
+                claims.client_orgno = Some(orgno);
             }
-        }
-        match extras.audience.len() {
-            0 => {}
-            1 => claims["aud"] = json!(extras.audience[0]),
-            _ => claims["aud"] = json!(extras.audience),
-        }
-        if let Some(pid) = &extras.pid {
-            claims["pid"] = json!(pid);
         }
         let access_token = self.access_token(client, claims, lifetime, None, extras.pid.as_deref(), false).await?;
         self.metrics.issuer.issued(GrantKind::Machine);

@@ -1,7 +1,7 @@
 //! Claim sets as they arrive on the wire: ID-porten, Maskinporten and RFC 9068 access tokens.
 
 use serde::de::{self, Deserializer};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// `consumer` / `supplier` of a Maskinporten token: an ISO 6523 identifier such as
 /// `{"authority": "iso6523-actorid-upis", "ID": "0192:991825827"}`.
@@ -27,12 +27,17 @@ impl Iso6523 {
     }
 }
 
-/// The claims the gateway and the issuer read from an access token. Unknown claims are ignored.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// An access token's claims: what the issuer writes (into a JWT, an opaque token's record and
+/// its introspection answer) and what the gateway reads, one struct so that the two cannot
+/// drift apart. Unknown claims are ignored when read; absent ones are left out when written.
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct AccessClaims {
     pub iss: Option<String>,
     pub sub: Option<String>,
-    #[serde(default, deserialize_with = "string_or_list")]
+    /// Written as a string when there is one audience (as ID-porten does), a list when several.
+    #[serde(default, deserialize_with = "string_or_list", serialize_with = "one_or_list")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aud: Vec<String>,
     #[serde(default, deserialize_with = "numeric_date")]
     pub exp: Option<i64>,
@@ -44,13 +49,20 @@ pub struct AccessClaims {
     /// RFC 8693 / ID-porten: one space-delimited string.
     pub scope: Option<String>,
     /// The array form some issuers use instead of `scope`.
-    #[serde(default, deserialize_with = "string_or_list")]
+    #[serde(default, deserialize_with = "string_or_list", skip_serializing_if = "Vec::is_empty")]
     pub scp: Vec<String>,
     pub client_id: Option<String>,
     pub pid: Option<String>,
     pub acr: Option<String>,
     pub consumer: Option<Iso6523>,
     pub client_amr: Option<String>,
+    /// `Bearer`; introspection answers say `refresh_token` for refresh tokens (not for APIs).
+    pub token_type: Option<String>,
+    /// Maskinporten's delegation: the supplier acting for `consumer`, and who vouched for it.
+    pub supplier: Option<Iso6523>,
+    pub delegation_source: Option<String>,
+    /// ID-porten's flat form of the client's organisation number.
+    pub client_orgno: Option<String>,
 }
 
 impl AccessClaims {
@@ -80,6 +92,13 @@ pub fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<
         Some(OneOrMany::One(value)) => vec![value],
         Some(OneOrMany::Many(values)) => values,
     })
+}
+
+fn one_or_list<S: Serializer>(values: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+    match values {
+        [one] => serializer.serialize_str(one),
+        many => many.serialize(serializer),
+    }
 }
 
 /// A NumericDate (RFC 7519 §2): seconds since the epoch, an integer or a fraction.
@@ -114,6 +133,25 @@ mod tests {
         assert_eq!(claims.exp, Some(1_900_000_000));
         assert_eq!(claims.scopes(), vec!["a", "b", "c"]);
         assert_eq!(claims.consumer.unwrap().orgno(), Some("991825827"));
+    }
+
+    #[test]
+    fn what_is_written_reads_back_the_same() {
+        let claims = AccessClaims {
+            iss: Some("https://issuer/".into()),
+            aud: vec!["unspecified".into()],
+            exp: Some(1_900_000_000),
+            scope: Some("a b".into()),
+            consumer: Some(Iso6523::norwegian("991825827")),
+            ..AccessClaims::default()
+        };
+        let written = serde_json::to_value(&claims).unwrap();
+        assert_eq!(written["aud"], "unspecified", "one audience is a string");
+        assert!(written.get("pid").is_none() && written.get("scp").is_none(), "absent claims are left out");
+        let again: AccessClaims = serde_json::from_value(written).unwrap();
+        assert_eq!((again.aud, again.exp, again.consumer), (claims.aud, claims.exp, claims.consumer));
+        let two = AccessClaims { aud: vec!["a".into(), "b".into()], ..AccessClaims::default() };
+        assert_eq!(serde_json::to_value(&two).unwrap()["aud"], serde_json::json!(["a", "b"]));
     }
 
     #[test]
