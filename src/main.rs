@@ -89,8 +89,8 @@ fn register(command: RegisterCommand) -> Result<(), Failure> {
             Ok(())
         }
         RegisterCommand::Cases { register } => {
-            let register = portvakt::oppslag::register::Register::load(&register, true)
-                .map_err(|e| Failure::Input(e.into()))?;
+            let register =
+                portvakt::oppslag::register::Register::load(&register, true).map_err(|e| Failure::Input(e.into()))?;
             for (case, id) in portvakt::oppslag::register::cases(&register) {
                 println!("{id}  {case}");
             }

@@ -121,3 +121,30 @@ async fn a_form_with_a_repeated_or_missing_parameter_is_an_invalid_request() {
         assert_eq!(body["error"], error, "{form}: {body}");
     }
 }
+
+#[tokio::test]
+async fn token_requests_are_refused_with_the_rfc_6749_code_for_what_is_wrong() {
+    let (router, _) = issuer();
+    let cases = [
+        ("no grant_type", "code=abc", "invalid_request", "grant_type"),
+        ("an empty grant_type", "grant_type=&code=abc", "invalid_request", "grant_type"),
+        ("an unknown grant", "grant_type=password&username=u&password=p", "unsupported_grant_type", "password"),
+        ("a grant without its parameter", "grant_type=authorization_code&client_id=x", "invalid_request", "`code`"),
+        (
+            "an empty parameter is an absent one",
+            "grant_type=refresh_token&refresh_token=",
+            "invalid_request",
+            "`refresh_token`",
+        ),
+        ("a repeated parameter", "grant_type=authorization_code&code=a&code=b", "invalid_request", "repeated"),
+    ];
+    for (what, form, error, named) in cases {
+        let (status, body) = post_form(&router, "/token", form, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
+        assert_eq!(body["error"], error, "{what}: {body}");
+        assert!(body["error_description"].as_str().unwrap().contains(named), "{what}: {body}");
+    }
+    // A well-formed request reaches client authentication, which comes next.
+    let (status, body) = post_form(&router, "/token", "grant_type=authorization_code&code=abc", None).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{body}");
+}

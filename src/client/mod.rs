@@ -15,7 +15,6 @@ use crate::token::Alg;
 use crate::token::sign::{SigningKey, sign_compact};
 use crate::token::verify::unix_now;
 
-
 /// How the grant names its key.
 pub enum KeyReference {
     /// The certificate chain (leaf first), base64 DER.

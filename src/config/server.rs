@@ -63,10 +63,7 @@ impl Default for ServerSettings {
 
 impl ServerSettings {
     pub fn client_limits(&self) -> crate::web::connection::ClientLimits {
-        crate::web::connection::ClientLimits {
-            deadline: self.request_head_timeout,
-            body: self.request_body_timeout,
-        }
+        crate::web::connection::ClientLimits { deadline: self.request_head_timeout, body: self.request_body_timeout }
     }
 
     pub(super) fn validate(&self, check: &mut Checker<'_>) {

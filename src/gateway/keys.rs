@@ -65,9 +65,14 @@ impl IssuerKeys {
         let keys = match &settings.keys {
             KeySource::File(path) => {
                 let document = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-                let set = KeySet::from_jwks(&document, &settings.algorithms).with_context(|| path.display().to_string())?;
+                let set =
+                    KeySet::from_jwks(&document, &settings.algorithms).with_context(|| path.display().to_string())?;
                 if set.is_empty() {
-                    return Err(Error::new(format!("{} holds no key usable with {:?}", path.display(), settings.algorithms)));
+                    return Err(Error::new(format!(
+                        "{} holds no key usable with {:?}",
+                        path.display(),
+                        settings.algorithms
+                    )));
                 }
                 set
             }
@@ -198,7 +203,10 @@ impl IssuerKeys {
         let document = self.get(&jwks_url).await?;
         let set = KeySet::from_jwks(&document, &self.algorithms).with_context(|| jwks_url.to_string())?;
         if set.is_empty() {
-            return Err(Error::new(format!("{jwks_url} holds no key usable with {:?} ({:?})", self.algorithms, set.skipped)));
+            return Err(Error::new(format!(
+                "{jwks_url} holds no key usable with {:?} ({:?})",
+                self.algorithms, set.skipped
+            )));
         }
         Ok(set)
     }

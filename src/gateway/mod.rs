@@ -123,9 +123,7 @@ impl GatewayState {
             });
         }
         let krr = match &settings.krr {
-            Some(krr) => {
-                Some(Arc::new(crate::krr::Krr::new(krr, metrics.clone()).context("gateway.krr")?))
-            }
+            Some(krr) => Some(Arc::new(crate::krr::Krr::new(krr, metrics.clone()).context("gateway.krr")?)),
             None => None,
         };
         Ok(GatewayState {

@@ -77,7 +77,9 @@ impl Audience {
                 Err(Denial::NotForThisRoute(format!("the token's audience does not include {audience}")))
             }
             Audience::Unrestricted(own) => match audiences.iter().find(|a| *a != UNSPECIFIED && !own.contains(a)) {
-                Some(other) => Err(Denial::NotForThisRoute(format!("the token is meant for another resource ({other})"))),
+                Some(other) => {
+                    Err(Denial::NotForThisRoute(format!("the token is meant for another resource ({other})")))
+                }
                 None => Ok(()),
             },
         }

@@ -20,11 +20,12 @@ use super::errors::{ErrorCode, OAuthError, with_retry_after};
 use super::idp::LoginContext;
 use super::model::{AuthRequest, Authentication, CodeRecord, Consents, Interaction, ResponseMode, Session};
 use super::pages::{self, error_page};
-use super::requests::{self, ClientAuthentication};
+use super::requests::{self, AuthorizationRequest, ClientAuthentication};
 use super::scopes::parse_scope;
 use super::session::{self, INTERACTION_COOKIE, SSO_COOKIE};
 use super::store::{LoginRecord, Space};
 use super::{Issuer, random_token, storage_key};
+use crate::oauth::params;
 use crate::telemetry::excerpt;
 use crate::token::Acr;
 use crate::token::verify::unix_now;
@@ -45,15 +46,17 @@ pub(crate) fn parse_params(text: &str) -> Result<HashMap<String, String>, String
 }
 
 /// Validate an authorization request's parameters against `client`.
-fn validate(issuer: &Issuer, params: &HashMap<String, String>) -> Result<AuthRequest, Refusal> {
+fn validate(issuer: &Issuer, params: &AuthorizationRequest) -> Result<AuthRequest, Refusal> {
     let client_id = params
-        .get("client_id")
+        .client_id
+        .as_ref()
         .ok_or_else(|| Refusal::Page(StatusCode::BAD_REQUEST, "The request has no client_id.".into()))?;
     let client = issuer.clients.get(client_id).ok_or_else(|| {
         Refusal::Page(StatusCode::BAD_REQUEST, format!("Unknown client {:?}.", excerpt(client_id, 64)))
     })?;
     let redirect_uri = params
-        .get("redirect_uri")
+        .redirect_uri
+        .as_ref()
         .ok_or_else(|| Refusal::Page(StatusCode::BAD_REQUEST, "The request has no redirect_uri.".into()))?;
     if !client.redirect_uris.iter().any(|registered| registered == redirect_uri) {
         return Err(Refusal::Page(
@@ -61,8 +64,8 @@ fn validate(issuer: &Issuer, params: &HashMap<String, String>) -> Result<AuthReq
             format!("The redirect_uri is not registered for client {}.", client.id),
         ));
     }
-    let state = params.get("state").cloned();
-    let mode = match params.get("response_mode").map(String::as_str) {
+    let state = params.state.clone();
+    let mode = match params.response_mode.as_deref() {
         None | Some("query") => ResponseMode::Query,
         Some("fragment") => ResponseMode::Fragment,
         Some("form_post") => ResponseMode::FormPost,
@@ -78,9 +81,9 @@ fn validate(issuer: &Issuer, params: &HashMap<String, String>) -> Result<AuthReq
     let refuse =
         |error: OAuthError| Refusal::Redirect { redirect_uri: redirect_uri.clone(), state: state.clone(), mode, error };
     check_request(issuer, client, params).map_err(refuse)?;
-    let scopes = parse_scope(params.get("scope").map(String::as_str).unwrap_or_default())
-        .map_err(|e| refuse(OAuthError::invalid_scope(e)))?;
-    let acr = match params.get("acr_values") {
+    let scopes =
+        parse_scope(params.scope.as_deref().unwrap_or_default()).map_err(|e| refuse(OAuthError::invalid_scope(e)))?;
+    let acr = match &params.acr_values {
         None => None,
         Some(values) => {
             let levels = values
@@ -95,7 +98,8 @@ fn validate(issuer: &Issuer, params: &HashMap<String, String>) -> Result<AuthReq
         }
     };
     let locale = params
-        .get("ui_locales")
+        .ui_locales
+        .as_deref()
         .and_then(|l| l.split(' ').find(|l| SUPPORTED_LOCALES.contains(l)))
         .unwrap_or("nb")
         .to_owned();
@@ -104,18 +108,18 @@ fn validate(issuer: &Issuer, params: &HashMap<String, String>) -> Result<AuthReq
         redirect_uri: redirect_uri.clone(),
         scopes,
         state: state.clone(),
-        nonce: params.get("nonce").cloned(),
-        code_challenge: params.get("code_challenge").cloned(),
+        nonce: params.nonce.clone(),
+        code_challenge: params.code_challenge.clone(),
         acr,
-        prompt_login: params.get("prompt").is_some_and(|p| p.split(' ').any(|p| p == "login")),
+        prompt_login: params.prompt.as_deref().is_some_and(|p| p.split(' ').any(|p| p == "login")),
         locale,
         response_mode: mode,
     })
 }
 
 /// The rules that do not depend on parsing: response type, scopes, PKCE, state, prompt.
-fn check_request(issuer: &Issuer, client: &Client, params: &HashMap<String, String>) -> Result<(), OAuthError> {
-    match params.get("response_type").map(String::as_str) {
+fn check_request(issuer: &Issuer, client: &Client, params: &AuthorizationRequest) -> Result<(), OAuthError> {
+    match params.response_type.as_deref() {
         Some("code") => {}
         Some(other) => {
             return Err(OAuthError::new(
@@ -125,10 +129,10 @@ fn check_request(issuer: &Issuer, client: &Client, params: &HashMap<String, Stri
         }
         None => return Err(OAuthError::invalid_request("response_type is required")),
     }
-    if params.contains_key("request") {
+    if params.request.is_some() {
         return Err(OAuthError::invalid_request("request objects are not supported: push the request to /par"));
     }
-    let scope = params.get("scope").ok_or_else(|| OAuthError::invalid_request("scope is required"))?;
+    let scope = params.scope.as_deref().ok_or_else(|| OAuthError::invalid_request("scope is required"))?;
     let scopes = parse_scope(scope).map_err(OAuthError::invalid_scope)?;
     if scopes.is_empty() {
         return Err(OAuthError::invalid_request("scope is required"));
@@ -137,7 +141,7 @@ fn check_request(issuer: &Issuer, client: &Client, params: &HashMap<String, Stri
         .scopes
         .check(&scopes, client.integration_type, &client.scopes)
         .map_err(|refusal| OAuthError::invalid_scope(refusal.describe()))?;
-    match (params.get("code_challenge"), params.get("code_challenge_method").map(String::as_str)) {
+    match (&params.code_challenge, params.code_challenge_method.as_deref()) {
         (Some(challenge), Some("S256")) => {
             if challenge.len() != 43 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
@@ -153,10 +157,10 @@ fn check_request(issuer: &Issuer, client: &Client, params: &HashMap<String, Stri
         }
         (None, None) => {}
     }
-    if client.is_public() && params.get("state").is_none_or(|s| s.is_empty()) {
+    if client.is_public() && params.state.is_none() {
         return Err(OAuthError::invalid_request("state is required for public clients"));
     }
-    if let Some(prompt) = params.get("prompt") {
+    if let Some(prompt) = &params.prompt {
         for value in prompt.split(' ').filter(|v| !v.is_empty()) {
             match value {
                 "login" => {}
@@ -244,11 +248,11 @@ pub async fn authorize_post(State(issuer): State<Arc<Issuer>>, headers: HeaderMa
 }
 
 async fn authorize(issuer: &Issuer, headers: &HeaderMap, text: &str) -> Response {
-    let params = match parse_params(text) {
+    let params: AuthorizationRequest = match parse_params(text).and_then(|p| params::typed(&p)) {
         Ok(params) => params,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &format!("The request is not valid: {e}.")),
     };
-    let request = match params.get("request_uri") {
+    let request = match &params.request_uri {
         Some(uri) => match pushed_request(issuer, &params, uri).await {
             Ok(request) => request,
             Err(response) => return response,
@@ -265,7 +269,7 @@ async fn authorize(issuer: &Issuer, headers: &HeaderMap, text: &str) -> Response
 }
 
 /// `/authorize?request_uri=urn:…&client_id=…`: the request pushed to `/par`, used once.
-async fn pushed_request(issuer: &Issuer, params: &HashMap<String, String>, uri: &str) -> Result<AuthRequest, Response> {
+async fn pushed_request(issuer: &Issuer, params: &AuthorizationRequest, uri: &str) -> Result<AuthRequest, Response> {
     let page = |message: &str| Err(error_page(StatusCode::BAD_REQUEST, message));
     let Some(handle) = uri.strip_prefix(PAR_URN_PREFIX) else {
         return page("request_uri must be one returned by /par.");
@@ -277,7 +281,7 @@ async fn pushed_request(issuer: &Issuer, params: &HashMap<String, String>, uri: 
     let Some(request) = request else {
         return page("The request_uri is unknown, expired or already used: start the login again.");
     };
-    if params.get("client_id") != Some(&request.client_id) {
+    if params.client_id.as_ref() != Some(&request.client_id) {
         return page("client_id does not match the pushed request.");
     }
     Ok(request)
@@ -550,14 +554,14 @@ pub async fn par(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: St
         let form = parse_params(&body).map_err(OAuthError::invalid_request)?;
         let authentication: ClientAuthentication = requests::read(&form)?;
         let client = clients::authenticate(&issuer, &headers, &authentication).await?.client;
-        if form.contains_key("request_uri") {
+        let mut params: AuthorizationRequest = requests::read(&form)?;
+        if params.request_uri.is_some() {
             return Err(OAuthError::invalid_request("request_uri may not be pushed"));
         }
-        if form.get("client_id").is_some_and(|id| *id != client.id) {
+        if params.client_id.as_ref().is_some_and(|id| *id != client.id) {
             return Err(OAuthError::invalid_request("client_id differs from the authenticated client"));
         }
-        let mut params = form.clone();
-        params.insert("client_id".into(), client.id.clone());
+        params.client_id = Some(client.id.clone());
         let request = validate(&issuer, &params).map_err(|refusal| match refusal {
             Refusal::Page(_, message) => OAuthError::invalid_request(message),
             Refusal::Redirect { error, .. } => error,

@@ -11,7 +11,6 @@ use super::errors::{ErrorCode, OAuthError};
 use crate::oauth::{JWT_BEARER_GRANT, params};
 use crate::telemetry::excerpt;
 
-
 /// RFC 6749 §2.3 and RFC 7523 §2.2: how a client may authenticate in the body.
 #[derive(Debug, Default, Deserialize)]
 pub struct ClientAuthentication {
@@ -66,6 +65,29 @@ impl TokenRequest {
         }
         read(form)
     }
+}
+
+/// An authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1, RFC 7636), from the query,
+/// a POSTed form or a push to `/par` (RFC 9126). Every parameter is optional here: which one
+/// is missing decides whether the refusal is a page or a redirect back to the client.
+#[derive(Debug, Default, Deserialize)]
+pub struct AuthorizationRequest {
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub response_type: Option<String>,
+    pub response_mode: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub acr_values: Option<String>,
+    pub ui_locales: Option<String>,
+    pub prompt: Option<String>,
+    /// Request objects (RFC 9101) are not supported; named only to refuse them.
+    pub request: Option<String>,
+    /// A handle from `/par`.
+    pub request_uri: Option<String>,
 }
 
 /// RFC 7662 §2.1 and RFC 7009 §2.1: the token asked about (`token_type_hint` is only a hint,

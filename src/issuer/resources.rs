@@ -11,8 +11,8 @@ use serde_json::json;
 use super::clients;
 use super::errors::{ErrorCode, OAuthError};
 use super::model::{AccessRecord, Grant, JwtRecord, RefreshRecord};
-use super::store::Space;
 use super::requests::{self, TokenQuery, parse_form};
+use super::store::Space;
 use super::tokens::{ACCESS_TOKEN_TYP, jwt_key, revoked_jwt_key};
 use super::{Issuer, storage_key};
 use crate::config::AuthMethod;
@@ -178,7 +178,8 @@ pub async fn tokeninfo(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, bo
             Resolved::Inactive => return inactive(),
         };
         claims.token_type.get_or_insert_with(|| "Bearer".to_owned());
-        let answer = Introspection { active: true, expires_in: claims.exp.map(|exp| (exp - now).max(0)), claims: *claims };
+        let answer =
+            Introspection { active: true, expires_in: claims.exp.map(|exp| (exp - now).max(0)), claims: *claims };
         Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(answer)).into_response())
     };
     result.await.unwrap_or_else(|e: OAuthError| e.into_response())

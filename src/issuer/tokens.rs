@@ -13,9 +13,9 @@ use super::store::Space;
 use super::{Issuer, random_token, storage_key};
 use crate::admin::metrics::GrantKind;
 use crate::config::AccessTokenKind;
-use crate::token::{AccessClaims, Iso6523};
 use crate::token::sign::at_hash;
 use crate::token::verify::unix_now;
+use crate::token::{AccessClaims, Iso6523};
 
 /// RFC 9068's media type for JWT access tokens.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -115,7 +115,9 @@ impl Issuer {
                     let record = JwtRecord { client_id: client.id.clone(), grant_id: Some(grant_id.to_owned()) };
                     self.state.put(Space::AccessToken, &jwt_key(jti), &record, Duration::from_secs(lifetime)).await?;
                 }
-                self.signing_key().sign_jwt(Some(ACCESS_TOKEN_TYP), &claims).map_err(|e| OAuthError::server_error(e.chain()))
+                self.signing_key()
+                    .sign_jwt(Some(ACCESS_TOKEN_TYP), &claims)
+                    .map_err(|e| OAuthError::server_error(e.chain()))
             }
             AccessTokenKind::Opaque => {
                 let handle = random_token();

@@ -147,7 +147,11 @@ pub fn generate(count: usize, seed: u64) -> Result<RegisterFile> {
     if count < PROFILES.len() {
         return Err(Error::new(format!("generate at least {} persons, one per case", PROFILES.len())));
     }
-    let reference = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).single().ok_or_else(|| Error::new("no reference time"))?.fixed_offset();
+    let reference = Utc
+        .with_ymd_and_hms(2026, 11, 1, 12, 0, 0)
+        .single()
+        .ok_or_else(|| Error::new("no reference time"))?
+        .fixed_offset();
     let mut rng = Rng(seed);
     let certificates =
         (0..16).map(|i| certificate(seed, i, &format!("SDP test certificate {i}"))).collect::<Result<Vec<_>, _>>()?;

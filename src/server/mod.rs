@@ -107,8 +107,11 @@ impl Roles {
         };
         let oppslag = match &config.oppslag {
             Some(settings) => Some(
-                Arc::new(Simulator::build(settings, metrics.clone()).map_err(|e| config.error("oppslag.register", e.chain()))?)
-                    .router(),
+                Arc::new(
+                    Simulator::build(settings, metrics.clone())
+                        .map_err(|e| config.error("oppslag.register", e.chain()))?,
+                )
+                .router(),
             ),
             None => None,
         };
@@ -171,10 +174,7 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
         if !settings.upstream.health_check_interval.is_zero() {
             server.add_service(background_service(
                 "upstream health",
-                HealthChecker {
-                    state: state.clone(),
-                    interval: settings.upstream.health_check_interval,
-                },
+                HealthChecker { state: state.clone(), interval: settings.upstream.health_check_interval },
             ));
         }
     }

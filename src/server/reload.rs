@@ -45,9 +45,8 @@ impl Reloader {
         let running = self.listeners.clone();
         // Reading files and resolving upstream names blocks: keep it off the async workers.
         let built = tokio::task::spawn_blocking(move || {
-            let config = Config::load(&path).map_err(|errors| {
-                Error::new(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-            })?;
+            let config = Config::load(&path)
+                .map_err(|errors| Error::new(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
             for ((key, old), (_, new)) in running.iter().zip(listeners(&config)) {
                 if *old != new {
                     return Err(Error::new(format!(

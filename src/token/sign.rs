@@ -39,8 +39,8 @@ impl SigningKey {
     /// Read a PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC) for `alg`. Without a `kid`, the
     /// RFC 7638 thumbprint of the public key is used.
     pub fn from_pem_file(path: &Path, alg: Alg, kid: Option<String>) -> Result<SigningKey> {
-        let der = PrivateKeyDer::from_pem_file(path)
-            .with_context(|| format!("{}: not a PEM private key", path.display()))?;
+        let der =
+            PrivateKeyDer::from_pem_file(path).with_context(|| format!("{}: not a PEM private key", path.display()))?;
         SigningKey::from_der(&der, alg, kid).with_context(|| path.display().to_string())
     }
 
@@ -56,9 +56,7 @@ impl SigningKey {
             (KeyFamily::Rsa, PrivateKeyDer::Pkcs1(_)) => {
                 Pair::Rsa(RsaKeyPair::from_der(bytes).context("RSA key rejected")?)
             }
-            (KeyFamily::Rsa, _) => {
-                Pair::Rsa(RsaKeyPair::from_pkcs8(bytes).context("RSA key rejected")?)
-            }
+            (KeyFamily::Rsa, _) => Pair::Rsa(RsaKeyPair::from_pkcs8(bytes).context("RSA key rejected")?),
             (KeyFamily::EcP256 | KeyFamily::EcP384, der) => {
                 let signing = if alg == Alg::ES256 {
                     &signature::ECDSA_P256_SHA256_FIXED_SIGNING
@@ -71,9 +69,9 @@ impl SigningKey {
                 };
                 Pair::Ec(pair.with_context(|| format!("EC key rejected (is it a {alg} key?)"))?)
             }
-            (KeyFamily::Ed25519, _) => Pair::Ed(
-                Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).context("Ed25519 key rejected")?,
-            ),
+            (KeyFamily::Ed25519, _) => {
+                Pair::Ed(Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).context("Ed25519 key rejected")?)
+            }
         };
         if let Pair::Rsa(rsa) = &pair
             && rsa.public_modulus_len() < 256
