@@ -70,7 +70,9 @@ impl GatewayService {
 
 /// How many upstream connections client connections keep between requests, idle or not, held
 /// under `gateway.upstream.kept_connections`. Beyond that a connection goes back to the pool
-/// after each request, so idle clients cannot pile up idle upstream connections.
+/// after each request, so idle clients cannot pile up idle upstream connections. Not a
+/// `tokio::sync::Semaphore`: the bound is read from the current state at each request, so a
+/// reload that changes it takes effect at once, with no permits to add or forget.
 struct Slots {
     taken: AtomicUsize,
 }
