@@ -131,7 +131,7 @@ impl Introspector {
             if !response.status().is_success() {
                 return Err(format!("answered {}", response.status()));
             }
-            let body = read_limited(response, MAX_ANSWER_BYTES).await.map_err(|e| e.to_string())?;
+            let body = read_limited(response, MAX_ANSWER_BYTES).await.map_err(|e| error_chain(&e))?;
             serde_json::from_slice::<Answer>(&body).map_err(|e| format!("not an RFC 7662 answer: {e}"))
         };
         match tokio::time::timeout(self.timeout, exchange).await {

@@ -44,7 +44,7 @@ impl Client {
         use crate::error::Context;
         let mut keys = Vec::new();
         for (i, registered) in settings.keys.iter().enumerate() {
-            let context = || format!("{key}.keys[{i}]: {}", registered.public_key.display());
+            let context = || format!("{key}.keys[{i}]: cannot use {}", registered.public_key.display());
             let pem = std::fs::read(&registered.public_key).with_context(context)?;
             let spki = super::trust::public_key_from_pem(&pem).with_context(context)?;
             let verifying =

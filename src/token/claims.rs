@@ -59,9 +59,14 @@ pub struct AccessClaims {
     /// `Bearer`; introspection answers say `refresh_token` for refresh tokens (not for APIs).
     pub token_type: Option<String>,
     /// Maskinporten's delegation: the supplier acting for `consumer`, and who vouched for it.
+    /// These three are written by the issuer and read by no one here, so another issuer's
+    /// token with them in another shape is not refused for it (they read as absent).
+    #[serde(default, deserialize_with = "lenient")]
     pub supplier: Option<Iso6523>,
+    #[serde(default, deserialize_with = "lenient")]
     pub delegation_source: Option<String>,
     /// ID-porten's flat form of the client's organisation number.
+    #[serde(default, deserialize_with = "lenient")]
     pub client_orgno: Option<String>,
 }
 
@@ -92,6 +97,12 @@ pub fn string_or_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<
         Some(OneOrMany::One(value)) => vec![value],
         Some(OneOrMany::Many(values)) => values,
     })
+}
+
+/// A claim of the expected shape, or absent when it has another: for claims only passed on.
+fn lenient<'de, D: Deserializer<'de>, T: de::DeserializeOwned>(deserializer: D) -> Result<Option<T>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(deserializer)?;
+    Ok(value.and_then(|value| serde_json::from_value(value).ok()))
 }
 
 fn one_or_list<S: Serializer>(values: &[String], serializer: S) -> Result<S::Ok, S::Error> {
@@ -152,6 +163,14 @@ mod tests {
         assert_eq!((again.aud, again.exp, again.consumer), (claims.aud, claims.exp, claims.consumer));
         let two = AccessClaims { aud: vec!["a".into(), "b".into()], ..AccessClaims::default() };
         assert_eq!(serde_json::to_value(&two).unwrap()["aud"], serde_json::json!(["a", "b"]));
+    }
+
+    #[test]
+    fn claims_only_passed_on_do_not_refuse_a_token_for_their_shape() {
+        let claims: AccessClaims =
+            serde_json::from_str(r#"{"iss":"x","supplier":"991825827","client_orgno":991825827}"#).unwrap();
+        assert_eq!((claims.supplier, claims.client_orgno), (None, None));
+        assert!(serde_json::from_str::<AccessClaims>(r#"{"consumer":"991825827"}"#).is_err(), "consumer is read");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub fn build(connect_timeout: Duration, user_agent: &str) -> Result<reqwest::Cli
 pub enum BodyError {
     #[error("the response is larger than {0} bytes")]
     TooLarge(usize),
-    #[error("reading the response failed: {0}")]
+    #[error("reading the response failed")]
     Read(#[from] reqwest::Error),
 }
 
