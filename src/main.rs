@@ -250,7 +250,7 @@ fn run(command: Command) -> Result<(), Failure> {
         Command::Register(command) => register(command),
         Command::CheckConfig { config } => {
             let config = load(&config)?;
-            Roles::build(&config)?;
+            Roles::build(&config)?.reach_shared_state(&config)?;
             println!("{}: ok", config.source.display());
             Ok(())
         }

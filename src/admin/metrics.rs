@@ -41,6 +41,36 @@ pub struct KrrMetrics {
 pub struct IssuerMetrics {
     issued_tokens: IntCounterVec,
     logins: IntCounterVec,
+    store_ops: IntCounterVec,
+    store_duration: HistogramVec,
+}
+
+/// A command to a shared state store (Redis).
+#[derive(Clone, Copy)]
+pub enum StoreOp {
+    Put,
+    InsertNew,
+    Get,
+    Take,
+    Delete,
+    RecordLogin,
+    Logins,
+    Ping,
+}
+
+impl StoreOp {
+    fn label(self) -> &'static str {
+        match self {
+            StoreOp::Put => "put",
+            StoreOp::InsertNew => "insert_new",
+            StoreOp::Get => "get",
+            StoreOp::Take => "take",
+            StoreOp::Delete => "delete",
+            StoreOp::RecordLogin => "record_login",
+            StoreOp::Logins => "logins",
+            StoreOp::Ping => "ping",
+        }
+    }
 }
 
 pub struct OppslagMetrics {
@@ -158,6 +188,16 @@ impl Metrics {
         let issuer = IssuerMetrics {
             issued_tokens: counter("portvakt_issuer_tokens_total", "Tokens issued by grant type", &["grant"]),
             logins: counter("portvakt_issuer_logins_total", "Test-IdP logins by level", &["acr"]),
+            store_ops: counter(
+                "portvakt_store_operations_total",
+                "Commands to the shared state store by operation and result",
+                &["op", "result"],
+            ),
+            store_duration: histograms(
+                "portvakt_store_duration_seconds",
+                "Latency of commands to the shared state store, by operation",
+                &["op"],
+            ),
         };
         let oppslag = OppslagMetrics {
             answers: counter(
@@ -267,6 +307,11 @@ impl IssuerMetrics {
 
     pub fn logged_in(&self, acr: Acr) {
         self.logins.with_label_values(&[acr.name()]).inc();
+    }
+
+    pub fn store_op(&self, op: StoreOp, ok: bool, seconds: f64) {
+        self.store_ops.with_label_values(&[op.label(), if ok { "ok" } else { "error" }]).inc();
+        self.store_duration.with_label_values(&[op.label()]).observe(seconds);
     }
 }
 

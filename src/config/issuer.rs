@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
@@ -36,7 +37,7 @@ pub struct IssuerSettings {
     /// refuses it.
     #[serde(default)]
     pub idp: IdpKind,
-    /// Bounds of the issuer's in-memory state.
+    /// Where the issuer keeps its state (in memory by default, or Redis), and its bounds.
     #[serde(default)]
     pub store: StoreSettings,
 }
@@ -64,6 +65,92 @@ pub struct StoreSettings {
     pub login_history_max_persons: u64,
     /// Bytes of the login history.
     pub login_history_max_bytes: u64,
+    /// `[issuer.store.redis]`: keep the state in Redis, shared by every issuer instance that
+    /// points at it, instead of in this process's memory (where the bounds above apply).
+    pub redis: Option<RedisSettings>,
+}
+
+/// `[issuer.store.redis]`: one server (`url`), a cluster (`cluster`) or a master found through
+/// Sentinel (`sentinels` and `master`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(try_from = "RedisToml")]
+pub struct RedisSettings {
+    pub topology: RedisTopology,
+    /// Put before every key, so several deployments can share one Redis.
+    pub prefix: String,
+    /// One command's longest wait; past it the request fails closed (503).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTopology {
+    Single(Url),
+    Cluster(Vec<Url>),
+    Sentinel { sentinels: Vec<Url>, master: String },
+}
+
+impl RedisTopology {
+    /// Every URL, for validation and for messages (passwords are not in them: see `Secret`).
+    pub fn urls(&self) -> &[Url] {
+        match self {
+            RedisTopology::Single(url) => std::slice::from_ref(url),
+            RedisTopology::Cluster(urls) | RedisTopology::Sentinel { sentinels: urls, .. } => urls,
+        }
+    }
+}
+
+/// `[issuer.store.redis]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedisToml {
+    url: Option<Url>,
+    cluster: Option<Vec<Url>>,
+    sentinels: Option<Vec<Url>>,
+    master: Option<String>,
+    #[serde(default = "default_redis_prefix")]
+    prefix: String,
+    #[serde(default = "default_redis_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default = "default_redis_connect_timeout_ms")]
+    connect_timeout_ms: u64,
+}
+
+fn default_redis_prefix() -> String {
+    "portvakt:".into()
+}
+fn default_redis_timeout_ms() -> u64 {
+    500
+}
+fn default_redis_connect_timeout_ms() -> u64 {
+    1000
+}
+
+impl TryFrom<RedisToml> for RedisSettings {
+    type Error = &'static str;
+
+    fn try_from(toml: RedisToml) -> Result<RedisSettings, &'static str> {
+        let topology = match (toml.url, toml.cluster, toml.sentinels, toml.master) {
+            (Some(url), None, None, None) => RedisTopology::Single(url),
+            (None, Some(nodes), None, None) if !nodes.is_empty() => RedisTopology::Cluster(nodes),
+            (None, None, Some(sentinels), Some(master)) if !sentinels.is_empty() && !master.is_empty() => {
+                RedisTopology::Sentinel { sentinels, master }
+            }
+            (None, None, Some(_), _) | (None, None, None, Some(_)) => {
+                return Err("Sentinel needs both sentinels (a non-empty list) and master");
+            }
+            _ => return Err("give exactly one of url, cluster (a non-empty list) or sentinels with master"),
+        };
+        if !(1..=60_000).contains(&toml.timeout_ms) || !(1..=60_000).contains(&toml.connect_timeout_ms) {
+            return Err("timeout_ms and connect_timeout_ms must be between 1 and 60000");
+        }
+        Ok(RedisSettings {
+            topology,
+            prefix: toml.prefix,
+            timeout: Duration::from_millis(toml.timeout_ms),
+            connect_timeout: Duration::from_millis(toml.connect_timeout_ms),
+        })
+    }
 }
 
 impl Default for StoreSettings {
@@ -76,6 +163,7 @@ impl Default for StoreSettings {
             max_logins_per_person: 100,
             login_history_max_persons: 1_000_000,
             login_history_max_bytes: 256 * 1024 * 1024,
+            redis: None,
         }
     }
 }
@@ -368,6 +456,13 @@ impl IssuerSettings {
         ] {
             if value == 0 {
                 check.error(format!("issuer.store.{name}"), "must be positive");
+            }
+        }
+        if let Some(redis) = &s.redis {
+            for (i, url) in redis.topology.urls().iter().enumerate() {
+                if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().is_none() {
+                    check.error(format!("issuer.store.redis[{i}]"), "not a redis:// or rediss:// URL with a host");
+                }
             }
         }
         // authlevel looks back 18 months by default: a shorter history would answer wrongly.

@@ -138,9 +138,22 @@ impl From<StoreError> for OAuthError {
                     )
                 }
             }
-            other => {
-                tracing::error!(error = %other, "issuer state store failed");
-                OAuthError::new(ErrorCode::TemporarilyUnavailable, "the issuer's state store is unavailable")
+            StoreError::Unavailable { reason, retry_after } => {
+                tracing::error!(%reason, "issuer state store unavailable: a request is refused");
+                OAuthError {
+                    retry_after: Some(retry_after),
+                    ..OAuthError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "the issuer's state store is unavailable; try again later",
+                    )
+                }
+            }
+            corrupt @ StoreError::Corrupt { .. } => {
+                tracing::error!(error = %corrupt, "issuer state store holds a value it cannot read");
+                OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the issuer's state store holds a value it cannot read",
+                )
             }
         }
     }

@@ -92,8 +92,6 @@ pub struct Grant {
 pub struct RefreshRecord {
     pub grant_id: String,
     pub client_id: String,
-    /// A used refresh token is kept, marked, until it expires: presenting it again is reuse.
-    pub used: bool,
     pub expires_at: i64,
 }
 

@@ -49,6 +49,11 @@ pub async fn token(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
     }
 }
 
+/// Where a refresh token's first use is marked (its record stays, so that reuse is recognised).
+fn used_refresh_key(key: &str) -> String {
+    format!("used:{key}")
+}
+
 /// RFC 7636: `BASE64URL(SHA256(code_verifier)) == code_challenge`.
 fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     let hash = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
@@ -142,26 +147,25 @@ async fn refresh_token(
     let (client, amr) = confidential_client(issuer, headers, authentication, "refresh_token").await?;
     let key = storage_key(token);
     let unknown = || OAuthError::invalid_grant("the refresh token is unknown or expired");
-    let peeked: RefreshRecord = issuer.state.get(Space::RefreshToken, &key).await?.ok_or_else(unknown)?;
-    if peeked.client_id != client.id {
+    let record: RefreshRecord = issuer.state.get(Space::RefreshToken, &key).await?.ok_or_else(unknown)?;
+    if record.client_id != client.id {
         return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
     }
-    let mut record: RefreshRecord = issuer.state.take(Space::RefreshToken, &key).await?.ok_or_else(unknown)?;
-    let now = unix_now();
-    if record.used {
-        // Reuse means the token leaked (or the client lost track): the whole grant dies.
-        issuer.revoke_grant(&record.grant_id).await?;
-        tracing::warn!(client = %client.id, "a refresh token was reused; its grant is revoked");
-        return Err(OAuthError::invalid_grant("the refresh token was already used; the grant is revoked"));
-    }
-    record.used = true;
-    let remaining = Duration::from_secs((record.expires_at - now).max(1) as u64);
-    issuer.state.put(Space::RefreshToken, &key, &record, remaining).await?;
     let grant: Grant = issuer
         .state
         .get(Space::Grant, &record.grant_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the grant behind this refresh token is revoked or expired"))?;
+    // The first use marks it, in one atomic step that every issuer instance sees: of two
+    // requests racing with one token, exactly one passes (its grant already read, so it gets
+    // its tokens), and the other is reuse, which revokes the grant and so those tokens too.
+    let remaining = Duration::from_secs((record.expires_at - unix_now()).max(1) as u64);
+    if !issuer.state.insert_new(Space::RefreshToken, &used_refresh_key(&key), &(), remaining).await? {
+        // Reuse means the token leaked (or the client lost track): the whole grant dies.
+        issuer.revoke_grant(&record.grant_id).await?;
+        tracing::warn!(client = %client.id, "a refresh token was reused; its grant is revoked");
+        return Err(OAuthError::invalid_grant("the refresh token was already used; the grant is revoked"));
+    }
     let scopes = match scope {
         Some(scope) => {
             let asked = parse_scope(scope).map_err(OAuthError::invalid_scope)?;

@@ -204,8 +204,7 @@ impl Issuer {
         let lifetime = client.refresh_token_seconds.unwrap_or(self.lifetimes.refresh_token_seconds) as i64;
         let expires_at = (now + lifetime).min(grant.expires_at);
         let token = random_token();
-        let record =
-            RefreshRecord { grant_id: grant.id.clone(), client_id: client.id.clone(), used: false, expires_at };
+        let record = RefreshRecord { grant_id: grant.id.clone(), client_id: client.id.clone(), expires_at };
         let ttl = Duration::from_secs((expires_at - now).max(1) as u64);
         self.state.put(Space::RefreshToken, &storage_key(&token), &record, ttl).await?;
         Ok(token)

@@ -21,7 +21,7 @@ use crate::gateway::maintenance::{HealthChecker, KeyRefresher};
 use crate::gateway::{Gateway, GatewayService, GatewayState};
 use crate::issuer::Issuer;
 use crate::issuer::idp::{IdentityProvider, TestIdp};
-use crate::issuer::store::{MemoryStore, Store};
+use crate::issuer::store::{MemoryStore, RedisStore, Store, StoreWatch};
 use crate::oppslag::Simulator;
 use crate::web::app::{AxumApp, SharedRouter};
 use reload::{ReloadOnHangup, Reloader};
@@ -61,10 +61,16 @@ impl Roles {
     pub fn build(config: &Config) -> Result<Roles, ConfigError> {
         crate::token::self_test().map_err(|e| config.error("", e.chain()))?;
         let metrics = Arc::new(Metrics::new());
-        let store: Arc<dyn Store> = Arc::new(match &config.issuer {
-            Some(settings) => MemoryStore::with_limits(&settings.store),
-            None => MemoryStore::new(),
-        });
+        let store: Arc<dyn Store> = match &config.issuer {
+            Some(settings) => match &settings.store.redis {
+                Some(redis) => Arc::new(
+                    RedisStore::new(redis, &settings.store, &settings.pairwise_secret, metrics.clone())
+                        .map_err(|e| config.error("issuer.store.redis", e.chain()))?,
+                ),
+                None => Arc::new(MemoryStore::with_limits(&settings.store)),
+            },
+            None => Arc::new(MemoryStore::new()),
+        };
         // Config validation has refused the test IdP in production already.
         let idp: Arc<dyn IdentityProvider> = match config.issuer.as_ref().map(|i| i.idp).unwrap_or_default() {
             IdpKind::Test => Arc::new(TestIdp),
@@ -118,9 +124,25 @@ impl Roles {
         Ok(Built { gateway, issuer, oppslag })
     }
 
+    /// Reach what the config names outside this process and must answer (the shared state
+    /// store): `check-config` fails when it does not.
+    pub fn reach_shared_state(&self, config: &Config) -> Result<(), ConfigError> {
+        let Some(issuer) = &self.issuer else { return Ok(()) };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| config.error("", format!("no async runtime: {e}")))?;
+        runtime.block_on(issuer.store.check());
+        match issuer.store.unready() {
+            Some(reason) => Err(config.error("issuer.store.redis", format!("cannot be reached: {reason}"))),
+            None => Ok(()),
+        }
+    }
+
     /// What the process still waits for; empty when every role can take traffic.
     fn waiting_for(&self) -> Vec<String> {
         let mut waiting = Vec::new();
+        waiting.extend(self.issuer.as_ref().and_then(|issuer| issuer.store.unready()));
         if let Some(gateway) = &self.gateway {
             for issuer in gateway.load().validator.issuers() {
                 if !issuer.is_ready() {
@@ -185,6 +207,9 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
         );
         service.add_tcp(&settings.listen.to_string());
         server.add_service(service);
+        if settings.store.redis.is_some() {
+            server.add_service(background_service("state store check", StoreWatch(issuer.store.clone())));
+        }
     }
     if let (Some(settings), Some(router)) = (&config.oppslag, &roles.oppslag) {
         let mut service = Service::new(

@@ -9,9 +9,10 @@ mod browser;
 mod keys;
 mod machine;
 mod process;
+mod redis;
 mod servers;
 mod soap;
 
 // Each test crate uses some of these: the rest would be unused imports there.
 #[allow(unused_imports)]
-pub use {browser::*, keys::*, machine::*, process::*, servers::*, soap::*};
+pub use {browser::*, keys::*, machine::*, process::*, redis::*, servers::*, soap::*};

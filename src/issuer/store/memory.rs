@@ -192,21 +192,6 @@ impl<V: Stored> Bounded<V> {
     }
 }
 
-/// What each kind of state is called in a refusal ("… login page entries …").
-fn space_name(space: Space) -> &'static str {
-    match space {
-        Space::Interaction => "login page",
-        Space::AuthorizationCode => "authorization code",
-        Space::PushedRequest => "pushed request",
-        Space::AssertionId => "used assertion id",
-        Space::Session => "session",
-        Space::Consent => "consent",
-        Space::Grant => "grant",
-        Space::RefreshToken => "refresh token",
-        Space::AccessToken => "access token",
-    }
-}
-
 const SPACES: [Space; 9] = [
     Space::Interaction,
     Space::AuthorizationCode,
@@ -237,9 +222,7 @@ impl MemoryStore {
     pub fn with_limits(limits: &StoreSettings) -> MemoryStore {
         let spaces = SPACES
             .iter()
-            .map(|space| {
-                Bounded::new(space_name(*space), limits.max_entries, limits.max_bytes, limits.retry_after_seconds)
-            })
+            .map(|space| Bounded::new(space.name(), limits.max_entries, limits.max_bytes, limits.retry_after_seconds))
             .collect();
         MemoryStore {
             spaces,
@@ -275,7 +258,7 @@ impl Default for MemoryStore {
 }
 
 fn poisoned<T>(_: T) -> StoreError {
-    StoreError::Unavailable("the login history lock is poisoned".into())
+    StoreError::Unavailable { reason: "the login history lock is poisoned".into(), retry_after: 1 }
 }
 
 #[async_trait]

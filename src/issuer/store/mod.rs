@@ -3,6 +3,7 @@
 //! The default is in memory; a shared store (Redis, SQL) implements the same trait.
 
 mod memory;
+mod redis;
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
 use crate::token::Acr;
 
@@ -30,12 +32,30 @@ pub enum Space {
     AccessToken,
 }
 
+impl Space {
+    /// What each kind of state is called in messages ("… login page entries …").
+    pub fn name(self) -> &'static str {
+        match self {
+            Space::Interaction => "login page",
+            Space::AuthorizationCode => "authorization code",
+            Space::PushedRequest => "pushed request",
+            Space::AssertionId => "used assertion id",
+            Space::Session => "session",
+            Space::Consent => "consent",
+            Space::Grant => "grant",
+            Space::RefreshToken => "refresh token",
+            Space::AccessToken => "access token",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the state store is unavailable: {0}")]
-    Unavailable(String),
-    #[error("a stored {space:?} value cannot be read: {reason}")]
-    Corrupt { space: Space, reason: String },
+    /// Unreachable, too slow, or refusing: the request fails closed, to be tried again later.
+    #[error("the state store is unavailable: {reason}")]
+    Unavailable { reason: String, retry_after: u64 },
+    #[error("a stored {what} cannot be read: {reason}")]
+    Corrupt { what: &'static str, reason: String },
     /// The bound of one kind of state is reached: new entries are refused until old ones expire.
     #[error("the issuer holds as many {space} entries as it is configured to; try again in {retry_after} s")]
     Full { space: &'static str, retry_after: u64 },
@@ -66,6 +86,28 @@ pub trait Store: Send + Sync + 'static {
     async fn record_login(&self, record: LoginRecord) -> Result<(), StoreError>;
     /// The logins of `pid`, oldest first.
     async fn logins(&self, pid: &str) -> Result<Vec<LoginRecord>, StoreError>;
+    /// Why the store cannot serve now, for `/readyz`; `None` when it can.
+    fn unready(&self) -> Option<String> {
+        None
+    }
+    /// Check the store now (a shared store is asked for an answer), updating `unready`.
+    async fn check(&self) {}
+}
+
+/// Keeps a shared store's `unready` current while nothing else uses it.
+pub struct StoreWatch(pub std::sync::Arc<dyn Store>);
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for StoreWatch {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            self.0.check().await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
 }
 
 /// Typed access on top of a [`Store`]: values are JSON.
@@ -81,7 +123,9 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn decode<T: DeserializeOwned>(space: Space, bytes: Option<Vec<u8>>) -> Result<Option<T>, StoreError> {
     bytes
-        .map(|b| serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt { space, reason: e.to_string() }))
+        .map(|b| {
+            serde_json::from_slice(&b).map_err(|e| StoreError::Corrupt { what: space.name(), reason: e.to_string() })
+        })
         .transpose()
 }
 
