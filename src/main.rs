@@ -103,6 +103,10 @@ fn register(command: RegisterCommand) -> Result<(), Failure> {
 struct TokenArgs {
     #[arg(long, default_value = "http://127.0.0.1:9000")]
     issuer: String,
+    /// Post to this token endpoint instead of the issuer's own `/token` (another instance of
+    /// the same issuer, as in config/examples/cluster).
+    #[arg(long, value_name = "URL")]
+    token_endpoint: Option<String>,
     #[arg(long, default_value = "demo-maskinporten")]
     client: String,
     /// The client's RSA private key (PEM).
@@ -195,7 +199,11 @@ fn token(args: TokenArgs) -> Result<(), Failure> {
         return Ok(print_assertions(&client, &scopes, &extra, count)?);
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("no async runtime")?;
-    let answer = runtime.block_on(client.token(&reqwest::Client::new(), &scopes, &extra))?;
+    let http = reqwest::Client::new();
+    let answer = match &args.token_endpoint {
+        Some(url) => runtime.block_on(client.token_at(&http, url, &scopes, &extra))?,
+        None => runtime.block_on(client.token(&http, &scopes, &extra))?,
+    };
     if args.json {
         println!("{answer:#}");
     } else {

@@ -234,3 +234,16 @@ fn a_production_config_refuses_the_built_in_test_idp() {
     assert_eq!(code, 2);
     assert!(stderr.contains("key `issuer.idp`") && stderr.contains("unknown variant"), "{stderr}");
 }
+
+#[test]
+fn the_two_instance_example_is_well_formed_and_shares_one_issuer() {
+    let mut identifiers = Vec::new();
+    for name in ["a", "b"] {
+        let config = portvakt::config::Config::load(&project_path(&format!("config/examples/cluster/{name}.toml")))
+            .unwrap_or_else(|errors| panic!("{name}.toml: {errors:?}"));
+        let issuer = config.issuer.expect("an issuer");
+        assert!(issuer.store.redis.is_some(), "{name}.toml keeps its state in Redis");
+        identifiers.push(issuer.issuer);
+    }
+    assert_eq!(identifiers, ["http://127.0.0.1:19000", "http://127.0.0.1:19000"]);
+}

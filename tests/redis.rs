@@ -374,3 +374,55 @@ async fn a_three_master_cluster_serves_two_instances_as_one() {
     let spread = cluster.keys_per_node();
     assert!(spread.iter().filter(|n| **n > 0).count() >= 2, "keys spread over the masters: {spread:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinel_names_the_master_and_a_failover_is_followed() {
+    let mut sentinel = RedisSentinel::start().await;
+    let store =
+        format!("sentinels = [\"{}\"]\nmaster = \"{SENTINEL_MASTER}\"\ntimeout_ms = 300", sentinel.sentinel.url());
+    let pair = pair(&store).await;
+    let browser = Browser::new();
+    let code = code_of(&log_in(&browser, &pair.a, "openid", "Level3").await);
+    assert_eq!(redeem(&pair.b.base, &code).await.0, 200, "a code from A redeemed at B through Sentinel");
+    assert_eq!(sentinel.master.cli(&["DBSIZE"]).map(|n| n != "0"), Some(true), "written to the master");
+
+    // The master dies; Sentinel promotes the replica; both instances follow without a restart.
+    sentinel.master.kill();
+    let replica = sentinel.replica.port;
+    eventually("Sentinel to promote the replica", || async { (sentinel.master_port() == Some(replica)).then_some(()) })
+        .await;
+    let client = demo_maskinporten(&pair.issuer);
+    for at in [&pair.a.base, &pair.b.base] {
+        eventually("grants through the new master", || async {
+            let assertion = client.assertion(&["global/kontaktinformasjon.read"], &json!({})).unwrap();
+            (machine_grant(at, &assertion).await.0 == 200).then_some(())
+        })
+        .await;
+    }
+    let assertion = client.assertion(&["global/kontaktinformasjon.read"], &json!({})).unwrap();
+    assert_eq!(machine_grant(&pair.a.base, &assertion).await.0, 200);
+    assert_eq!(machine_grant(&pair.b.base, &assertion).await.0, 400, "single use holds on the new master");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_reaches_redis_and_says_when_it_cannot() {
+    let redis = RedisServer::start().await;
+    let check = |url: String| {
+        let ports = Ports::new();
+        let dir = tempfile::tempdir().unwrap();
+        let config = default_config(&ports, &format!("[issuer.store.redis]\nurl = \"{url}\"\ntimeout_ms = 200\n"))
+            .replace("{dir}", &dir.path().display().to_string());
+        let path = dir.path().join("portvakt.toml");
+        std::fs::write(&path, config).unwrap();
+        let output =
+            std::process::Command::new(binary()).args(["check-config", "--config"]).arg(&path).output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, stderr) = check(redis.url());
+    assert_eq!(code, Some(0), "{stderr}");
+    let closed = free_port();
+    let (code, stderr) = check(format!("redis://127.0.0.1:{closed}"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("issuer.store.redis") && stderr.contains("cannot be reached"), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "names where: {stderr}");
+}

@@ -90,8 +90,15 @@ impl MaskinportenClient {
 
     /// POST the grant to `{issuer}/token` and return the JSON answer (or the error body).
     pub async fn token(&self, http: &reqwest::Client, scopes: &[&str], extra: &Value) -> Result<Value> {
-        let assertion = self.assertion(scopes, extra)?;
         let url = format!("{}/token", self.issuer.trim_end_matches('/'));
+        self.token_at(http, &url, scopes, extra).await
+    }
+
+    /// As [`MaskinportenClient::token`], posted to `url`: one instance of an issuer that runs
+    /// as several (the assertion's `aud` is still the issuer identifier).
+    pub async fn token_at(&self, http: &reqwest::Client, url: &str, scopes: &[&str], extra: &Value) -> Result<Value> {
+        let assertion = self.assertion(scopes, extra)?;
+        let url = url.to_owned();
         let response = http
             .post(&url)
             .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", assertion.as_str())])

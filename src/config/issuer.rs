@@ -556,3 +556,32 @@ fn validate_client(client: &mut ClientSettings, key: &str, known: &HashSet<&str>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_takes_exactly_one_topology() {
+        let read = |text: &str| toml::from_str::<RedisSettings>(text).map_err(|e| e.to_string());
+        let single = read("url = \"redis://127.0.0.1:6379\"").unwrap();
+        assert!(matches!(single.topology, RedisTopology::Single(_)));
+        assert_eq!((single.prefix.as_str(), single.timeout), ("portvakt:", Duration::from_millis(500)));
+        let cluster = read("cluster = [\"redis://a:7000\", \"redis://b:7000\"]").unwrap();
+        assert_eq!(cluster.topology.urls().len(), 2);
+        let sentinel = read("sentinels = [\"redis://s:26379\"]\nmaster = \"m\"").unwrap();
+        assert!(matches!(sentinel.topology, RedisTopology::Sentinel { ref master, .. } if master == "m"));
+        for (text, says) in [
+            ("url = \"redis://a\"\ncluster = [\"redis://b\"]", "exactly one"),
+            ("cluster = []", "exactly one"),
+            ("", "exactly one"),
+            ("sentinels = [\"redis://s\"]", "both sentinels"),
+            ("master = \"m\"", "both sentinels"),
+            ("url = \"redis://a\"\ntimeout_ms = 0", "between 1 and 60000"),
+            ("url = \"redis://a\"\npassword = \"x\"", "unknown field"),
+        ] {
+            let error = read(text).unwrap_err();
+            assert!(error.contains(says), "{text:?}: {error}");
+        }
+    }
+}

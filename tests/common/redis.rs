@@ -37,10 +37,16 @@ impl RedisServer {
     }
 
     async fn run(&mut self) {
+        // A config file, when given, must be the first argument.
+        let (file, options) = match self.args.first() {
+            Some(first) if !first.starts_with("--") => (Some(first.clone()), &self.args[1..]),
+            _ => (None, &self.args[..]),
+        };
         let child = Command::new("redis-server")
+            .args(file)
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--dir"])
             .arg(self.dir.path())
-            .args(&self.args)
+            .args(options)
             .stdout(Stdio::from(std::fs::File::create(self.log()).expect("redis log")))
             .stderr(Stdio::null())
             .spawn()
@@ -135,5 +141,60 @@ impl RedisCluster {
     /// How many keys each master holds: a cluster test shows its keys spread.
     pub fn keys_per_node(&self) -> Vec<usize> {
         self.nodes.iter().map(|n| n.cli(&["DBSIZE"]).and_then(|s| s.parse().ok()).unwrap_or(0)).collect()
+    }
+}
+
+/// A master, a replica of it, and one Sentinel watching them (quorum 1, quick failover).
+pub struct RedisSentinel {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub sentinel: RedisServer,
+}
+
+pub const SENTINEL_MASTER: &str = "portvakt-master";
+
+impl RedisSentinel {
+    pub async fn start() -> RedisSentinel {
+        let master = RedisServer::start().await;
+        let replica = RedisServer::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--replicaof",
+            "127.0.0.1",
+            &master.port.to_string(),
+        ])
+        .await;
+        // Sentinel rewrites its config file: it gets one of its own.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                 sentinel failover-timeout {SENTINEL_MASTER} 3000\n",
+                master.port
+            ),
+        )
+        .expect("sentinel.conf");
+        let sentinel = RedisServer::start_with(&[conf.to_str().expect("a UTF-8 path"), "--sentinel"]).await;
+        std::mem::forget(dir); // the sentinel keeps writing its config there until it stops
+        let start = Instant::now();
+        while !sentinel
+            .cli(&["SENTINEL", "replicas", SENTINEL_MASTER])
+            .is_some_and(|r| r.contains(&replica.port.to_string()))
+        {
+            assert!(start.elapsed() < DEADLINE, "the sentinel never saw the replica");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        RedisSentinel { master, replica, sentinel }
+    }
+
+    /// The port of the master the sentinel names now.
+    pub fn master_port(&self) -> Option<u16> {
+        let answer = self.sentinel.cli(&["SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER])?;
+        answer.lines().nth(1)?.trim().parse().ok()
     }
 }

@@ -382,3 +382,34 @@ impl Store for RedisStore {
         Ok(logins)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_carry_a_version_and_both_shapes_read() {
+        let written = versioned(br#"{"a":1}"#);
+        assert!(written.starts_with(b"v1:"));
+        assert_eq!(unversioned("x", written).unwrap(), br#"{"a":1}"#);
+        assert_eq!(unversioned("x", br#"{"a":1}"#.to_vec()).unwrap(), br#"{"a":1}"#, "before versions: plain JSON");
+        assert!(matches!(unversioned("x", b"v9:{}".to_vec()), Err(StoreError::Corrupt { .. })), "an unknown version");
+    }
+
+    #[test]
+    fn keys_are_prefixed_and_a_person_is_named_by_a_keyed_hash() {
+        let settings: RedisSettings = toml::from_str("url = \"redis://127.0.0.1:1\"\nprefix = \"p:\"").unwrap();
+        let store =
+            RedisStore::new(&settings, &StoreSettings::default(), &Secret::inline("k"), Arc::new(Metrics::new()))
+                .unwrap();
+        assert_eq!(store.key(Space::AuthorizationCode, "h"), "p:code:h");
+        let (history, level4) = store.login_keys("23079421936");
+        assert!(!history.contains("23079421936") && history.starts_with("p:logins:{"));
+        let tag = |key: &str| key[key.find('{').unwrap()..].to_owned();
+        assert_eq!(tag(&history), tag(&level4), "one hash tag: one cluster slot for the script");
+        let other =
+            RedisStore::new(&settings, &StoreSettings::default(), &Secret::inline("j"), Arc::new(Metrics::new()))
+                .unwrap();
+        assert_ne!(other.login_keys("23079421936").0, history, "keyed by the secret");
+    }
+}
