@@ -360,35 +360,18 @@ def stack_cases(args, run_dir, results):
             results.append(measure(f"KRR: REST through Portvakt (REST→SOAP→REST), {n} person{'s' if n > 1 else ''}",
                                    "http://127.0.0.1:8080/rest/v1/personer", args, run_dir, stack, rest_env))
 
-        # The issuer: JWT-bearer grants (each assertion used once) and client credentials.
-        count = args.assertions
-        log(f"signing {count} grant assertions")
-        assertions = subprocess.run([str(PORTVAKT), "token", "--assertions", str(count), "--scope", "global/kontaktinformasjon.read"],
-                                    cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-        forms = "\n".join(f"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={a}" for a in assertions)
-        (run_dir / "grants.forms").write_text(forms + "\n")
-        # No warm-up (it would use assertions up) and at most 6 s: they are dated for about 20 s.
-        grant_args = argparse.Namespace(**{**vars(args), "warmup": 0, "duration": min(args.duration, 6)})
-        grant_env = {"WRK_SCRIPT": str(HERE / "wrk-form.lua"), "FORMS_FILE": str(run_dir / "grants.forms"), "WRK_THREADS": str(args.threads)}
-        result = measure("Issuer: JWT-bearer grants (Portvakt, RS256 x5c, RS256 tokens)", "http://127.0.0.1:9000/token", grant_args, run_dir, stack, grant_env)
-        result["assertions_available"] = count
-        if result["errors"]:
-            log(f"  {result['errors']} grants refused: more assertions are needed for this machine's speed (--assertions)")
-        results.append(result)
+        # The issuer: JWT-bearer grants (each assertion used once), client credentials, logins.
+        results.append(loadgen_case(GRANTS, ["grants", "--issuer-id", "http://127.0.0.1:9000", "--endpoint", "http://127.0.0.1:9000/token"], args, stack))
         (run_dir / "cc.forms").write_text("grant_type=client_credentials&scope=global%2Fkontaktinformasjon.read\n")
         cc_env = {"WRK_SCRIPT": str(HERE / "wrk-form.lua"), "FORMS_FILE": str(run_dir / "cc.forms"),
                   "BASIC_AUTH": base64.b64encode(b"bench-client:bench-secret").decode()}
         results.append(measure("Issuer: client credentials (Portvakt, RS256 tokens)", "http://127.0.0.1:9000/token", args, run_dir, stack, cc_env))
-        log("authorization-code logins per second")
-        out = subprocess.run([str(LOADGEN), "http://127.0.0.1:9000", str(args.duration), str(args.connections // 5 or 1)],
-                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        logins = json.loads(next(l for l in out.splitlines() if l.startswith("LOGINS_JSON "))[len("LOGINS_JSON "):])
-        results.append({"case": "Issuer: authorization-code logins (authorize, login form, code + PKCE → tokens)",
-                        "requests_per_second": round(logins["per_second"], 1), "p50_ms": round(logins["p50_ms"], 3),
-                        "p99_ms": round(logins["p99_ms"], 3), "p999_ms": None, "requests": logins["logins"], "errors": logins["errors"]})
-        log(f"  {results[-1]['requests_per_second']} logins/s")
+        results.append(loadgen_case(LOGINS, ["logins", "--issuer", "http://127.0.0.1:9000"], args, stack))
     finally:
         stack.stop()
+
+    if args.redis:
+        redis_cases(args, run_dir, results)
 
     if args.node_provider:
         wait_free(9200)
@@ -401,6 +384,97 @@ def stack_cases(args, run_dir, results):
             results.append(measure("Issuer: client credentials (node-oidc-provider, RS256 JWT tokens)", "http://127.0.0.1:9200/token", args, run_dir, node, env))
         finally:
             node.stop()
+
+
+GRANTS = "Issuer: JWT-bearer grants (Portvakt, RS256 x5c, RS256 tokens)"
+LOGINS = "Issuer: authorization-code logins (authorize, login form, code + PKCE → tokens)"
+
+
+def loadgen_case(case, command, args, process=None):
+    """Run the issuer's load generator (assertions signed in rounds as the load runs, only the
+    sending measured; logins through the form). Errors make the case failed: no ratio uses it."""
+    log(f"{case}")
+    cpu_before = process.cpu_seconds() if process else None
+    out = subprocess.run([str(LOADGEN), *command, "--seconds", str(args.duration), "--concurrency", str(max(args.connections // 5, 1))],
+                         cwd=ROOT, capture_output=True, text=True, check=False)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("LOADGEN_JSON ")), None)
+    if line is None:
+        log(f"  failed: {out.stderr.strip()[:300]}")
+        return {"case": case, "requests_per_second": 0, "p50_ms": None, "p99_ms": None, "p999_ms": None,
+                "requests": 0, "errors": 1, "failed": out.stderr.strip()[:300] or "the load generator printed nothing"}
+    figures = json.loads(line[len("LOADGEN_JSON "):])
+    result = {"case": case, "requests_per_second": round(figures["per_second"], 1), "p50_ms": round(figures["p50_ms"], 3),
+              "p99_ms": round(figures["p99_ms"], 3), "p999_ms": None, "requests": figures["completed"], "errors": figures["errors"]}
+    cpu_after = process.cpu_seconds() if process else None
+    if cpu_before is not None and cpu_after is not None and figures["completed"]:
+        # The issuer's CPU while sending and (for grants) while idle between rounds: per request.
+        result["cpu_us_per_request"] = round((cpu_after - cpu_before) * 1e6 / figures["completed"], 1)
+    if figures["errors"]:
+        result["failed"] = f"{figures['errors']} errors, the first: {figures['first_error']}"
+        log(f"  FAILED: {result['failed'][:200]}")
+    else:
+        log(f"  {result['requests_per_second']} /s, p99 {result['p99_ms']} ms")
+    return result
+
+
+def redis_config(run_dir, name, redis_port, ports):
+    """The stack config of `stack_config`, its issuer state in Redis, on `ports` (gateway,
+    issuer, simulator, admin); the issuer identifier stays http://127.0.0.1:9000."""
+    text = stack_config(run_dir).read_text()
+    gateway, issuer, simulator, admin = ports
+    text = text.replace('issuer = "http://127.0.0.1:9000"', 'issuer = "ISSUER_ID"')
+    text = (text.replace("127.0.0.1:9000", f"127.0.0.1:{issuer}").replace("127.0.0.1:8080", f"127.0.0.1:{gateway}")
+            .replace("127.0.0.1:9100", f"127.0.0.1:{simulator}").replace("127.0.0.1:9901", f"127.0.0.1:{admin}")
+            .replace("ISSUER_ID", "http://127.0.0.1:9000"))
+    text = text.replace("stack-upgrade.sock", f"{name}-upgrade.sock").replace("stack.pid", f"{name}.pid")
+    text += f'\n[issuer.store.redis]\nurl = "redis://127.0.0.1:{redis_port}"\n'
+    path = run_dir / "config" / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def start_ready(name, config, admin_port, run_dir):
+    process = Process(name, [str(PORTVAKT), "serve", "--config", str(config)], run_dir, cwd=ROOT)
+    start = time.monotonic()
+    while "true" not in (urlopen_quiet(f"http://127.0.0.1:{admin_port}/readyz") or ""):
+        if time.monotonic() - start > 30:
+            process.stop()
+            raise RuntimeError(f"{name} never became ready")
+        time.sleep(0.05)
+    return process
+
+
+def redis_cases(args, run_dir, results):
+    """The same issuer cases with the state in Redis (append-only file, fsync every second),
+    then two instances sharing it, against one."""
+    redis_port = 6391
+    wait_free(redis_port)
+    data = run_dir / "redis"
+    data.mkdir(exist_ok=True)
+    redis = Process("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(data),
+                              "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"], run_dir)
+    try:
+        wait_port(redis_port)
+        a_ports, b_ports = (8080, 9000, 9100, 9901), (8081, 9001, 9101, 9902)
+        for port in a_ports + b_ports:
+            wait_free(port)
+        a = start_ready("portvakt-redis-a", redis_config(run_dir, "redis-a", redis_port, a_ports), 9901, run_dir)
+        try:
+            grants = ["grants", "--issuer-id", "http://127.0.0.1:9000"]
+            results.append(loadgen_case(GRANTS + ", state in Redis", grants + ["--endpoint", "http://127.0.0.1:9000/token"], args, a))
+            results.append(loadgen_case(LOGINS + ", state in Redis", ["logins", "--issuer", "http://127.0.0.1:9000"], args, a))
+            b = start_ready("portvakt-redis-b", redis_config(run_dir, "redis-b", redis_port, b_ports), 9902, run_dir)
+            try:
+                both = ["--endpoint", "http://127.0.0.1:9000/token", "--endpoint", "http://127.0.0.1:9001/token"]
+                results.append(loadgen_case(GRANTS + ", two instances on Redis", grants + both, args))
+                results.append(loadgen_case(LOGINS + ", two instances on Redis (code redeemed at the other)",
+                                            ["logins", "--issuer", "http://127.0.0.1:9000", "--issuer", "http://127.0.0.1:9001"], args))
+            finally:
+                b.stop()
+        finally:
+            a.stop()
+    finally:
+        redis.stop()
 
 
 def urlopen_quiet(url):
@@ -420,7 +494,11 @@ def ratios(results):
 
     def ratio(name, ours, theirs):
         a, b = find(results, ours), find(results, theirs)
-        if a and b and b["requests_per_second"]:
+        failed = [r for r in (a, b) if r and (r.get("failed") or r.get("errors"))]
+        if failed:
+            out[name] = {"failed": "; ".join(f"{r['case']}: {r.get('failed') or str(r['errors']) + ' errors'}" for r in failed),
+                         "ours": ours, "theirs": theirs}
+        elif a and b and b["requests_per_second"]:
             out[name] = {"ratio": round(a["requests_per_second"] / b["requests_per_second"], 2),
                          "ours": ours, "theirs": theirs, "p99_ours_ms": a["p99_ms"], "p99_theirs_ms": b["p99_ms"]}
 
@@ -439,7 +517,11 @@ def ratios(results):
     for n in ("1 person", "1000 persons"):
         ratio(f"KRR {n}: through Portvakt vs SOAP directly", f"KRR: REST through Portvakt (REST→SOAP→REST), {n}", f"KRR: SOAP directly to the simulator, {n}")
     ratio("issuer client credentials vs node-oidc-provider", "Issuer: client credentials (Portvakt, RS256 tokens)", "Issuer: client credentials (node-oidc-provider, RS256 JWT tokens)")
-    ratio("issuer JWT-bearer grants vs node-oidc-provider client credentials", "Issuer: JWT-bearer grants (Portvakt, RS256 x5c, RS256 tokens)", "Issuer: client credentials (node-oidc-provider, RS256 JWT tokens)")
+    ratio("issuer JWT-bearer grants vs node-oidc-provider client credentials", GRANTS, "Issuer: client credentials (node-oidc-provider, RS256 JWT tokens)")
+    ratio("grants: state in Redis vs in memory (goal ≥ 0.8)", GRANTS + ", state in Redis", GRANTS)
+    ratio("logins: state in Redis vs in memory (goal ≥ 0.8)", LOGINS + ", state in Redis", LOGINS)
+    ratio("grants: two instances vs one, on Redis", GRANTS + ", two instances on Redis", GRANTS + ", state in Redis")
+    ratio("logins: two instances vs one, on Redis", LOGINS + ", two instances on Redis (code redeemed at the other)", LOGINS + ", state in Redis")
     return out
 
 
@@ -478,6 +560,9 @@ def markdown(report):
         lines.append(f"| {r['case']}{extra} | {r['requests_per_second']:,} | {r['p50_ms']} | {r['p99_ms']} | {r['p999_ms'] if r['p999_ms'] is not None else ''} | {cpu} | {r['errors']} |")
     lines += ["", "| ratio (same run) | value | p99 ours / theirs (ms) |", "| --- | ---: | --- |"]
     for name, r in report["ratios"].items():
+        if "failed" in r:
+            lines.append(f"| {name} | **failed**: {r['failed'][:200]} | |")
+            continue
         rounds = f" (rounds: {', '.join(f'{v}×' for v in r['by_round'])})" if r.get("by_round") else ""
         lines.append(f"| {name}{rounds} | {r['ratio']}× | {r['p99_ours_ms']} / {r['p99_theirs_ms']} |")
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items() if k in ("nginx", "haproxy", "envoy", "wrk", "node")) + "."]
@@ -493,8 +578,8 @@ def main():
     parser.add_argument("--connections", type=int, default=50, help="wrk connections")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of nginx and Portvakt (the closest comparison)")
     parser.add_argument("--distinct-tokens", type=int, default=4000)
-    parser.add_argument("--assertions", type=int, default=40000,
-                        help="grant assertions signed ahead (each is used once; they stay valid about 20 s)")
+    parser.add_argument("--redis", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure the issuer with its state in Redis, one instance and two")
     parser.add_argument("--envoy", default=shutil.which("envoy") or "")
     parser.add_argument("--node-provider", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--only", choices=["edge", "stack"], default=None)

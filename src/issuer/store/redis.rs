@@ -123,7 +123,7 @@ pub struct RedisStore {
     record_login: redis::Script,
     metrics: Arc<Metrics>,
     /// Where it points, for messages (no credentials).
-    pub describe: String,
+    describe: String,
     /// The last command's failure, until a command succeeds again.
     failing: ArcSwapOption<String>,
 }
@@ -265,7 +265,7 @@ impl RedisStore {
     }
 
     /// One round trip (the readiness check and `check-config`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         self.run::<String>(StoreOp::Ping, Request::Command(redis::cmd("PING"))).await.map(|_| ())
     }
 }
