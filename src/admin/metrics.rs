@@ -41,8 +41,14 @@ pub struct KrrMetrics {
 pub struct IssuerMetrics {
     issued_tokens: IntCounterVec,
     logins: IntCounterVec,
-    store_ops: IntCounterVec,
-    store_duration: HistogramVec,
+    /// Per operation, resolved once: a store command is on every stateful request's path.
+    store: Vec<StoreSeries>,
+}
+
+struct StoreSeries {
+    ok: IntCounter,
+    error: IntCounter,
+    duration: Histogram,
 }
 
 /// A command to a shared state store (Redis).
@@ -59,6 +65,17 @@ pub enum StoreOp {
 }
 
 impl StoreOp {
+    const ALL: [StoreOp; 8] = [
+        StoreOp::Put,
+        StoreOp::InsertNew,
+        StoreOp::Get,
+        StoreOp::Take,
+        StoreOp::Delete,
+        StoreOp::RecordLogin,
+        StoreOp::Logins,
+        StoreOp::Ping,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             StoreOp::Put => "put",
@@ -188,16 +205,26 @@ impl Metrics {
         let issuer = IssuerMetrics {
             issued_tokens: counter("portvakt_issuer_tokens_total", "Tokens issued by grant type", &["grant"]),
             logins: counter("portvakt_issuer_logins_total", "Test-IdP logins by level", &["acr"]),
-            store_ops: counter(
-                "portvakt_store_operations_total",
-                "Commands to the shared state store by operation and result",
-                &["op", "result"],
-            ),
-            store_duration: histograms(
-                "portvakt_store_duration_seconds",
-                "Latency of commands to the shared state store, by operation",
-                &["op"],
-            ),
+            store: {
+                let ops = counter(
+                    "portvakt_store_operations_total",
+                    "Commands to the shared state store by operation and result",
+                    &["op", "result"],
+                );
+                let duration = histograms(
+                    "portvakt_store_duration_seconds",
+                    "Latency of commands to the shared state store, by operation",
+                    &["op"],
+                );
+                StoreOp::ALL
+                    .iter()
+                    .map(|op| StoreSeries {
+                        ok: ops.with_label_values(&[op.label(), "ok"]),
+                        error: ops.with_label_values(&[op.label(), "error"]),
+                        duration: duration.with_label_values(&[op.label()]),
+                    })
+                    .collect()
+            },
         };
         let oppslag = OppslagMetrics {
             answers: counter(
@@ -310,8 +337,11 @@ impl IssuerMetrics {
     }
 
     pub fn store_op(&self, op: StoreOp, ok: bool, seconds: f64) {
-        self.store_ops.with_label_values(&[op.label(), if ok { "ok" } else { "error" }]).inc();
-        self.store_duration.with_label_values(&[op.label()]).observe(seconds);
+        // ALL lists every operation in declaration order.
+        if let Some(series) = self.store.get(op as usize) {
+            if ok { series.ok.inc() } else { series.error.inc() }
+            series.duration.observe(seconds);
+        }
     }
 }
 

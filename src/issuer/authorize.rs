@@ -336,6 +336,8 @@ async fn after_login(
     if needed.is_empty() {
         return finish(issuer, request, auth, session_key, session, &consents).await;
     }
+    // The consent form finds the session by its key.
+    session::save(issuer, &session_key, &session).await?;
     let id = interaction_id.unwrap_or_else(random_token);
     let interaction = Interaction {
         csrf: random_token(),
@@ -380,7 +382,6 @@ async fn finish(
     if !session.clients.contains(&request.client_id) {
         session.clients.push(request.client_id.clone());
     }
-    session::save(issuer, &session_key, &session).await?;
     let code = random_token();
     let record = CodeRecord {
         request: request.clone(),
@@ -393,7 +394,11 @@ async fn finish(
     };
     // Kept past its lifetime (marked redeemed) so a second redemption can be detected.
     let ttl = Duration::from_secs(issuer.lifetimes.code_seconds + issuer.lifetimes.access_token_seconds);
-    issuer.state.put(Space::AuthorizationCode, &storage_key(&code), &record, ttl).await?;
+    let code_key = storage_key(&code);
+    tokio::try_join!(
+        session::save(issuer, &record.session_key, &session),
+        issuer.state.put(Space::AuthorizationCode, &code_key, &record, ttl),
+    )?;
     let mut params = vec![("code", code)];
     if let Some(state) = &request.state {
         params.push(("state", state.clone()));
@@ -471,16 +476,12 @@ pub async fn login(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
         }
     };
     let result = async {
-        issuer
-            .state
-            .raw()
-            .record_login(LoginRecord {
-                pid: auth.pid.clone(),
-                acr: auth.acr,
-                method: auth.amr.clone(),
-                time: auth.auth_time,
-            })
-            .await?;
+        let record = LoginRecord { pid: auth.pid.clone(), acr: auth.acr, method: auth.amr.clone(), time: auth.auth_time };
+        let interaction_key = storage_key(&id);
+        tokio::try_join!(
+            issuer.state.raw().record_login(record),
+            issuer.state.delete(Space::Interaction, &interaction_key),
+        )?;
         issuer.metrics.issuer.logged_in(auth.acr);
         tracing::info!(pid = %crate::personid::mask(&auth.pid), acr = %auth.acr, client = %interaction.request.client_id, "citizen logged in");
         // A login always starts a new session (no fixation), replacing the browser's old one.
@@ -488,10 +489,9 @@ pub async fn login(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
             session::end(&issuer, &old_key, &old).await?;
         }
         let (secret, key) = session::new_secret();
+        // Saved by after_login (with the client added, or before asking for consent).
         let session =
             Session { sid: random_token(), auth: auth.clone(), created: now, clients: Vec::new(), grants: Vec::new() };
-        session::save(&issuer, &key, &session).await?;
-        issuer.state.delete(Space::Interaction, &storage_key(&id)).await?;
         let mut response = after_login(&issuer, interaction.request, auth, key, session, Some(id)).await?;
         response.headers_mut().append(header::SET_COOKIE, session::set_cookie(&issuer, SSO_COOKIE, &secret));
         Ok::<Response, OAuthError>(response)

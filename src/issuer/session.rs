@@ -71,8 +71,14 @@ pub async fn save(issuer: &Issuer, key: &str, session: &Session) -> Result<(), s
     let Some(ttl) = remaining(issuer, session, unix_now()) else {
         return end(issuer, key, session).await;
     };
-    issuer.state.put(Space::Session, key, session, ttl).await?;
-    issuer.state.put(Space::Session, &sid_key(&session.sid), &key.to_owned(), ttl).await
+    // Sent together: a shared store gets both in one round trip.
+    let sid = sid_key(&session.sid);
+    let key_value = key.to_owned();
+    tokio::try_join!(
+        issuer.state.put(Space::Session, key, session, ttl),
+        issuer.state.put(Space::Session, &sid, &key_value, ttl),
+    )
+    .map(|_| ())
 }
 
 /// A new session: a new secret (never reuse one across logins) and a new public `sid`.

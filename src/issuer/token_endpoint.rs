@@ -128,12 +128,19 @@ async fn authorization_code(
     let mut redeemed = record.clone();
     redeemed.redeemed_grant = Some(grant.id.clone());
     let keep = Duration::from_secs(issuer.lifetimes.access_token_seconds.max(60));
-    issuer.state.put(Space::AuthorizationCode, &key, &redeemed, keep).await?;
-    issuer.save_grant(&grant).await?;
-    if let Some(mut session) = issuer.state.get::<Session>(Space::Session, &record.session_key).await? {
-        session.grants.push(grant.id.clone());
-        super::session::save(issuer, &record.session_key, &session).await?;
-    }
+    let join_session = async {
+        if let Some(mut session) = issuer.state.get::<Session>(Space::Session, &record.session_key).await? {
+            session.grants.push(grant.id.clone());
+            super::session::save(issuer, &record.session_key, &session).await?;
+        }
+        Ok::<(), OAuthError>(())
+    };
+    // Independent writes, sent together: one round trip to a shared store.
+    tokio::try_join!(
+        async { Ok::<(), OAuthError>(issuer.state.put(Space::AuthorizationCode, &key, &redeemed, keep).await?) },
+        issuer.save_grant(&grant),
+        join_session,
+    )?;
     issuer.issue_for_grant(client, &grant, amr, record.request.nonce.as_deref(), &scopes).await
 }
 

@@ -188,6 +188,15 @@ impl RedisStore {
         })
     }
 
+    /// A command failed: unavailable, and with Sentinel the master asked for again next time
+    /// (it may have moved).
+    fn failed(&self, error: redis::RedisError) -> StoreError {
+        if let Connection::Sentinel { connection, .. } = &self.connection {
+            connection.store(None);
+        }
+        self.unavailable(error)
+    }
+
     fn unavailable(&self, reason: impl std::fmt::Display) -> StoreError {
         StoreError::Unavailable { reason: format!("{}: {reason}", self.describe), retry_after: self.retry_after }
     }
@@ -222,33 +231,25 @@ impl RedisStore {
     async fn run<T: redis::FromRedisValue>(&self, op: StoreOp, request: Request<'_>) -> Result<T, StoreError> {
         let started = Instant::now();
         let resendable = matches!(op, StoreOp::Get | StoreOp::Put | StoreOp::Delete | StoreOp::Logins | StoreOp::Ping);
-        let result = async {
+        let exchange = async {
             let mut link = self.link().await?;
-            let answer = match tokio::time::timeout(self.timeout, request.send(&mut link)).await {
-                Ok(Err(e)) if resendable && (e.is_connection_dropped() || e.is_io_error()) => {
+            match request.send(&mut link).await {
+                Err(e) if resendable && (e.is_connection_dropped() || e.is_io_error()) => {
                     let mut link = self.link().await?;
-                    tokio::time::timeout(self.timeout, request.send(&mut link)).await
+                    request.send(&mut link).await.map_err(|e| self.failed(e))
                 }
-                other => other,
-            };
-            match answer {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(e)) => {
-                    if let Connection::Sentinel { connection, .. } = &self.connection {
-                        // The master may have moved: ask Sentinel again next time.
-                        connection.store(None);
-                    }
-                    Err(self.unavailable(e))
-                }
-                Err(_) => Err(self.unavailable(format_args!("no answer within {:?}", self.timeout))),
+                answer => answer.map_err(|e| self.failed(e)),
             }
         };
-        let result = tokio::time::timeout(self.timeout * 3, result)
+        // One deadline for connecting and answering (a resend included).
+        let deadline = self.timeout * 2;
+        let result = tokio::time::timeout(deadline, exchange)
             .await
-            .unwrap_or_else(|_| Err(self.unavailable(format_args!("no connection within {:?}", self.timeout * 3))));
+            .unwrap_or_else(|_| Err(self.unavailable(format_args!("no answer within {deadline:?}"))));
         self.metrics.issuer.store_op(op, result.is_ok(), started.elapsed().as_secs_f64());
         match &result {
-            Ok(_) => self.failing.store(None),
+            Ok(_) if self.failing.load().is_some() => self.failing.store(None),
+            Ok(_) => {}
             Err(e) => self.failing.store(Some(Arc::new(e.to_string()))),
         }
         result
