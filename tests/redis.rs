@@ -215,6 +215,15 @@ async fn single_use_items_are_single_use_across_instances() {
     assert_eq!(outcomes.iter().filter(|s| **s == 200).count(), 1, "{outcomes:?}");
     assert!(outcomes.iter().all(|s| *s == 200 || *s == 400), "{outcomes:?}");
 
+    // A code replayed at the other instance revokes what its first redemption issued.
+    let code = code_of(&browser.get(&authorize_url(a, "openid")).await);
+    let (status, first) = redeem(&a.base, &code).await;
+    assert_eq!(status, 200, "{first}");
+    let access = first["access_token"].as_str().unwrap();
+    assert_eq!(introspect(&b.base, access).await["active"], true);
+    assert_eq!(redeem(&b.base, &code).await.0, 400);
+    assert_eq!(introspect(&a.base, access).await["active"], false, "the replay revoked the first redemption's tokens");
+
     // Two instances racing with one refresh token: exactly one new token, and the loser's
     // use is reuse, which revokes the family.
     let code = code_of(&browser.get(&authorize_url(a, "openid")).await);
@@ -257,7 +266,7 @@ async fn without_redis_stateful_endpoints_fail_closed_and_recover_when_it_return
     let a = &pair.a;
     let client = demo_maskinporten(&pair.issuer);
     // A token issued before the outage: the gateway validates it without Redis.
-    let issued = client.token(&reqwest::Client::new(), &["global/idporten.authlevel.read"], &json!({})).await.unwrap();
+    let issued = client.token(&reqwest::Client::new(), &["global/kontaktinformasjon.read"], &json!({})).await.unwrap();
     let jwt = issued["access_token"].as_str().unwrap().to_owned();
 
     // Grants run while Redis is killed; every answer is 200 or a 503 that says when to retry.
@@ -303,14 +312,15 @@ async fn without_redis_stateful_endpoints_fail_closed_and_recover_when_it_return
     let ready = reqwest::get(format!("{}/readyz", a.portvakt.admin)).await.unwrap();
     assert_eq!(ready.status(), 503);
     assert!(ready.text().await.unwrap().contains("state store"), "readyz names what is missing");
+    // KRR through the gateway: the token checked there, the simulator answering; no Redis.
     let through_gateway = reqwest::Client::new()
-        .post(format!("{}/authlevel/rest/v1/sikkerhetsnivaa", a.portvakt.gateway))
+        .post(format!("{}/rest/v1/personer", a.portvakt.gateway))
         .bearer_auth(&jwt)
-        .json(&json!({"personidentifikator": CITIZEN}))
+        .json(&json!({"personidentifikatorer": [CITIZEN]}))
         .send()
         .await
         .unwrap();
-    assert_ne!(through_gateway.status(), 401, "a self-contained token is still valid at the gateway");
+    assert_eq!(through_gateway.status(), 200, "a self-contained token is still valid at the gateway");
 
     // Redis back (empty: no persistence): grants work again without a restart of Portvakt.
     redis.restart().await;
@@ -420,6 +430,11 @@ async fn check_config_reaches_redis_and_says_when_it_cannot() {
     };
     let (code, stderr) = check(redis.url());
     assert_eq!(code, Some(0), "{stderr}");
+    // A Redis that may evict keys could forget a used assertion id: refused.
+    let evicting = RedisServer::start_with(&["--save", "", "--maxmemory-policy", "allkeys-lru"]).await;
+    let (code, stderr) = check(evicting.url());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("maxmemory-policy is allkeys-lru") && stderr.contains("noeviction"), "{stderr}");
     let closed = free_port();
     let (code, stderr) = check(format!("redis://127.0.0.1:{closed}"));
     assert_eq!(code, Some(2), "{stderr}");

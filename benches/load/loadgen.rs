@@ -241,7 +241,9 @@ async fn grants(
                             Ok(response) => {
                                 let status = response.status();
                                 let body = response.text().await.unwrap_or_default();
-                                figures.errors.push(format!("{status}: {}", body.chars().take(300).collect::<String>()));
+                                figures
+                                    .errors
+                                    .push(format!("{status}: {}", body.chars().take(300).collect::<String>()));
                             }
                             Err(e) => figures.errors.push(e.to_string()),
                         }

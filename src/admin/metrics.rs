@@ -339,7 +339,11 @@ impl IssuerMetrics {
     pub fn store_op(&self, op: StoreOp, ok: bool, seconds: f64) {
         // ALL lists every operation in declaration order.
         if let Some(series) = self.store.get(op as usize) {
-            if ok { series.ok.inc() } else { series.error.inc() }
+            if ok {
+                series.ok.inc()
+            } else {
+                series.error.inc()
+            }
             series.duration.observe(seconds);
         }
     }

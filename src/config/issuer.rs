@@ -83,11 +83,16 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum RedisTopology {
     Single(Url),
     Cluster(Vec<Url>),
-    Sentinel { sentinels: Vec<Url>, master: String },
+    /// `master_password`: the master's own password (the sentinels' go in their URLs).
+    Sentinel {
+        sentinels: Vec<Url>,
+        master: String,
+        master_password: Option<Secret>,
+    },
 }
 
 impl RedisTopology {
@@ -108,6 +113,7 @@ struct RedisToml {
     cluster: Option<Vec<Url>>,
     sentinels: Option<Vec<Url>>,
     master: Option<String>,
+    master_password: Option<Secret>,
     #[serde(default = "default_redis_prefix")]
     prefix: String,
     #[serde(default = "default_redis_timeout_ms")]
@@ -130,11 +136,14 @@ impl TryFrom<RedisToml> for RedisSettings {
     type Error = &'static str;
 
     fn try_from(toml: RedisToml) -> Result<RedisSettings, &'static str> {
+        if toml.master_password.is_some() && toml.sentinels.is_none() {
+            return Err("master_password is for Sentinel: put a server's password in its URL");
+        }
         let topology = match (toml.url, toml.cluster, toml.sentinels, toml.master) {
             (Some(url), None, None, None) => RedisTopology::Single(url),
             (None, Some(nodes), None, None) if !nodes.is_empty() => RedisTopology::Cluster(nodes),
             (None, None, Some(sentinels), Some(master)) if !sentinels.is_empty() && !master.is_empty() => {
-                RedisTopology::Sentinel { sentinels, master }
+                RedisTopology::Sentinel { sentinels, master, master_password: toml.master_password }
             }
             (None, None, Some(_), _) | (None, None, None, Some(_)) => {
                 return Err("Sentinel needs both sentinels (a non-empty list) and master");
@@ -444,7 +453,7 @@ impl IssuerSettings {
         }
     }
 
-    fn validate_store(&self, check: &mut Checker<'_>) {
+    fn validate_store(&mut self, check: &mut Checker<'_>) {
         let s = &self.store;
         for (name, value) in [
             ("max_entries", s.max_entries),
@@ -458,6 +467,13 @@ impl IssuerSettings {
                 check.error(format!("issuer.store.{name}"), "must be positive");
             }
         }
+        if let Some(RedisSettings {
+            topology: RedisTopology::Sentinel { master_password: Some(password), .. }, ..
+        }) = &mut self.store.redis
+        {
+            password.resolve(check, "issuer.store.redis.master_password");
+        }
+        let s = &self.store;
         if let Some(redis) = &s.redis {
             for (i, url) in redis.topology.urls().iter().enumerate() {
                 if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().is_none() {

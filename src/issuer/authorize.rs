@@ -357,12 +357,14 @@ async fn after_login(
     Ok(response)
 }
 
-fn consent_key(pid: &str, client_id: &str) -> String {
-    storage_key(&format!("{pid}\u{0}{client_id}"))
+/// Keyed (a plain hash of a fødselsnummer is reversed by trying them all): who consented to
+/// what is not readable from a shared store's key names.
+fn consent_key(issuer: &Issuer, pid: &str, client_id: &str) -> String {
+    issuer.mac(&[b"consent\0", pid.as_bytes(), b"\0", client_id.as_bytes()])
 }
 
 async fn load_consents(issuer: &Issuer, pid: &str, client_id: &str) -> Result<Consents, OAuthError> {
-    Ok(issuer.state.get(Space::Consent, &consent_key(pid, client_id)).await?.unwrap_or_default())
+    Ok(issuer.state.get(Space::Consent, &consent_key(issuer, pid, client_id)).await?.unwrap_or_default())
 }
 
 /// Consent decisions are remembered for a year, then asked for again.
@@ -476,7 +478,8 @@ pub async fn login(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
         }
     };
     let result = async {
-        let record = LoginRecord { pid: auth.pid.clone(), acr: auth.acr, method: auth.amr.clone(), time: auth.auth_time };
+        let record =
+            LoginRecord { pid: auth.pid.clone(), acr: auth.acr, method: auth.amr.clone(), time: auth.auth_time };
         let interaction_key = storage_key(&id);
         tokio::try_join!(
             issuer.state.raw().record_login(record),
@@ -518,7 +521,7 @@ pub async fn consent(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body
         for scope in &interaction.consent_needed {
             consents.decisions.insert(scope.clone(), approve);
         }
-        let key = consent_key(&auth.pid, &interaction.request.client_id);
+        let key = consent_key(&issuer, &auth.pid, &interaction.request.client_id);
         issuer.state.put(Space::Consent, &key, &consents, CONSENT_TTL).await?;
         issuer.state.delete(Space::Interaction, &storage_key(&id)).await?;
         let session: Option<Session> = issuer.state.get(Space::Session, &session_key).await?;

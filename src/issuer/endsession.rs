@@ -37,6 +37,12 @@ fn hint_claims(issuer: &Issuer, hint: &str) -> Result<Value, TokenError> {
     Ok(claims)
 }
 
+/// The state store failed: a 503 page that says when to retry, naming nothing of the store.
+fn unavailable(error: super::store::StoreError) -> Response {
+    let error = super::errors::OAuthError::from(error);
+    super::errors::with_retry_after(error_page(StatusCode::SERVICE_UNAVAILABLE, &error.description), error.retry_after)
+}
+
 async fn logout(issuer: &Issuer, headers: &HeaderMap, text: &str) -> Response {
     let params = match crate::oauth::params::parse(text, None) {
         Ok(params) => params,
@@ -76,7 +82,7 @@ async fn logout(issuer: &Issuer, headers: &HeaderMap, text: &str) -> Response {
     };
     let current = match session::current(issuer, headers).await {
         Ok(current) => current,
-        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => return unavailable(e),
     };
     // With a hint, the session it names ends (the browser's own only if it is that one). Without
     // one, a cross-site GET must not be able to log the citizen out: ask first (a CSRF-bound form).
@@ -84,7 +90,12 @@ async fn logout(issuer: &Issuer, headers: &HeaderMap, text: &str) -> Response {
         Some(claims) => match claims.get("sid").and_then(Value::as_str) {
             Some(sid) => match current {
                 Some((key, session)) if session.sid == sid => Some((key, session)),
-                _ => session::by_sid(issuer, sid).await.ok().flatten(),
+                // A store that cannot answer must not be taken for "no such session": the
+                // client would be told the citizen is logged out while the session lives on.
+                _ => match session::by_sid(issuer, sid).await {
+                    Ok(found) => found,
+                    Err(e) => return unavailable(e),
+                },
             },
             None => None,
         },
@@ -115,7 +126,7 @@ async fn logout(issuer: &Issuer, headers: &HeaderMap, text: &str) -> Response {
             frontchannel.push(uri.to_string());
         }
         if let Err(e) = session::end(issuer, &key, &ended).await {
-            return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+            return unavailable(e);
         }
         tracing::info!(sid = %ended.sid, clients = ended.clients.len(), "session ended");
     }

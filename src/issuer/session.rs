@@ -89,12 +89,12 @@ pub fn new_secret() -> (String, String) {
 }
 
 pub async fn end(issuer: &Issuer, key: &str, session: &Session) -> Result<(), super::store::StoreError> {
-    issuer.state.delete(Space::Session, key).await?;
-    issuer.state.delete(Space::Session, &sid_key(&session.sid)).await?;
+    // Grants first: a failure half way leaves the session to find them by, not stranded grants.
     for grant in &session.grants {
         issuer.state.delete(Space::Grant, grant).await?;
     }
-    Ok(())
+    issuer.state.delete(Space::Session, key).await?;
+    issuer.state.delete(Space::Session, &sid_key(&session.sid)).await
 }
 
 /// Find a session by its public `sid` (logout with an `id_token_hint` from another browser).

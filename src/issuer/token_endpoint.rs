@@ -135,10 +135,11 @@ async fn authorization_code(
         }
         Ok::<(), OAuthError>(())
     };
-    // Independent writes, sent together: one round trip to a shared store.
+    // The grant exists before the marker that names it: a second redemption that finds the
+    // marker then always has a grant to revoke.
+    issuer.save_grant(&grant).await?;
     tokio::try_join!(
         async { Ok::<(), OAuthError>(issuer.state.put(Space::AuthorizationCode, &key, &redeemed, keep).await?) },
-        issuer.save_grant(&grant),
         join_session,
     )?;
     issuer.issue_for_grant(client, &grant, amr, record.request.nonce.as_deref(), &scopes).await
@@ -169,8 +170,8 @@ async fn refresh_token(
     let remaining = Duration::from_secs((record.expires_at - unix_now()).max(1) as u64);
     if !issuer.state.insert_new(Space::RefreshToken, &used_refresh_key(&key), &(), remaining).await? {
         // Reuse means the token leaked (or the client lost track): the whole grant dies.
+        tracing::warn!(client = %client.id, "a refresh token was reused; its grant is being revoked");
         issuer.revoke_grant(&record.grant_id).await?;
-        tracing::warn!(client = %client.id, "a refresh token was reused; its grant is revoked");
         return Err(OAuthError::invalid_grant("the refresh token was already used; the grant is revoked"));
     }
     let scopes = match scope {

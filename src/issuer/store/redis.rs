@@ -151,16 +151,23 @@ impl RedisStore {
                 let client = redis::cluster::ClusterClientBuilder::new(nodes.iter().map(|u| u.as_str()))
                     .connection_timeout(redis.connect_timeout)
                     .response_timeout(redis.timeout)
-                    .retries(1)
+                    // The client would resend any command after a dropped connection, GETDEL and
+                    // SET NX too: a lost answer must not turn into "already used".
+                    .retries(0)
                     .build()
                     .context("the Redis cluster URLs are not usable")?;
                 Connection::Cluster { client, connection: OnceCell::new() }
             }
-            RedisTopology::Sentinel { sentinels, master } => {
+            RedisTopology::Sentinel { sentinels, master, master_password } => {
+                let node = master_password.as_ref().map(|password| {
+                    redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(
+                        redis::RedisConnectionInfo::default().set_password(password.expose()),
+                    )
+                });
                 let client = redis::sentinel::SentinelClient::build(
                     sentinels.iter().map(|u| u.as_str()).collect(),
                     master.clone(),
-                    None,
+                    node,
                     redis::sentinel::SentinelServerType::Master,
                 )
                 .context("the Sentinel URLs are not usable")?;
@@ -243,9 +250,13 @@ impl RedisStore {
         };
         // One deadline for connecting and answering (a resend included).
         let deadline = self.timeout * 2;
-        let result = tokio::time::timeout(deadline, exchange)
-            .await
-            .unwrap_or_else(|_| Err(self.unavailable(format_args!("no answer within {deadline:?}"))));
+        let result = tokio::time::timeout(deadline, exchange).await.unwrap_or_else(|_| {
+            // A master that stops answering without closing: with Sentinel, ask again.
+            if let Connection::Sentinel { connection, .. } = &self.connection {
+                connection.store(None);
+            }
+            Err(self.unavailable(format_args!("no answer within {deadline:?}")))
+        });
         self.metrics.issuer.store_op(op, result.is_ok(), started.elapsed().as_secs_f64());
         match &result {
             Ok(_) if self.failing.load().is_some() => self.failing.store(None),
@@ -261,7 +272,10 @@ impl RedisStore {
 
     /// The history list and the newest-Level4 key of one person, under one hash tag.
     fn login_keys(&self, pid: &str) -> (String, String) {
-        let tag = URL_SAFE_NO_PAD.encode(hmac::sign(&self.pid_key, pid.as_bytes()).as_ref());
+        let mut mac = hmac::Context::with_key(&self.pid_key);
+        mac.update(b"login-history\0");
+        mac.update(pid.as_bytes());
+        let tag = URL_SAFE_NO_PAD.encode(mac.sign().as_ref());
         (format!("{}logins:{{{tag}}}", self.prefix), format!("{}logins-level4:{{{tag}}}", self.prefix))
     }
 
@@ -360,6 +374,23 @@ impl Store for RedisStore {
     async fn check(&self) {
         if let Err(e) = self.ping().await {
             tracing::warn!(error = %e, "the issuer's state store does not answer");
+            return;
+        }
+        // A Redis that evicts keys under memory pressure could forget a used assertion id or a
+        // redeemed code before it expires, and accept it again. Where CONFIG is disabled
+        // (managed services), the operator's setting is taken as given.
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("maxmemory-policy");
+        if let Ok(answer) = self.run::<Vec<String>>(StoreOp::Ping, Request::Command(cmd)).await
+            && let Some(policy) = answer.get(1)
+            && policy != "noeviction"
+        {
+            let reason = format!(
+                "{}: maxmemory-policy is {policy}: Redis may evict used assertion ids and codes; set noeviction",
+                self.describe
+            );
+            tracing::error!(%reason, "the issuer's state store is refused");
+            self.failing.store(Some(Arc::new(reason)));
         }
     }
 
