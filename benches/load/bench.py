@@ -417,19 +417,22 @@ def loadgen_case(case, command, args, process=None):
     return result
 
 
-def redis_config(run_dir, name, redis_port, ports):
-    """The stack config of `stack_config`, its issuer state in Redis, on `ports` (gateway,
-    issuer, simulator, admin); the issuer identifier stays http://127.0.0.1:9000."""
+def instance_config(run_dir, name, ports, issuer_id, redis_port=None):
+    """The stack config of `stack_config` on `ports` (gateway, issuer, simulator, admin) with
+    the issuer identifier `issuer_id`, its state in the Redis at `redis_port` when given."""
     text = stack_config(run_dir).read_text()
     gateway, issuer, simulator, admin = ports
     text = text.replace('issuer = "http://127.0.0.1:9000"', 'issuer = "ISSUER_ID"')
     text = (text.replace("127.0.0.1:9000", f"127.0.0.1:{issuer}").replace("127.0.0.1:8080", f"127.0.0.1:{gateway}")
             .replace("127.0.0.1:9100", f"127.0.0.1:{simulator}").replace("127.0.0.1:9901", f"127.0.0.1:{admin}")
-            .replace("ISSUER_ID", "http://127.0.0.1:9000"))
+            .replace("ISSUER_ID", issuer_id))
     text = text.replace("stack-upgrade.sock", f"{name}-upgrade.sock").replace("stack.pid", f"{name}.pid")
-    text += f'\n[issuer.store.redis]\nurl = "redis://127.0.0.1:{redis_port}"\n'
-    path = run_dir / "config" / f"{name}.toml"
-    path.write_text(text)
+    if redis_port:
+        text += f'\n[issuer.store.redis]\nurl = "redis://127.0.0.1:{redis_port}"\n'
+    # Outside config/ (stack_config rewrites that folder); relative paths resolve from there.
+    path = run_dir / f"{name}.toml"
+    path.write_text(text.replace('= "dev/', f'= "{run_dir}/config/dev/').replace('["dev/', f'["{run_dir}/config/dev/')
+                    .replace('"register.json"', f'"{run_dir}/config/register.json"'))
     return path
 
 
@@ -444,36 +447,59 @@ def start_ready(name, config, admin_port, run_dir):
     return process
 
 
+def median_of(case, rounds):
+    """A case's median round by requests per second, every round's figure beside it; any round
+    with errors makes the case failed."""
+    ordered = sorted(rounds, key=lambda r: r["requests_per_second"])
+    result = dict(ordered[len(ordered) // 2], case=case)
+    result["rounds"] = [r["requests_per_second"] for r in rounds]
+    failed = [r["failed"] for r in rounds if r.get("failed")]
+    if failed:
+        result["failed"] = failed[0]
+    result["errors"] = sum(r["errors"] for r in rounds)
+    return result
+
+
 def redis_cases(args, run_dir, results):
-    """The same issuer cases with the state in Redis (append-only file, fsync every second),
-    then two instances sharing it, against one."""
+    """The issuer with its state in Redis (append-only file, fsync every second) against the
+    same issuer in memory, both running, measured in alternating rounds (the machine's speed
+    drifts more than the difference); then two instances on Redis against one."""
     redis_port = 6391
     wait_free(redis_port)
     data = run_dir / "redis"
     data.mkdir(exist_ok=True)
     redis = Process("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(data),
                               "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"], run_dir)
+    memory_ports, a_ports, b_ports = (8082, 9002, 9102, 9903), (8080, 9000, 9100, 9901), (8081, 9001, 9101, 9902)
+    started = []
     try:
         wait_port(redis_port)
-        a_ports, b_ports = (8080, 9000, 9100, 9901), (8081, 9001, 9101, 9902)
-        for port in a_ports + b_ports:
+        for port in memory_ports + a_ports + b_ports:
             wait_free(port)
-        a = start_ready("portvakt-redis-a", redis_config(run_dir, "redis-a", redis_port, a_ports), 9901, run_dir)
-        try:
-            grants = ["grants", "--issuer-id", "http://127.0.0.1:9000"]
-            results.append(loadgen_case(GRANTS + ", state in Redis", grants + ["--endpoint", "http://127.0.0.1:9000/token"], args, a))
-            results.append(loadgen_case(LOGINS + ", state in Redis", ["logins", "--issuer", "http://127.0.0.1:9000"], args, a))
-            b = start_ready("portvakt-redis-b", redis_config(run_dir, "redis-b", redis_port, b_ports), 9902, run_dir)
-            try:
-                both = ["--endpoint", "http://127.0.0.1:9000/token", "--endpoint", "http://127.0.0.1:9001/token"]
-                results.append(loadgen_case(GRANTS + ", two instances on Redis", grants + both, args))
-                results.append(loadgen_case(LOGINS + ", two instances on Redis (code redeemed at the other)",
-                                            ["logins", "--issuer", "http://127.0.0.1:9000", "--issuer", "http://127.0.0.1:9001"], args))
-            finally:
-                b.stop()
-        finally:
-            a.stop()
+        memory = start_ready("portvakt-memory", instance_config(run_dir, "memory", memory_ports, "http://127.0.0.1:9002"), 9903, run_dir)
+        started.append(memory)
+        a = start_ready("portvakt-redis-a", instance_config(run_dir, "redis-a", a_ports, "http://127.0.0.1:9000", redis_port), 9901, run_dir)
+        started.append(a)
+        targets = {"memory": ("http://127.0.0.1:9002", memory), "redis": ("http://127.0.0.1:9000", a)}
+        rounds = {(kind, store): [] for kind in ("grants", "logins") for store in targets}
+        for _ in range(args.rounds):
+            for store, (base, process) in targets.items():
+                rounds[("grants", store)].append(loadgen_case(f"{GRANTS} [{store}]", ["grants", "--issuer-id", base, "--endpoint", f"{base}/token"], args, process))
+                rounds[("logins", store)].append(loadgen_case(f"{LOGINS} [{store}]", ["logins", "--issuer", base], args, process))
+        results.append(median_of(GRANTS + ", in memory (paired with Redis)", rounds[("grants", "memory")]))
+        results.append(median_of(GRANTS + ", state in Redis", rounds[("grants", "redis")]))
+        results.append(median_of(LOGINS + ", in memory (paired with Redis)", rounds[("logins", "memory")]))
+        results.append(median_of(LOGINS + ", state in Redis", rounds[("logins", "redis")]))
+        memory.stop()
+        b = start_ready("portvakt-redis-b", instance_config(run_dir, "redis-b", b_ports, "http://127.0.0.1:9000", redis_port), 9902, run_dir)
+        started.append(b)
+        both = ["--endpoint", "http://127.0.0.1:9000/token", "--endpoint", "http://127.0.0.1:9001/token"]
+        results.append(loadgen_case(GRANTS + ", two instances on Redis", ["grants", "--issuer-id", "http://127.0.0.1:9000"] + both, args))
+        results.append(loadgen_case(LOGINS + ", two instances on Redis (code redeemed at the other)",
+                                    ["logins", "--issuer", "http://127.0.0.1:9000", "--issuer", "http://127.0.0.1:9001"], args))
     finally:
+        for process in started:
+            process.stop()
         redis.stop()
 
 
@@ -518,8 +544,12 @@ def ratios(results):
         ratio(f"KRR {n}: through Portvakt vs SOAP directly", f"KRR: REST through Portvakt (REST→SOAP→REST), {n}", f"KRR: SOAP directly to the simulator, {n}")
     ratio("issuer client credentials vs node-oidc-provider", "Issuer: client credentials (Portvakt, RS256 tokens)", "Issuer: client credentials (node-oidc-provider, RS256 JWT tokens)")
     ratio("issuer JWT-bearer grants vs node-oidc-provider client credentials", GRANTS, "Issuer: client credentials (node-oidc-provider, RS256 JWT tokens)")
-    ratio("grants: state in Redis vs in memory (goal ≥ 0.8)", GRANTS + ", state in Redis", GRANTS)
-    ratio("logins: state in Redis vs in memory (goal ≥ 0.8)", LOGINS + ", state in Redis", LOGINS)
+    ratio("grants: state in Redis vs in memory (goal ≥ 0.8)", GRANTS + ", state in Redis", GRANTS + ", in memory (paired with Redis)")
+    ratio("logins: state in Redis vs in memory (goal ≥ 0.8)", LOGINS + ", state in Redis", LOGINS + ", in memory (paired with Redis)")
+    for name in ("grants: state in Redis vs in memory (goal ≥ 0.8)", "logins: state in Redis vs in memory (goal ≥ 0.8)"):
+        if name in out and "ratio" in out[name]:
+            ours, theirs = find(results, out[name]["ours"]), find(results, out[name]["theirs"])
+            out[name]["by_round"] = [round(x / y, 3) for x, y in zip(ours["rounds"], theirs["rounds"]) if y]
     ratio("grants: two instances vs one, on Redis", GRANTS + ", two instances on Redis", GRANTS + ", state in Redis")
     ratio("logins: two instances vs one, on Redis", LOGINS + ", two instances on Redis (code redeemed at the other)", LOGINS + ", state in Redis")
     return out

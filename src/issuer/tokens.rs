@@ -163,8 +163,13 @@ impl Issuer {
             client_orgno: client.orgno.clone(),
             ..AccessClaims::default()
         };
-        let access_token =
-            self.access_token(client, claims, lifetime, Some(&grant.id), Some(&grant.auth.pid), no_pid).await?;
+        // Their records are independent writes: sent together, one round trip to a shared store.
+        let (access_token, refresh_token) = tokio::try_join!(
+            self.access_token(client, claims, lifetime, Some(&grant.id), Some(&grant.auth.pid), no_pid),
+            async {
+                if client.is_public() { Ok(None) } else { self.issue_refresh_token(client, grant).await.map(Some) }
+            },
+        )?;
         let id_token = if scopes.iter().any(|s| s == "openid") {
             let id = IdTokenClaims {
                 iss: &self.id,
@@ -186,8 +191,6 @@ impl Issuer {
         } else {
             None
         };
-        let refresh_token =
-            if client.is_public() { None } else { Some(self.issue_refresh_token(client, grant).await?) };
         self.metrics.issuer.issued(GrantKind::Citizen);
         Ok(Issued {
             access_token,
