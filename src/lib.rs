@@ -5,6 +5,7 @@
 //! (`token`, `oauth`, `config`, `admin`, `web`, `personid`, `telemetry`, `server`).
 
 pub mod admin;
+pub mod audit;
 pub mod client;
 pub mod config;
 pub mod error;

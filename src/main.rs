@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use portvakt::audit::AuditKey;
 use portvakt::client::MaskinportenClient;
 use portvakt::config::{self, Config, ConfigError};
 use portvakt::server::{self, Roles, ServeOptions};
@@ -42,6 +43,32 @@ enum Command {
     /// The synthetic KRR register behind the Oppslagstjenesten simulator.
     #[command(subcommand)]
     Register(RegisterCommand),
+    /// The audit trail of personal-data lookups (the key comes from the config's [audit]).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the chain through FILEs in order (default: every file in the config's audit.dir);
+    /// exit 1 naming the first broken record.
+    Verify {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        files: Vec<PathBuf>,
+    },
+    /// Print one person's lookups, one JSON record a line (found by the keyed hash).
+    Search {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// The fødselsnummer or d-nummer.
+        #[arg(long)]
+        pid: String,
+        /// Only lookups on or after this date (YYYY-MM-DD) or time (RFC 3339, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        files: Vec<PathBuf>,
+    },
 }
 
 impl Command {
@@ -52,6 +79,8 @@ impl Command {
             Command::Token(_) => "token",
             Command::Register(RegisterCommand::Generate { .. }) => "register generate",
             Command::Register(RegisterCommand::Cases { .. }) => "register cases",
+            Command::Audit(AuditCommand::Verify { .. }) => "audit verify",
+            Command::Audit(AuditCommand::Search { .. }) => "audit search",
         }
     }
 }
@@ -93,6 +122,45 @@ fn register(command: RegisterCommand) -> Result<(), Failure> {
                 portvakt::oppslag::register::Register::load(&register, true).map_err(|e| Failure::Input(e.into()))?;
             for (case, id) in portvakt::oppslag::register::cases(&register) {
                 println!("{id}  {case}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The audit key and the files to read: those named, or the config's whole chain.
+fn audit_files(config: &std::path::Path, files: Vec<PathBuf>) -> Result<(AuditKey, Vec<PathBuf>), Failure> {
+    let config = load(config)?;
+    let settings = config
+        .audit
+        .ok_or_else(|| Failure::Input(anyhow::anyhow!("{}: no [audit] section, so no key", config.source.display())))?;
+    let files = if files.is_empty() { portvakt::audit::chain_files(&settings.dir)? } else { files };
+    Ok((AuditKey::new(settings.hmac_key.expose().as_bytes()), files))
+}
+
+fn audit(command: AuditCommand) -> Result<(), Failure> {
+    match command {
+        AuditCommand::Verify { config, files } => {
+            let (key, files) = audit_files(&config, files)?;
+            match portvakt::audit::verify(&key, &files) {
+                Ok(count) => {
+                    println!("{count} records in {} files: the chain is intact", files.len());
+                    Ok(())
+                }
+                Err(broken) => Err(Failure::Run(anyhow::anyhow!(
+                    "{} line {}: {}",
+                    broken.file.display(),
+                    broken.line,
+                    broken.reason
+                ))),
+            }
+        }
+        AuditCommand::Search { config, pid, since, files } => {
+            portvakt::personid::validate(&pid)
+                .map_err(|e| Failure::Input(anyhow::anyhow!("--pid is not a fødselsnummer or d-nummer: {e}")))?;
+            let (key, files) = audit_files(&config, files)?;
+            for record in portvakt::audit::search(&key, &files, &pid, since.as_deref())? {
+                println!("{}", serde_json::to_string(&record).context("a record cannot be printed")?);
             }
             Ok(())
         }
@@ -256,6 +324,7 @@ fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Token(args) => token(args),
         Command::Register(command) => register(command),
+        Command::Audit(command) => audit(command),
         Command::CheckConfig { config } => {
             let config = load(&config)?;
             Roles::build(&config)?.reach_shared_state(&config)?;

@@ -108,16 +108,7 @@ impl Krr {
     }
 
     async fn personer(&self, token: &str, ids: &[String]) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/rest/v1/personer", self.portvakt.gateway))
-            .bearer_auth(token)
-            .json(&json!({"personidentifikatorer": ids}))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        krr_personer(&self.portvakt.gateway, token, ids, None).await
     }
 
     fn register(&self) -> portvakt::oppslag::register::Register {

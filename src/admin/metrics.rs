@@ -97,6 +97,7 @@ pub struct OppslagMetrics {
 
 pub struct ServerMetrics {
     reloads: IntCounterVec,
+    audit_records: IntCounterVec,
 }
 
 /// A validated-token cache lookup.
@@ -236,6 +237,11 @@ impl Metrics {
         };
         let server = ServerMetrics {
             reloads: counter("portvakt_config_reloads_total", "Configuration reloads by result", &["result"]),
+            audit_records: counter(
+                "portvakt_audit_records_total",
+                "Audit records of personal-data lookups: written, or failed (the lookup refused)",
+                &["result"],
+            ),
         };
         // Pre-create the outcome series so dashboards see zeros, not gaps.
         gateway.token_outcomes.with_label_values(&["valid"]);
@@ -358,6 +364,10 @@ impl OppslagMetrics {
 }
 
 impl ServerMetrics {
+    pub fn audit_record(&self, written: bool) {
+        self.audit_records.with_label_values(&[if written { "written" } else { "failed" }]).inc();
+    }
+
     pub fn reloaded(&self, ok: bool) {
         self.reloads.with_label_values(&[if ok { "ok" } else { "refused" }]).inc();
     }

@@ -1,6 +1,7 @@
 //! The configuration: one TOML file parsed once into typed structs and validated before
 //! anything starts. Every error names the file, the key and the reason.
 
+mod audit;
 mod duration;
 mod gateway;
 mod http;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use audit::{AuditSettings, Fsync};
 pub use gateway::*;
 pub use http::HttpMethod;
 pub use issuer::*;
@@ -35,6 +37,8 @@ pub struct Config {
     pub gateway: Option<GatewaySettings>,
     pub issuer: Option<IssuerSettings>,
     pub oppslag: Option<OppslagSettings>,
+    /// The trail of personal-data lookups; none is kept without it.
+    pub audit: Option<AuditSettings>,
     /// Where the file was read from; relative paths in it are resolved against its folder.
     #[serde(skip)]
     pub source: PathBuf,
@@ -76,6 +80,11 @@ impl<'a> Checker<'a> {
 
     pub fn error(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(ConfigError { file: self.file.to_path_buf(), key: key.into(), reason: reason.into() });
+    }
+
+    /// A path as written, made absolute against the config file's folder.
+    pub fn resolve(&self, path: &std::path::Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.base.join(path) }
     }
 
     /// Resolve a path against the config file's folder and check that the file exists and is
@@ -150,6 +159,9 @@ impl Config {
         }
         if let Some(oppslag) = &mut self.oppslag {
             oppslag.validate(&mut check);
+        }
+        if let Some(audit) = &mut self.audit {
+            audit.validate(&mut check);
         }
         let mut listeners = vec![("admin.listen", self.admin.listen)];
         listeners.extend(self.gateway.as_ref().map(|g| ("gateway.listen", g.listen)));

@@ -145,12 +145,16 @@ impl Gateway {
         let body = match handler {
             Handler::KrrPersoner => {
                 let body = read_body(session, state.max_body_bytes, ctx.body_until).await?;
-                krr.personer(&headers, &body, token).await?
+                krr.personer(&headers, &body, token, request_id(ctx)).await?
             }
-            Handler::KrrPerson => krr.person(&headers, token).await?,
+            Handler::KrrPerson => krr.person(&headers, token, request_id(ctx)).await?,
         };
         Ok(Answer::json_bytes(200, body))
     }
+}
+
+fn request_id(ctx: &RequestCtx) -> &str {
+    ctx.request_id.to_str().unwrap_or("-")
 }
 
 /// What becomes of an admitted request.

@@ -18,6 +18,8 @@ use crate::web::bearer::challenge;
 const RATE_RETRY_AFTER_SECONDS: u64 = 1;
 /// How long a client is told to wait when a backend cannot be reached.
 const BACKEND_RETRY_AFTER_SECONDS: u64 = 5;
+/// `Retry-After` when a lookup cannot be put on the audit trail (a full disk takes an operator).
+const AUDIT_RETRY_AFTER: u64 = 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -200,6 +202,10 @@ impl From<KrrError> for GatewayError {
                 GatewayError::UpstreamTimeout("Oppslagstjenesten did not answer in time".into())
             }
             KrrError::PersonMissing => GatewayError::BadGateway("Oppslagstjenesten answered without the person".into()),
+            KrrError::Audit => GatewayError::Unavailable {
+                description: "the lookup cannot be put on the audit trail, so it is not answered".into(),
+                retry_after: AUDIT_RETRY_AFTER,
+            },
             KrrError::Encode(reason) => {
                 GatewayError::Internal(format!("the answer could not be written: {reason}").into())
             }

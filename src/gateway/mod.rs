@@ -53,6 +53,7 @@ impl GatewayState {
         production: bool,
         metrics: &Arc<Metrics>,
         previous: Option<&GatewayState>,
+        audit: Option<Arc<crate::audit::AuditLog>>,
     ) -> Result<GatewayState> {
         let http = crate::web::client::build(settings.jwks.fetch_timeout, "portvakt-gateway")
             .context("cannot build the HTTP client")?;
@@ -123,7 +124,7 @@ impl GatewayState {
             });
         }
         let krr = match &settings.krr {
-            Some(krr) => Some(Arc::new(crate::krr::Krr::new(krr, metrics.clone()).context("gateway.krr")?)),
+            Some(krr) => Some(Arc::new(crate::krr::Krr::new(krr, metrics.clone(), audit).context("gateway.krr")?)),
             None => None,
         };
         Ok(GatewayState {

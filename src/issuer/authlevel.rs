@@ -93,6 +93,27 @@ pub async fn sikkerhetsnivaa(State(issuer): State<Arc<Issuer>>, headers: HeaderM
         Ok(logins) => logins,
         Err(e) => return OAuthError::from(e).into_response(),
     };
+    if let Some(audit) = &issuer.audit {
+        let pids = [pid.to_owned()];
+        let lookup = crate::audit::Lookup {
+            request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            client_id: verified.client_id.as_deref(),
+            consumer_orgno: verified.consumer_orgno.as_deref(),
+            on_behalf_of: None,
+            route: "authlevel",
+            scopes: &verified.scopes,
+            pids: &pids,
+            outcome: if logins.is_empty() { "not_found" } else { "ok" },
+        };
+        if audit.record(&lookup).is_err() {
+            let mut error = OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the lookup cannot be put on the audit trail, so it is not answered",
+            );
+            error.retry_after = Some(30);
+            return error.into_response();
+        }
+    }
     if logins.is_empty() {
         // The person is not an ID-porten user: 404 without a body is the only signal.
         return StatusCode::NOT_FOUND.into_response();

@@ -61,6 +61,8 @@ pub struct Issuer {
     pub metrics: Arc<Metrics>,
     /// Cookies get `Secure` when the issuer is served over https.
     pub secure_cookies: bool,
+    /// authlevel lookups are put on the audit trail.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Issuer {
@@ -70,6 +72,7 @@ impl Issuer {
         metrics: Arc<Metrics>,
         store: Arc<dyn Store>,
         idp: Arc<dyn IdentityProvider>,
+        audit: Option<Arc<crate::audit::AuditLog>>,
     ) -> crate::error::Result<Issuer> {
         use crate::error::{Context, Error};
         let mut published = Vec::new();
@@ -114,6 +117,7 @@ impl Issuer {
             error_uri_base,
             delegations: settings.delegations.clone(),
             metrics,
+            audit,
         })
     }
 

@@ -29,16 +29,23 @@ pub struct Simulator {
     pub address: String,
     pub max_request_bytes: usize,
     metrics: Arc<Metrics>,
+    /// Lookups of persons (and of the print certificate) are put on the audit trail.
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Simulator {
-    pub fn build(settings: &OppslagSettings, metrics: Arc<Metrics>) -> crate::error::Result<Simulator> {
+    pub fn build(
+        settings: &OppslagSettings,
+        metrics: Arc<Metrics>,
+        audit: Option<Arc<crate::audit::AuditLog>>,
+    ) -> crate::error::Result<Simulator> {
         let register = Register::load(&settings.register, settings.rebase_timestamps)?;
         Ok(Simulator {
             register,
             address: format!("http://{}{PATH}", settings.listen),
             max_request_bytes: settings.max_request_bytes,
             metrics,
+            audit,
         })
     }
 
@@ -106,6 +113,28 @@ impl Simulator {
             }
             Request::HentPrintSertifikat => self.register.hent_print_sertifikat(),
         };
+        let looked_up = match &request {
+            Request::HentPersoner { personidentifikatorer, .. } => {
+                Some(("oppslag-HentPersoner", &personidentifikatorer[..]))
+            }
+            Request::HentPrintSertifikat => Some(("oppslag-HentPrintSertifikat", &[][..])),
+            Request::HentEndringer { .. } => None,
+        };
+        if let (Some(audit), Some((route, pids))) = (&self.audit, looked_up) {
+            let lookup = crate::audit::Lookup {
+                request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-"),
+                client_id: None,
+                consumer_orgno: None,
+                on_behalf_of: header.paa_vegne_av.as_deref(),
+                route,
+                scopes: &[],
+                pids,
+                outcome: "ok",
+            };
+            audit
+                .record(&lookup)
+                .map_err(|_| Fault::receiver("the lookup cannot be put on the audit trail, so it is not answered"))?;
+        }
         write::response(&response).map_err(|e| Fault::receiver(format!("the answer could not be written: {e}")))
     }
 }

@@ -16,6 +16,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::{self, AdminState, metrics::Metrics};
+use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError, Environment, IdpKind};
 use crate::gateway::maintenance::{HealthChecker, KeyRefresher};
 use crate::gateway::{Gateway, GatewayService, GatewayState};
@@ -45,6 +46,8 @@ pub struct IssuerRole {
 /// Every role built from one config, before any listener opens. `check-config` stops here.
 pub struct Roles {
     pub metrics: Arc<Metrics>,
+    /// One audit trail for every role of the process (kept across reloads).
+    pub audit: Option<Arc<AuditLog>>,
     pub gateway: Option<Arc<ArcSwap<GatewayState>>>,
     pub issuer: Option<IssuerRole>,
     pub oppslag: Option<SharedRouter>,
@@ -75,13 +78,20 @@ impl Roles {
         let idp: Arc<dyn IdentityProvider> = match config.issuer.as_ref().map(|i| i.idp).unwrap_or_default() {
             IdpKind::Test => Arc::new(TestIdp),
         };
-        let built = Roles::build_states(config, &metrics, None, &store, &idp)?;
+        let audit = match &config.audit {
+            Some(settings) => Some(Arc::new(
+                AuditLog::open(settings, metrics.clone()).map_err(|e| config.error("audit.dir", e.chain()))?,
+            )),
+            None => None,
+        };
+        let built = Roles::build_states(config, &metrics, None, &store, &idp, &audit)?;
         let shared = |router: Router| Arc::new(ArcSwap::from_pointee(router));
         Ok(Roles {
             gateway: built.gateway.map(|g| Arc::new(ArcSwap::from_pointee(g))),
             issuer: built.issuer.map(|router| IssuerRole { router: shared(router), store, idp }),
             oppslag: built.oppslag.map(shared),
             metrics,
+            audit,
         })
     }
 
@@ -92,12 +102,13 @@ impl Roles {
         previous: Option<&GatewayState>,
         store: &Arc<dyn Store>,
         idp: &Arc<dyn IdentityProvider>,
+        audit: &Option<Arc<AuditLog>>,
     ) -> Result<Built, ConfigError> {
         let gateway = match &config.gateway {
             Some(settings) => {
                 let production = config.server.environment == Environment::Production;
                 Some(
-                    GatewayState::build(settings, production, metrics, previous)
+                    GatewayState::build(settings, production, metrics, previous, audit.clone())
                         .map_err(|e| config.error("gateway", e.chain()))?,
                 )
             }
@@ -105,7 +116,7 @@ impl Roles {
         };
         let issuer = match &config.issuer {
             Some(settings) => {
-                let issuer = Issuer::build_with(settings, metrics.clone(), store.clone(), idp.clone())
+                let issuer = Issuer::build_with(settings, metrics.clone(), store.clone(), idp.clone(), audit.clone())
                     .map_err(|e| config.error("issuer", e.chain()))?;
                 Some(Arc::new(issuer).router())
             }
@@ -114,7 +125,7 @@ impl Roles {
         let oppslag = match &config.oppslag {
             Some(settings) => Some(
                 Arc::new(
-                    Simulator::build(settings, metrics.clone())
+                    Simulator::build(settings, metrics.clone(), audit.clone())
                         .map_err(|e| config.error("oppslag.register", e.chain()))?,
                 )
                 .router(),

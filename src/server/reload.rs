@@ -63,7 +63,7 @@ impl Reloader {
                     Arc::new(crate::issuer::idp::TestIdp) as Arc<dyn crate::issuer::idp::IdentityProvider>,
                 ),
             };
-            Roles::build_states(&config, &roles.metrics, previous.as_deref(), &store, &idp)
+            Roles::build_states(&config, &roles.metrics, previous.as_deref(), &store, &idp, &roles.audit)
                 .map_err(|e| Error::new(e.to_string()))
         })
         .await

@@ -28,3 +28,21 @@ pub async fn machine_token_with(issuer: &str, scopes: &[&str], extra: &Value) ->
         demo_maskinporten(issuer).token(&reqwest::Client::new(), scopes, extra).await.expect("a machine token");
     answer["access_token"].as_str().unwrap().to_owned()
 }
+
+/// `POST /rest/v1/personer` at `gateway` with `token` (and a request id when given): the status
+/// and the JSON body.
+pub async fn krr_personer<S: serde::Serialize>(
+    gateway: &str,
+    token: &str,
+    ids: &[S],
+    request_id: Option<&str>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(format!("{gateway}/rest/v1/personer")).bearer_auth(token);
+    if let Some(id) = request_id {
+        request = request.header("x-request-id", id);
+    }
+    let response = request.json(&serde_json::json!({"personidentifikatorer": ids})).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+

@@ -219,6 +219,8 @@ pub fn default_config(ports: &Ports, extra: &str) -> String {
         .replace("= \"dev/", &format!("= \"{}/dev/", config_dir.display()))
         .replace("[\"dev/", &format!("[\"{}/dev/", config_dir.display()))
         .replace("= \"register", &format!("= \"{}/register", config_dir.display()))
+        // Each test process keeps its own audit chain.
+        .replace("dir = \"../var/audit\"", "dir = \"{dir}/audit\"")
         .replace(
             "[server]\n",
             "[server]\nupgrade_socket = \"{dir}/upgrade.sock\"\npid_file = \"{dir}/portvakt.pid\"\n",
