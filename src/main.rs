@@ -143,8 +143,14 @@ fn audit(command: AuditCommand) -> Result<(), Failure> {
         AuditCommand::Verify { config, files } => {
             let (key, files) = audit_files(&config, files)?;
             match portvakt::audit::verify(&key, &files) {
-                Ok(count) => {
-                    println!("{count} records in {} files: the chain is intact", files.len());
+                Ok(verified) => {
+                    println!(
+                        "{} records in {} files: the chain is intact; its head is {} (keep it elsewhere: \
+                         records removed from the end show only against a head kept before)",
+                        verified.records,
+                        files.len(),
+                        verified.head
+                    );
                     Ok(())
                 }
                 Err(broken) => Err(Failure::Run(anyhow::anyhow!(
@@ -158,9 +164,20 @@ fn audit(command: AuditCommand) -> Result<(), Failure> {
         AuditCommand::Search { config, pid, since, files } => {
             portvakt::personid::validate(&pid)
                 .map_err(|e| Failure::Input(anyhow::anyhow!("--pid is not a fødselsnummer or d-nummer: {e}")))?;
+            let since = since
+                .map(|s| portvakt::audit::parse_since(&s))
+                .transpose()
+                .map_err(|e| Failure::Input(anyhow::anyhow!("--since: {e}")))?;
             let (key, files) = audit_files(&config, files)?;
-            for record in portvakt::audit::search(&key, &files, &pid, since.as_deref())? {
-                println!("{}", serde_json::to_string(&record).context("a record cannot be printed")?);
+            let found = portvakt::audit::search(&key, &files, &pid, since)?;
+            for record in &found.records {
+                println!("{}", serde_json::to_string(record).context("a record cannot be printed")?);
+            }
+            if found.unreadable > 0 {
+                return Err(Failure::Run(anyhow::anyhow!(
+                    "{} lines are not valid records and were not searched: run `portvakt audit verify`",
+                    found.unreadable
+                )));
             }
             Ok(())
         }

@@ -90,6 +90,10 @@ async fn every_lookup_is_on_a_chain_that_verifies_and_a_changed_byte_is_named() 
     assert_eq!(krr_record["consumer_orgno"], "991825827");
     assert_eq!(krr_record["request_id"], "audit-test-1");
     assert_eq!(krr_record["outcome"], "ok");
+    assert!(
+        records.iter().any(|r| r["route"] == "oppslag-HentPersoner" && r["request_id"] == "audit-test-1"),
+        "the facade's SOAP call carries the request id: the two records match up"
+    );
     let authlevel_record = records.iter().find(|r| r["route"] == "authlevel").unwrap();
     assert_eq!(authlevel_record["outcome"], "not_found");
 
@@ -106,8 +110,13 @@ async fn every_lookup_is_on_a_chain_that_verifies_and_a_changed_byte_is_named() 
     sorted.sort();
     // The facade's lookup reached the simulator too; the direct SOAP call was for OTHER only.
     assert_eq!(sorted, ["authlevel", "krr-personer", "oppslag-HentPersoner"], "{found:?}");
-    let (_, tomorrow, _) = audit(&portvakt, &["search", "--pid", CITIZEN, "--since", "2999-01-01"]);
-    assert!(tomorrow.is_empty(), "--since leaves earlier lookups out");
+    let (_, later, _) = audit(&portvakt, &["search", "--pid", CITIZEN, "--since", "2999-01-01"]);
+    assert!(later.is_empty(), "--since leaves earlier lookups out");
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+    let (_, since_yesterday, _) = audit(&portvakt, &["search", "--pid", CITIZEN, "--since", &yesterday]);
+    assert_eq!(since_yesterday.lines().count(), 3, "--since keeps later lookups");
+    let (code, _, stderr) = audit(&portvakt, &["search", "--pid", CITIZEN, "--since", "yesterday"]);
+    assert_eq!(code, 2, "a --since that is not a date is refused: {stderr}");
 
     // One byte changed: verify fails and names the record.
     let mut bytes = std::fs::read(&files[0]).unwrap();

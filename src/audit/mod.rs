@@ -11,12 +11,13 @@
 //!   `max_file_bytes` and the next one continues from its last line.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use aws_lc_rs::{digest, hmac};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::metrics::Metrics;
@@ -128,30 +129,58 @@ pub fn chain_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|(_, path)| path).collect())
 }
 
-/// The last line of a file (its length as the file system reports it bounds the read).
-fn last_line(path: &Path) -> Result<Option<String>> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let length = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let start = length.saturating_sub(64 * 1024);
-    file.seek(SeekFrom::Start(start)).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut tail = Vec::new();
-    file.take(length - start).read_to_end(&mut tail).with_context(|| format!("cannot read {}", path.display()))?;
-    let text = String::from_utf8_lossy(&tail);
-    Ok(text.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned))
+/// The complete lines of a file: split on `\n` only, each kept byte for byte. Bytes after the
+/// last `\n` are a torn line (a write that failed or a crash), returned apart.
+fn complete_lines(bytes: &[u8]) -> (Vec<&[u8]>, &[u8]) {
+    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let lines = if end == 0 { Vec::new() } else { bytes[..end - 1].split(|b| *b == b'\n').collect() };
+    (lines, &bytes[end..])
+}
+
+/// The hash of the chain's last record in `files` (newest last), cutting a torn line off the
+/// newest file: its lookup was refused, so it was never a record.
+fn chain_head(key: &AuditKey, files: &[PathBuf]) -> Result<String> {
+    for (index, path) in files.iter().enumerate().rev() {
+        // As long as the file system says it is (a device such as /dev/full never ends).
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|f| {
+                let length = f.metadata()?.len();
+                f.take(length).read_to_end(&mut bytes)
+            })
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let (lines, torn) = complete_lines(&bytes);
+        if !torn.is_empty() {
+            if index + 1 != files.len() {
+                return Err(Error::new(format!("{} ends in a torn line but is not the newest file", path.display())));
+            }
+            let good = (bytes.len() - torn.len()) as u64;
+            OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(good))
+                .with_context(|| format!("cannot cut the torn last line off {}", path.display()))?;
+            tracing::warn!(file = %path.display(), bytes = torn.len(), "a torn audit line (a failed write) was cut off");
+        }
+        if let Some(last) = lines.last() {
+            let line = std::str::from_utf8(last).map_err(|_| Error::new(format!("{}: not UTF-8", path.display())))?;
+            unseal(key, line)
+                .map_err(|reason| Error::new(format!("{}: the last record is not valid: {reason}", path.display())))?;
+            return Ok(line_hash(line));
+        }
+    }
+    Ok(GENESIS.to_owned())
 }
 
 impl AuditLog {
     /// Open the chain in `settings.dir`, continuing after its last record.
     pub fn open(settings: &AuditSettings, metrics: Arc<Metrics>) -> Result<AuditLog> {
         std::fs::create_dir_all(&settings.dir).with_context(|| format!("cannot create {}", settings.dir.display()))?;
+        let key = AuditKey::new(settings.hmac_key.expose().as_bytes());
         let files = chain_files(&settings.dir)?;
-        let (sequence, prev) = match files.last() {
-            Some(last) => {
-                let prev = last_line(last)?.map_or_else(|| GENESIS.to_owned(), |l| line_hash(&l));
-                (sequence_of(last).unwrap_or(1), prev)
-            }
-            None => (1, GENESIS.to_owned()),
-        };
+        // A chain that does not end in a valid record is not continued: an operator looks first.
+        let prev = chain_head(&key, &files)?;
+        let sequence = files.last().and_then(|f| sequence_of(f)).unwrap_or(1);
         let path = settings.dir.join(file_name(sequence));
         let file = OpenOptions::new()
             .create(true)
@@ -161,7 +190,7 @@ impl AuditLog {
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(AuditLog {
             dir: settings.dir.clone(),
-            key: AuditKey::new(settings.hmac_key.expose().as_bytes()),
+            key,
             fsync: settings.fsync,
             max_file_bytes: settings.max_file_bytes,
             writer: Mutex::new(Writer { file, sequence, written, prev, last_sync: Instant::now() }),
@@ -182,6 +211,9 @@ impl AuditLog {
     fn append(&self, lookup: &Lookup<'_>) -> Result<()> {
         let mut writer = self.writer.lock().map_err(|_| Error::new("the audit writer is poisoned"))?;
         if writer.written >= self.max_file_bytes {
+            if self.fsync != Fsync::Never {
+                writer.file.sync_all().context("cannot sync the audit file before rotating")?;
+            }
             let sequence = writer.sequence + 1;
             let path = self.dir.join(file_name(sequence));
             writer.file = OpenOptions::new()
@@ -189,12 +221,16 @@ impl AuditLog {
                 .append(true)
                 .open(&path)
                 .with_context(|| format!("cannot start {}", path.display()))?;
+            if self.fsync != Fsync::Never {
+                // The new file's entry in the folder survives a crash too.
+                File::open(&self.dir).and_then(|d| d.sync_all()).context("cannot sync the audit folder")?;
+            }
             writer.sequence = sequence;
             writer.written = 0;
         }
         let record = Record {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            request_id: lookup.request_id.to_owned(),
+            request_id: clean_request_id(lookup.request_id),
             client_id: lookup.client_id.map(str::to_owned),
             consumer_orgno: lookup.consumer_orgno.map(str::to_owned),
             on_behalf_of: lookup.on_behalf_of.map(str::to_owned),
@@ -208,16 +244,25 @@ impl AuditLog {
         let body = serde_json::to_string(&record).context("the record cannot be serialised")?;
         let line = seal(&self.key, &body);
         let bytes = format!("{line}\n");
-        // One write of the whole line: a failure leaves at most a torn last line, which
-        // verification reports and the next start does not chain onto.
-        writer.file.write_all(bytes.as_bytes()).context("cannot append the audit record")?;
-        match self.fsync {
-            Fsync::Always => writer.file.sync_data().context("cannot sync the audit file")?,
-            Fsync::Interval(every) if writer.last_sync.elapsed() >= every => {
-                writer.file.sync_data().context("cannot sync the audit file")?;
-                writer.last_sync = Instant::now();
+        // One write of the whole line. On any failure the file is cut back to where it was:
+        // the lookup is refused, so its record must not stand half written.
+        let written = writer.written;
+        let outcome =
+            writer.file.write_all(bytes.as_bytes()).context("cannot append the audit record").and_then(|()| match self
+                .fsync
+            {
+                Fsync::Always => writer.file.sync_data().context("cannot sync the audit file"),
+                Fsync::Interval(every) if writer.last_sync.elapsed() >= every => {
+                    writer.last_sync = Instant::now();
+                    writer.file.sync_data().context("cannot sync the audit file")
+                }
+                Fsync::Interval(_) | Fsync::Never => Ok(()),
+            });
+        if let Err(e) = outcome {
+            if let Err(cut) = writer.file.set_len(written) {
+                tracing::error!(error = %cut, "a failed audit write could not be cut back; the next start cuts it");
             }
-            Fsync::Interval(_) | Fsync::Never => {}
+            return Err(e);
         }
         writer.written += bytes.len() as u64;
         writer.prev = line_hash(&line);
@@ -258,53 +303,99 @@ pub struct Break {
 }
 
 /// Check the chain through `files` in order: every MAC, and every `prev`. `Ok(n)`: n records.
-pub fn verify(key: &AuditKey, files: &[PathBuf]) -> std::result::Result<usize, Break> {
+pub fn verify(key: &AuditKey, files: &[PathBuf]) -> std::result::Result<Verified, Break> {
     let mut prev = GENESIS.to_owned();
     let mut count = 0;
     for file in files {
         let broken = |line: usize, reason: String| Break { file: file.clone(), line, reason };
-        let reader = BufReader::new(File::open(file).map_err(|e| broken(0, format!("cannot open: {e}")))?);
-        for (index, line) in reader.lines().enumerate() {
-            let line = line.map_err(|e| broken(index + 1, format!("cannot read: {e}")))?;
-            let record = unseal(key, &line).map_err(|reason| broken(index + 1, reason))?;
+        let bytes = std::fs::read(file).map_err(|e| broken(0, format!("cannot read: {e}")))?;
+        let (lines, torn) = complete_lines(&bytes);
+        if !torn.is_empty() {
+            return Err(broken(lines.len() + 1, "a line without its newline (torn or appended to)".into()));
+        }
+        for (index, line) in lines.into_iter().enumerate() {
+            let line = std::str::from_utf8(line).map_err(|_| broken(index + 1, "not UTF-8".into()))?;
+            let record = unseal(key, line).map_err(|reason| broken(index + 1, reason))?;
             if record.prev != prev {
                 return Err(broken(
                     index + 1,
                     "its prev is not the hash of the record before (removed or reordered)".into(),
                 ));
             }
-            prev = line_hash(&line);
+            prev = line_hash(line);
             count += 1;
         }
     }
-    Ok(count)
+    Ok(Verified { records: count, head: prev })
 }
 
-/// The records of one person's lookups, at or after `since` (RFC 3339 prefix order).
-pub fn search(key: &AuditKey, files: &[PathBuf], pid: &str, since: Option<&str>) -> Result<Vec<Record>> {
+/// A chain that verified: how many records, and the hash of the last. Truncation at the end
+/// cannot be seen from the files alone: compare the head with one kept elsewhere.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub records: usize,
+    pub head: String,
+}
+
+/// What a search found: the person's records, and how many lines could not be read as
+/// records (a broken chain: run `audit verify`).
+pub struct Found {
+    pub records: Vec<Record>,
+    pub unreadable: usize,
+}
+
+/// The records of one person's lookups, at or after `since`.
+pub fn search(key: &AuditKey, files: &[PathBuf], pid: &str, since: Option<DateTime<Utc>>) -> Result<Found> {
     let wanted = key.pid(pid);
-    let mut found = Vec::new();
+    let mut found = Found { records: Vec::new(), unreadable: 0 };
     for file in files {
-        let reader = BufReader::new(File::open(file).with_context(|| format!("cannot open {}", file.display()))?);
-        for line in reader.lines() {
-            let line = line.with_context(|| format!("cannot read {}", file.display()))?;
-            let Ok(record) = unseal(key, &line) else { continue };
-            if record.pids.contains(&wanted) && since.is_none_or(|s| record.time.as_str() >= s) {
-                found.push(record);
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let (lines, torn) = complete_lines(&bytes);
+        found.unreadable += usize::from(!torn.is_empty());
+        for line in lines {
+            let Some(record) = std::str::from_utf8(line).ok().and_then(|l| unseal(key, l).ok()) else {
+                found.unreadable += 1;
+                continue;
+            };
+            let at = DateTime::parse_from_rfc3339(&record.time).map(|t| t.with_timezone(&Utc)).ok();
+            if record.pids.contains(&wanted) && since.is_none_or(|s| at.is_some_and(|t| t >= s)) {
+                found.records.push(record);
             }
         }
     }
     Ok(found)
 }
 
+/// `--since`: a date (midnight UTC) or an RFC 3339 time.
+pub fn parse_since(text: &str) -> std::result::Result<DateTime<Utc>, String> {
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("{text:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
+}
+
+/// A request id as given, when it is a plain token; otherwise `invalid` (it comes from a
+/// client header at the issuer and the simulator).
+fn clean_request_id(id: &str) -> String {
+    let plain =
+        !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if plain { id.to_owned() } else { "invalid".to_owned() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const KEY: &str = "audit-test-key-0123";
+
     fn log(dir: &Path, max_file_bytes: u64) -> AuditLog {
         let settings = AuditSettings {
             dir: dir.to_path_buf(),
-            hmac_key: crate::config::Secret::inline("audit-test-key"),
+            hmac_key: crate::config::Secret::inline(KEY),
             fsync: Fsync::Always,
             max_file_bytes,
         };
@@ -324,39 +415,94 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_chain_across_files_and_restarts_verifies_and_one_changed_byte_breaks_it() {
-        let dir = tempfile::tempdir().unwrap();
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    fn write_lines(path: &Path, lines: &[String]) {
+        std::fs::write(path, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    }
+
+    /// Ten records over several files, written by two processes one after the other.
+    fn chain(dir: &Path) -> Vec<PathBuf> {
         let pids = vec!["23079421936".to_owned(), "08023549930".to_owned()];
         let scopes = vec!["krr:global/kontaktinformasjon.read".to_owned()];
         for _ in 0..2 {
-            let audit = log(dir.path(), 600);
+            let audit = log(dir, 600);
             for _ in 0..5 {
                 audit.record(&lookup(&pids, &scopes)).unwrap();
             }
         }
-        let files = chain_files(dir.path()).unwrap();
-        assert!(files.len() > 2, "rotated: {files:?}");
-        let key = AuditKey::new(b"audit-test-key");
-        assert_eq!(verify(&key, &files), Ok(10));
-        let text = std::fs::read_to_string(&files[0]).unwrap();
-        assert!(!text.contains("23079421936"), "no personidentifikator in the file");
-        let found = search(&key, &files, "23079421936", None).unwrap();
-        assert_eq!(found.len(), 10);
-        assert!(search(&key, &files, "26074502015", None).unwrap().is_empty());
+        chain_files(dir).unwrap()
+    }
 
-        // One byte changed in the middle of the second file: that record is named.
-        let mut bytes = std::fs::read(&files[1]).unwrap();
-        let at = bytes.iter().position(|b| *b == b'o').unwrap();
-        bytes[at] = b'O';
-        std::fs::write(&files[1], &bytes).unwrap();
-        let broken = verify(&key, &files).unwrap_err();
-        assert_eq!((broken.file.clone(), broken.line), (files[1].clone(), 1), "{broken:?}");
-        // A record removed: the next one's prev no longer matches.
-        std::fs::write(&files[1], text.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
-        assert!(verify(&key, &files[..1]).is_ok());
-        let dropped: Vec<PathBuf> = vec![files[0].clone()];
-        std::fs::write(&files[0], text.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
-        assert!(verify(&key, &dropped).unwrap_err().reason.contains("prev"));
+    #[test]
+    fn a_chain_across_files_and_restarts_verifies_and_search_finds_by_keyed_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = chain(dir.path());
+        assert!(files.len() > 2, "rotated: {files:?}");
+        let key = AuditKey::new(KEY.as_bytes());
+        assert_eq!(verify(&key, &files).unwrap().records, 10);
+        assert!(!std::fs::read_to_string(&files[0]).unwrap().contains("23079421936"), "no number in the file");
+        assert_eq!(search(&key, &files, "23079421936", None).unwrap().records.len(), 10);
+        assert!(search(&key, &files, "26074502015", None).unwrap().records.is_empty());
+        let tomorrow = Utc::now() + chrono::Duration::days(1);
+        assert!(search(&key, &files, "23079421936", Some(tomorrow)).unwrap().records.is_empty());
+        let yesterday = parse_since(&(Utc::now() - chrono::Duration::days(1)).format("%Y-%m-%d").to_string()).unwrap();
+        assert_eq!(search(&key, &files, "23079421936", Some(yesterday)).unwrap().records.len(), 10);
+        assert!(parse_since("yesterday").is_err());
+    }
+
+    #[test]
+    fn a_changed_byte_a_removed_record_a_carriage_return_and_a_lost_newline_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = chain(dir.path());
+        let key = AuditKey::new(KEY.as_bytes());
+        let original = lines(&files[1]);
+        let reason = |files: &[PathBuf]| verify(&key, files).unwrap_err();
+
+        let mut changed = original.clone();
+        changed[0] = changed[0].replacen("krr", "KRR", 1);
+        write_lines(&files[1], &changed);
+        let broken = reason(&files);
+        assert_eq!((broken.file.clone(), broken.line), (files[1].clone(), 1));
+        assert!(broken.reason.contains("mac"), "{broken:?}");
+
+        // A record removed in the middle: the next one's prev no longer matches.
+        let mut removed = original.clone();
+        removed.remove(0);
+        write_lines(&files[1], &removed);
+        assert!(reason(&files).reason.contains("prev"));
+
+        write_lines(&files[1], &original.iter().map(|l| format!("{l}\r")).collect::<Vec<_>>());
+        assert!(reason(&files).reason.contains("mac"), "a carriage return is a changed byte");
+
+        std::fs::write(&files[1], original.join("\n")).unwrap();
+        assert!(reason(&files).reason.contains("newline"), "the last line must end in a newline");
+
+        write_lines(&files[1], &original);
+        assert!(verify(&key, &files).is_ok());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_at_the_next_start_and_the_chain_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = chain(dir.path());
+        let newest = files.last().unwrap();
+        let mut file = OpenOptions::new().append(true).open(newest).unwrap();
+        file.write_all(b"{\"time\":\"2026-").unwrap();
+        drop(file);
+        let key = AuditKey::new(KEY.as_bytes());
+        assert!(verify(&key, &files).unwrap_err().reason.contains("newline"));
+        let pids = vec!["23079421936".to_owned()];
+        log(dir.path(), 600).record(&lookup(&pids, &[])).unwrap();
+        assert_eq!(verify(&key, &chain_files(dir.path()).unwrap()).unwrap().records, 11);
+    }
+
+    #[test]
+    fn request_ids_from_clients_are_kept_only_when_plain() {
+        assert_eq!(clean_request_id("a4a90a4d4550baf7"), "a4a90a4d4550baf7");
+        assert_eq!(clean_request_id("x\"y"), "invalid");
+        assert_eq!(clean_request_id(&"a".repeat(200)), "invalid");
     }
 }

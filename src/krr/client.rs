@@ -49,14 +49,17 @@ impl SoapClient {
 
     /// HentPersoner for `ids` (distinct, validated). The answer must hold exactly one Person per
     /// id, in order: anything else is refused rather than passed on in part.
+    /// `request_id` goes along (`X-Request-Id`), so the service's audit record of the lookup
+    /// can be matched with the facade's.
     pub async fn hent_personer(
         &self,
         ids: &[String],
         informasjonsbehov: Vec<Informasjonsbehov>,
+        request_id: &str,
     ) -> Result<Vec<Person>, BackendError> {
         let request = Request::HentPersoner { informasjonsbehov, personidentifikatorer: ids.to_vec() };
         let started = Instant::now();
-        let result = match self.call(&request).await {
+        let result = match self.call(&request, request_id).await {
             Ok(Response::HentPersoner(persons)) => check_complete(ids, persons),
             Ok(_) => Err(BackendError::BadAnswer("the service answered another operation".into())),
             Err(e) => Err(e),
@@ -72,7 +75,7 @@ impl SoapClient {
         result
     }
 
-    async fn call(&self, request: &Request) -> Result<Response, BackendError> {
+    async fn call(&self, request: &Request, request_id: &str) -> Result<Response, BackendError> {
         let body = bytes::Bytes::from(
             write::request(&self.header, request).map_err(|e| BackendError::BadAnswer(e.to_string()))?,
         );
@@ -82,6 +85,7 @@ impl SoapClient {
                     .post(self.endpoint.clone())
                     .header(http::header::CONTENT_TYPE, soap::CONTENT_TYPE)
                     .header("SOAPAction", "\"\"")
+                    .header("x-request-id", request_id)
                     .body(body.clone())
                     .send()
             };

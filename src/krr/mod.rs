@@ -113,7 +113,8 @@ impl Krr {
         let ids = rest::check_ids(request.personidentifikatorer)
             .map_err(|(description, invalid)| KrrError::InvalidIds { description, invalid })?;
         let access = Access::from_scopes(token.scopes.iter().map(String::as_str), Audience::Global);
-        let persons = self.client.hent_personer(&ids, access.informasjonsbehov()).await.map_err(KrrError::Backend);
+        let persons =
+            self.client.hent_personer(&ids, access.informasjonsbehov(), request_id).await.map_err(KrrError::Backend);
         let persons = self.record(request_id, "krr-personer", token, &ids, persons)?;
         json(&Personer { personer: persons.iter().map(|p| rest::person_resource(p, &access)).collect() })
     }
@@ -135,7 +136,7 @@ impl Krr {
         let ids = [pid.to_owned()];
         let persons = self
             .client
-            .hent_personer(&ids, access.informasjonsbehov())
+            .hent_personer(&ids, access.informasjonsbehov(), request_id)
             .await
             .map_err(KrrError::Backend)
             .and_then(|persons| persons.into_iter().next().ok_or(KrrError::PersonMissing));

@@ -113,14 +113,19 @@ impl Simulator {
             }
             Request::HentPrintSertifikat => self.register.hent_print_sertifikat(),
         };
-        let looked_up = match &request {
-            Request::HentPersoner { personidentifikatorer, .. } => {
-                Some(("oppslag-HentPersoner", &personidentifikatorer[..]))
-            }
-            Request::HentPrintSertifikat => Some(("oppslag-HentPrintSertifikat", &[][..])),
-            Request::HentEndringer { .. } => None,
-        };
-        if let (Some(audit), Some((route, pids))) = (&self.audit, looked_up) {
+        let xml =
+            write::response(&response).map_err(|e| Fault::receiver(format!("the answer could not be written: {e}")))?;
+        if let Some(audit) = &self.audit {
+            let (route, pids): (&str, Vec<String>) = match (&request, &response) {
+                (Request::HentPersoner { personidentifikatorer, .. }, _) => {
+                    ("oppslag-HentPersoner", personidentifikatorer.clone())
+                }
+                // The change feed returns persons too: those it returned are on record.
+                (_, soap::model::Response::HentEndringer { persons, .. }) => {
+                    ("oppslag-HentEndringer", persons.iter().map(|p| p.personidentifikator.clone()).collect())
+                }
+                _ => ("oppslag-HentPrintSertifikat", Vec::new()),
+            };
             let lookup = crate::audit::Lookup {
                 request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-"),
                 client_id: None,
@@ -128,14 +133,14 @@ impl Simulator {
                 on_behalf_of: header.paa_vegne_av.as_deref(),
                 route,
                 scopes: &[],
-                pids,
+                pids: &pids,
                 outcome: "ok",
             };
             audit
                 .record(&lookup)
                 .map_err(|_| Fault::receiver("the lookup cannot be put on the audit trail, so it is not answered"))?;
         }
-        write::response(&response).map_err(|e| Fault::receiver(format!("the answer could not be written: {e}")))
+        Ok(xml)
     }
 }
 

@@ -45,4 +45,3 @@ pub async fn krr_personer<S: serde::Serialize>(
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
-
