@@ -1058,3 +1058,47 @@ async fn read_chunked_body(stream: &mut tokio::net::TcpStream) -> String {
         body.extend_from_slice(&data[..size]);
     }
 }
+
+/// RFC 9728: the gateway and each API describe themselves, and a 401 says where.
+#[tokio::test(flavor = "multi_thread")]
+async fn protected_resource_metadata_describes_each_api_and_401s_point_at_it() {
+    let ports = Ports::new();
+    let portvakt = Portvakt::start(&default_config(&ports, ""), &ports).await;
+    let gateway = portvakt.gateway.clone();
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let response = http.get(path).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, root) = get(format!("{gateway}/.well-known/oauth-protected-resource")).await;
+    assert_eq!(status, 200, "{root}");
+    assert_eq!(root["resource"], gateway.as_str());
+    assert_eq!(root["authorization_servers"], json!([issuer_url(&ports)]));
+    assert_eq!(root["bearer_methods_supported"], json!(["header"]));
+    assert_eq!(root["tls_client_certificate_bound_access_tokens"], false);
+    let scopes = root["scopes_supported"].as_array().unwrap();
+    assert!(
+        scopes.contains(&json!("global/kontaktinformasjon.read"))
+            && scopes.contains(&json!("global/idporten.authlevel.read"))
+    );
+
+    // A 401 names its API's document, and the document is there.
+    let refused = http.post(format!("{gateway}/rest/v1/personer")).json(&json!({})).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let url = format!("{gateway}/.well-known/oauth-protected-resource/rest/v1/personer");
+    assert!(challenge.contains(&format!("resource_metadata=\"{url}\"")), "{challenge}");
+    let (status, api) = get(url).await;
+    assert_eq!(status, 200);
+    assert_eq!(api["resource"], format!("{gateway}/rest/v1/personer"));
+    assert!(api["scopes_supported"].as_array().unwrap().contains(&json!("krr:global/kontaktinformasjon.read")));
+    assert!(!api["scopes_supported"].as_array().unwrap().contains(&json!("global/idporten.authlevel.read")), "{api}");
+
+    assert_eq!(get(format!("{gateway}/.well-known/oauth-protected-resource/no/such/api")).await.0, 404);
+    let post = http.post(format!("{gateway}/.well-known/oauth-protected-resource")).send().await.unwrap();
+    assert_eq!(post.status(), 405);
+}

@@ -14,6 +14,7 @@ use pingora::protocols::http::ServerSession;
 
 use super::GatewayState;
 use super::error::GatewayError;
+use super::resource_metadata::WELL_KNOWN;
 use super::respond::Answer;
 use super::routes::{Lookup, Route, Target};
 use super::validator::LastToken;
@@ -62,6 +63,11 @@ impl Gateway {
         }
     }
 
+    /// The RFC 9728 document of the request's route, for its challenges.
+    pub fn resource_metadata<'a>(&self, ctx: &'a RequestCtx) -> Option<&'a str> {
+        ctx.state.resources.url_for(self.route(ctx).map(|r| r.prefix.as_str()))
+    }
+
     /// The route the request was admitted on.
     pub fn route<'a>(&self, ctx: &'a RequestCtx) -> Option<&'a Route> {
         ctx.route_index.and_then(|i| ctx.state.routes.get(i))
@@ -91,6 +97,11 @@ impl Gateway {
         let header = session.req_header();
         check_message(header)?;
         let path = check_request_path(header.raw_path()).map_err(|reason| GatewayError::BadRequest(reason.into()))?;
+        if let Some(rest) = path.strip_prefix(WELL_KNOWN)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return state.resources.answer(&header.method, rest).map(Admission::Answer);
+        }
         let (index, route) = match state.routes.lookup(&header.method, path) {
             Lookup::Found(index, route) => (index, route),
             Lookup::MethodNotAllowed(allowed) => {

@@ -176,7 +176,7 @@ impl GatewayService {
         let early = match gateway.admit_request(session, &mut ctx, &mut connection.last_token).await {
             Ok(Admission::Forward) => None,
             Ok(Admission::Answer(answer)) => Some(answer),
-            Err(refusal) => Some(refusal.answer()),
+            Err(refusal) => Some(refusal.answer_with(gateway.resource_metadata(&ctx))),
         };
         let outcome = match early {
             Some(answer) => match answer_early(session, &answer, ctx.request_id()).await {
@@ -191,7 +191,7 @@ impl GatewayService {
                 true
             }
             Outcome::Refused(refusal, error) => {
-                let answer = refusal.answer();
+                let answer = refusal.answer_with(gateway.resource_metadata(&ctx));
                 session.set_keepalive(None);
                 if let Err(e) = respond::send(session, &answer, ctx.request_id()).await {
                     tracing::debug!(error = %e, "cannot send the error answer");

@@ -100,13 +100,24 @@ impl GatewayError {
         }
     }
 
-    /// The answer on the wire: the one mapping of the vocabulary to statuses and codes.
+    /// The answer on the wire, with no protected-resource metadata to name.
     pub fn answer(&self) -> Answer {
+        self.answer_with(None)
+    }
+
+    /// The answer on the wire: the one mapping of the vocabulary to statuses and codes. Every
+    /// challenge names the route's RFC 9728 document (`resource_metadata`) when there is one.
+    pub fn answer_with(&self, resource_metadata: Option<&str>) -> Answer {
         let description = self.to_string();
         let oauth = |status, code: ErrorCode| Answer::error(status, code.as_str(), &description);
+        let challenge = |code: &str, extra: &[(&str, &str)]| {
+            let mut extra = extra.to_vec();
+            extra.extend(resource_metadata.map(|url| ("resource_metadata", url)));
+            challenge(code, &description, &extra)
+        };
         let with_challenge = |status, code: ErrorCode, extra: &[(&str, &str)]| {
             Answer::error(status, code.as_str(), &description)
-                .with_header("www-authenticate", challenge(code.as_str(), &description, extra))
+                .with_header("www-authenticate", challenge(code.as_str(), extra))
         };
         match self {
             GatewayError::BadRequest(_) => oauth(400, ErrorCode::InvalidRequest),
@@ -131,16 +142,13 @@ impl GatewayError {
             GatewayError::InsufficientScope { scope, .. } => {
                 let code = ErrorCode::InsufficientScope;
                 let body = json!({"error": code.as_str(), "error_description": description, "scope": scope});
-                Answer::json(403, &body)
-                    .with_header("www-authenticate", challenge(code.as_str(), &description, &[("scope", scope)]))
+                Answer::json(403, &body).with_header("www-authenticate", challenge(code.as_str(), &[("scope", scope)]))
             }
             GatewayError::StepUp(acr) => {
                 let code = ErrorCode::InsufficientUserAuthentication;
                 let body = json!({"error": code.as_str(), "error_description": description, "acr_values": acr.name()});
-                Answer::json(401, &body).with_header(
-                    "www-authenticate",
-                    challenge(code.as_str(), &description, &[("acr_values", acr.name())]),
-                )
+                Answer::json(401, &body)
+                    .with_header("www-authenticate", challenge(code.as_str(), &[("acr_values", acr.name())]))
             }
             GatewayError::RateLimited(_) => Answer::error(429, "rate_limited", &description)
                 .with_header("retry-after", RATE_RETRY_AFTER_SECONDS.to_string()),

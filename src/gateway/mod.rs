@@ -10,6 +10,7 @@ pub mod introspection;
 pub mod keys;
 pub mod maintenance;
 
+pub mod resource_metadata;
 pub mod respond;
 pub mod routes;
 pub mod upstream;
@@ -43,6 +44,8 @@ pub struct GatewayState {
     pub krr: Option<Arc<crate::krr::Krr>>,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// RFC 9728 documents of the gateway and its APIs.
+    pub resources: resource_metadata::ProtectedResources,
 }
 
 impl GatewayState {
@@ -136,6 +139,7 @@ impl GatewayState {
             max_body_bytes: settings.max_body_bytes,
             kept_connections: settings.upstream.kept_connections,
             trusted_proxies: settings.trusted_proxies.clone(),
+            resources: resource_metadata::ProtectedResources::build(settings),
         })
     }
 
