@@ -192,7 +192,7 @@ fn a_production_config_refuses_development_material_and_inline_secrets() {
 
 #[test]
 fn the_production_example_is_well_formed() {
-    // Its TLS files and upstream hosts do not exist here; everything else must check out.
+    // Its TLS files, audit key and upstream hosts do not exist here; everything else must check out.
     let output = Command::new(binary())
         .args(["check-config", "--config", "config/examples/production.toml"])
         .current_dir(project_path(""))
@@ -201,7 +201,7 @@ fn the_production_example_is_well_formed() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     for line in stderr.lines() {
         assert!(
-            line.contains("gateway.tls") || line.contains("cannot resolve"),
+            line.contains("gateway.tls") || line.contains("audit.hmac_key") || line.contains("cannot resolve"),
             "an unexpected complaint about the example: {line}"
         );
     }
@@ -211,13 +211,18 @@ fn the_production_example_is_well_formed() {
 fn a_production_config_refuses_the_built_in_test_idp() {
     // An issuer that is production-shaped in every other way: https, its own key and secret.
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap().serialize_pem();
-    let files = [("issuer.key.pem", key.as_str()), ("pairwise.secret", "a-production-pairwise-secret")];
+    let files = [
+        ("issuer.key.pem", key.as_str()),
+        ("pairwise.secret", "a-production-pairwise-secret"),
+        ("audit.secret", "a-production-audit-key"),
+    ];
     let issuer = |environment: &str, idp: &str| {
         format!(
             "[server]\nenvironment = \"{environment}\"\n\n[admin]\nlisten = \"127.0.0.1:19901\"\n\n[issuer]\n\
              listen = \"127.0.0.1:19000\"\nissuer = \"https://login.example.no\"\n\
              pairwise_secret = {{ file = \"pairwise.secret\" }}\nclients = []\n{idp}\n\
-             [[issuer.signing_keys]]\nprivate_key = \"issuer.key.pem\"\nsigning = true\n"
+             [[issuer.signing_keys]]\nprivate_key = \"issuer.key.pem\"\nsigning = true\n\n\
+             [audit]\ndir = \"audit\"\nhmac_key = {{ file = \"audit.secret\" }}\n"
         )
     };
     let (code, stderr, _) = check(&issuer("development", ""), &files);
@@ -233,6 +238,18 @@ fn a_production_config_refuses_the_built_in_test_idp() {
     let (code, stderr, _) = check(&issuer("production", "idp = \"saml\""), &files);
     assert_eq!(code, 2);
     assert!(stderr.contains("key `issuer.idp`") && stderr.contains("unknown variant"), "{stderr}");
+}
+
+#[test]
+fn a_production_config_that_looks_up_personal_data_keeps_an_audit_trail() {
+    let krr = "[gateway.krr]\nsoap_endpoint = \"https://kontaktinfo.example/ws\"\n";
+    let config = format!("[server]\nenvironment = \"production\"\n{MINIMAL}{krr}");
+    let (code, stderr, _) = check(&config, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("key `audit`") && stderr.contains("audit trail"), "{stderr}");
+    let with_audit = format!("{config}\n[audit]\ndir = \"audit\"\nhmac_key = {{ file = \"audit.secret\" }}\n");
+    let (_, stderr, _) = check(&with_audit, &[("audit.secret", "a-production-audit-key")]);
+    assert!(!stderr.contains("key `audit`"), "{stderr}");
 }
 
 #[test]

@@ -160,8 +160,21 @@ impl Config {
         if let Some(oppslag) = &mut self.oppslag {
             oppslag.validate(&mut check);
         }
-        if let Some(audit) = &mut self.audit {
-            audit.validate(&mut check);
+        match &mut self.audit {
+            Some(audit) => audit.validate(&mut check),
+            // An operator who processes personal data has to keep a record of its lookups.
+            None if production
+                && (self.gateway.as_ref().is_some_and(|g| g.krr.is_some())
+                    || self.oppslag.is_some()
+                    || self.issuer.is_some()) =>
+            {
+                check.error(
+                    "audit",
+                    "a production config that looks up personal data (KRR, authlevel, Oppslagstjenesten) must keep \
+                     an audit trail: add [audit]",
+                )
+            }
+            None => {}
         }
         let mut listeners = vec![("admin.listen", self.admin.listen)];
         listeners.extend(self.gateway.as_ref().map(|g| ("gateway.listen", g.listen)));
