@@ -1059,12 +1059,20 @@ async fn read_chunked_body(stream: &mut tokio::net::TcpStream) -> String {
     }
 }
 
-/// RFC 9728: the gateway and each API describe themselves, and a 401 says where.
+/// RFC 9728: the gateway and each API with its own audience describe themselves, each under
+/// the URL its `resource` names, and a 401 says where.
 #[tokio::test(flavor = "multi_thread")]
 async fn protected_resource_metadata_describes_each_api_and_401s_point_at_it() {
     let ports = Ports::new();
-    let portvakt = Portvakt::start(&default_config(&ports, ""), &ports).await;
-    let gateway = portvakt.gateway.clone();
+    let gateway = format!("http://127.0.0.1:{}", ports.gateway);
+    // An API of its own: tokens must name it in `aud`.
+    let own_api = format!(
+        "[[gateway.routes]]\nname = \"reports\"\npath = \"/reports\"\nupstreams = [\"http://127.0.0.1:{}\"]\n\
+         audience = \"{gateway}/reports\"\nscopes_any = [\"demo:reports.read\"]\n",
+        ports.oppslag
+    );
+    let portvakt = Portvakt::start(&default_config(&ports, &own_api), &ports).await;
+    assert_eq!(portvakt.gateway, gateway);
     let http = reqwest::Client::new();
     let get = |path: String| {
         let http = http.clone();
@@ -1074,7 +1082,8 @@ async fn protected_resource_metadata_describes_each_api_and_401s_point_at_it() {
             (status, response.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
-    let (status, root) = get(format!("{gateway}/.well-known/oauth-protected-resource")).await;
+    let root_url = format!("{gateway}/.well-known/oauth-protected-resource");
+    let (status, root) = get(root_url.clone()).await;
     assert_eq!(status, 200, "{root}");
     assert_eq!(root["resource"], gateway.as_str());
     assert_eq!(root["authorization_servers"], json!([issuer_url(&ports)]));
@@ -1085,20 +1094,26 @@ async fn protected_resource_metadata_describes_each_api_and_401s_point_at_it() {
         scopes.contains(&json!("global/kontaktinformasjon.read"))
             && scopes.contains(&json!("global/idporten.authlevel.read"))
     );
+    assert!(!scopes.contains(&json!("demo:reports.read")), "an API of its own is described apart");
 
-    // A 401 names its API's document, and the document is there.
+    // A route on the gateway's own resource: its 401 names the gateway's document.
     let refused = http.post(format!("{gateway}/rest/v1/personer")).json(&json!({})).send().await.unwrap();
     assert_eq!(refused.status(), 401);
     let challenge = refused.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    let url = format!("{gateway}/.well-known/oauth-protected-resource/rest/v1/personer");
+    assert!(challenge.contains(&format!("resource_metadata=\"{root_url}\"")), "{challenge}");
+
+    // An API with its own audience: its own document, its resource the URL it is found under.
+    let refused = http.get(format!("{gateway}/reports/2026")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    let url = format!("{root_url}/reports");
     assert!(challenge.contains(&format!("resource_metadata=\"{url}\"")), "{challenge}");
     let (status, api) = get(url).await;
     assert_eq!(status, 200);
-    assert_eq!(api["resource"], format!("{gateway}/rest/v1/personer"));
-    assert!(api["scopes_supported"].as_array().unwrap().contains(&json!("krr:global/kontaktinformasjon.read")));
-    assert!(!api["scopes_supported"].as_array().unwrap().contains(&json!("global/idporten.authlevel.read")), "{api}");
+    assert_eq!(api["resource"], format!("{gateway}/reports"));
+    assert_eq!(api["scopes_supported"], json!(["demo:reports.read"]));
 
-    assert_eq!(get(format!("{gateway}/.well-known/oauth-protected-resource/no/such/api")).await.0, 404);
-    let post = http.post(format!("{gateway}/.well-known/oauth-protected-resource")).send().await.unwrap();
+    assert_eq!(get(format!("{root_url}/rest/v1/personer")).await.0, 404, "no API of its own there");
+    let post = http.post(root_url).send().await.unwrap();
     assert_eq!(post.status(), 405);
 }

@@ -1,6 +1,6 @@
 //! The audit trail of personal-data lookups: one JSON Lines record per lookup (KRR's
-//! `personer` and `person`, authlevel, the simulator's `HentPersoner`), appended before the
-//! answer goes out. A lookup whose record cannot be written fails (fail closed).
+//! `personer` and `person`, authlevel, the simulator's `HentPersoner`, `HentEndringer` and
+//! `HentPrintSertifikat`), appended before the answer goes out. A lookup whose record cannot be written fails (fail closed).
 //!
 //! - A personidentifikator appears only as HMAC-SHA-256 under the audit key, never as the
 //!   number: a data-protection officer finds one person's lookups by computing it
@@ -105,8 +105,14 @@ pub struct AuditLog {
     key: AuditKey,
     fsync: Fsync,
     max_file_bytes: u64,
-    writer: Mutex<Writer>,
+    writer: Mutex<State>,
     metrics: Arc<Metrics>,
+}
+
+/// The writer is opened at the first record.
+enum State {
+    Pending { sequence: u64, prev: String, cut: Option<(PathBuf, u64)> },
+    Open(Writer),
 }
 
 /// `audit-00000001.jsonl`, …: the sequence orders the files of one chain.
@@ -118,10 +124,13 @@ fn sequence_of(path: &Path) -> Option<u64> {
     path.file_name()?.to_str()?.strip_prefix("audit-")?.strip_suffix(".jsonl")?.parse().ok()
 }
 
-/// The files of a chain in `dir`, in order.
+/// The files of a chain in `dir`, in order (none when the folder does not exist yet).
 pub fn chain_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        entries => entries.with_context(|| format!("cannot read {}", dir.display()))?,
+    };
+    let mut files: Vec<(u64, PathBuf)> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter_map(|path| sequence_of(&path).map(|s| (s, path)))
         .collect();
@@ -137,9 +146,11 @@ fn complete_lines(bytes: &[u8]) -> (Vec<&[u8]>, &[u8]) {
     (lines, &bytes[end..])
 }
 
-/// The hash of the chain's last record in `files` (newest last), cutting a torn line off the
-/// newest file: its lookup was refused, so it was never a record.
-fn chain_head(key: &AuditKey, files: &[PathBuf]) -> Result<String> {
+/// Where a chain goes on: the hash of its last record in `files` (newest last), and the length
+/// the newest file is to be cut back to when it ends in a torn line (its lookup was refused,
+/// so it was never a record). Nothing is changed here: `check-config` reads it too.
+fn chain_head(key: &AuditKey, files: &[PathBuf]) -> Result<(String, Option<(PathBuf, u64)>)> {
+    let mut cut = None;
     for (index, path) in files.iter().enumerate().rev() {
         // As long as the file system says it is (a device such as /dev/full never ends).
         let mut bytes = Vec::new();
@@ -154,48 +165,56 @@ fn chain_head(key: &AuditKey, files: &[PathBuf]) -> Result<String> {
             if index + 1 != files.len() {
                 return Err(Error::new(format!("{} ends in a torn line but is not the newest file", path.display())));
             }
-            let good = (bytes.len() - torn.len()) as u64;
-            OpenOptions::new()
-                .write(true)
-                .open(path)
-                .and_then(|f| f.set_len(good))
-                .with_context(|| format!("cannot cut the torn last line off {}", path.display()))?;
-            tracing::warn!(file = %path.display(), bytes = torn.len(), "a torn audit line (a failed write) was cut off");
+            cut = Some((path.clone(), (bytes.len() - torn.len()) as u64));
         }
         if let Some(last) = lines.last() {
             let line = std::str::from_utf8(last).map_err(|_| Error::new(format!("{}: not UTF-8", path.display())))?;
             unseal(key, line)
                 .map_err(|reason| Error::new(format!("{}: the last record is not valid: {reason}", path.display())))?;
-            return Ok(line_hash(line));
+            return Ok((line_hash(line), cut));
         }
     }
-    Ok(GENESIS.to_owned())
+    Ok((GENESIS.to_owned(), cut))
 }
 
 impl AuditLog {
-    /// Open the chain in `settings.dir`, continuing after its last record.
+    /// Find where the chain in `settings.dir` goes on. Nothing is written until the first
+    /// record (`check-config` opens the log too).
     pub fn open(settings: &AuditSettings, metrics: Arc<Metrics>) -> Result<AuditLog> {
-        std::fs::create_dir_all(&settings.dir).with_context(|| format!("cannot create {}", settings.dir.display()))?;
         let key = AuditKey::new(settings.hmac_key.expose().as_bytes());
         let files = chain_files(&settings.dir)?;
         // A chain that does not end in a valid record is not continued: an operator looks first.
-        let prev = chain_head(&key, &files)?;
+        let (prev, cut) = chain_head(&key, &files)?;
         let sequence = files.last().and_then(|f| sequence_of(f)).unwrap_or(1);
-        let path = settings.dir.join(file_name(sequence));
+        Ok(AuditLog {
+            dir: settings.dir.clone(),
+            key,
+            fsync: settings.fsync,
+            max_file_bytes: settings.max_file_bytes,
+            writer: Mutex::new(State::Pending { sequence, prev, cut }),
+            metrics,
+        })
+    }
+
+    /// The writer, opened at the first record: the folder made, a torn line cut off.
+    fn start(&self, sequence: u64, prev: String, cut: Option<(PathBuf, u64)>) -> Result<Writer> {
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        if let Some((path, good)) = cut {
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(good))
+                .with_context(|| format!("cannot cut the torn last line off {}", path.display()))?;
+            tracing::warn!(file = %path.display(), "a torn audit line (a failed write) was cut off");
+        }
+        let path = self.dir.join(file_name(sequence));
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(AuditLog {
-            dir: settings.dir.clone(),
-            key,
-            fsync: settings.fsync,
-            max_file_bytes: settings.max_file_bytes,
-            writer: Mutex::new(Writer { file, sequence, written, prev, last_sync: Instant::now() }),
-            metrics,
-        })
+        Ok(Writer { file, sequence, written, prev, last_sync: Instant::now() })
     }
 
     /// Append the record of one lookup. `Err` means it is not on record: the lookup must fail.
@@ -209,7 +228,11 @@ impl AuditLog {
     }
 
     fn append(&self, lookup: &Lookup<'_>) -> Result<()> {
-        let mut writer = self.writer.lock().map_err(|_| Error::new("the audit writer is poisoned"))?;
+        let mut state = self.writer.lock().map_err(|_| Error::new("the audit writer is poisoned"))?;
+        if let State::Pending { sequence, prev, cut } = &*state {
+            *state = State::Open(self.start(*sequence, prev.clone(), cut.clone())?);
+        }
+        let State::Open(writer) = &mut *state else { return Err(Error::new("the audit writer did not open")) };
         if writer.written >= self.max_file_bytes {
             if self.fsync != Fsync::Never {
                 writer.file.sync_all().context("cannot sync the audit file before rotating")?;

@@ -24,7 +24,7 @@ pub struct AuditSettings {
 pub enum Fsync {
     /// After every record: none is lost in a crash (the default).
     Always,
-    /// At most this long after a record.
+    /// With the first record written when this long has passed since the last sync.
     Interval(Duration),
     /// When the operating system decides.
     Never,

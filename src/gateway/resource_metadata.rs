@@ -1,7 +1,9 @@
 //! RFC 9728 protected-resource metadata: what a client needs to call this gateway's APIs, at
-//! `/.well-known/oauth-protected-resource` (the gateway as a whole) and at that path followed
-//! by a route's prefix (one API). Built once per configuration; a 401 names the document of its
-//! route in `resource_metadata`.
+//! `/.well-known/oauth-protected-resource` (the gateway's own resource, which every route
+//! without an `audience` of its own serves) and at that path followed by the path of a route's
+//! own audience on this gateway. Each document's `resource` is the URL it is found under, as
+//! RFC 9728 §3.3 has clients check. Built once per configuration; a challenge names the
+//! document of its route in `resource_metadata`.
 
 use std::collections::BTreeMap;
 
@@ -31,72 +33,99 @@ struct Document<'a> {
 pub struct ProtectedResources {
     /// The gateway's own document, when it has a resource identifier (`gateway.audiences`).
     root: Option<Bytes>,
-    /// Per route prefix: the document and its URL.
-    by_prefix: BTreeMap<String, (Bytes, String)>,
+    /// Documents of routes with an `audience` of their own on this gateway, by the path that
+    /// follows `WELL_KNOWN` (the audience's path, RFC 9728 §3.1).
+    by_suffix: BTreeMap<String, Bytes>,
+    /// Per route prefix: the URL of the document a challenge names.
+    url_by_prefix: BTreeMap<String, String>,
+}
+
+/// What the routes that share one resource say about it.
+#[derive(Default)]
+struct Api<'a> {
+    issuers: Vec<&'a str>,
+    scopes: Vec<&'a str>,
+}
+
+impl<'a> Api<'a> {
+    fn add(&mut self, issuers: impl IntoIterator<Item = &'a str>, scopes: impl IntoIterator<Item = &'a str>) {
+        for issuer in issuers {
+            if !self.issuers.contains(&issuer) {
+                self.issuers.push(issuer);
+            }
+        }
+        for scope in scopes {
+            if !self.scopes.contains(&scope) {
+                self.scopes.push(scope);
+            }
+        }
+    }
+
+    fn document(&self, resource: String) -> Bytes {
+        let document = Document {
+            resource,
+            authorization_servers: self.issuers.clone(),
+            scopes_supported: self.scopes.clone(),
+            bearer_methods_supported: ["header"],
+            tls_client_certificate_bound_access_tokens: false,
+        };
+        Bytes::from(serde_json::to_vec(&document).unwrap_or_default())
+    }
 }
 
 impl ProtectedResources {
+    /// A route without an `audience` takes tokens for the gateway's own resource: the gateway's
+    /// document describes it. A route with its own audience on this gateway gets its own
+    /// document; one elsewhere (another origin) is described by its own server, not here.
     pub fn build(settings: &GatewaySettings) -> ProtectedResources {
         let Some(base) = settings.audiences.first().map(|a| a.trim_end_matches('/').to_owned()) else {
             return ProtectedResources::default();
         };
         let all_issuers: Vec<&str> = settings.issuers.iter().map(|i| i.issuer.as_str()).collect();
-        let document = |resource: String, issuers: Vec<&str>, scopes: Vec<&str>| {
-            let document = Document {
-                resource,
-                authorization_servers: issuers,
-                scopes_supported: scopes,
-                bearer_methods_supported: ["header"],
-                tls_client_certificate_bound_access_tokens: false,
-            };
-            Bytes::from(serde_json::to_vec(&document).unwrap_or_default())
-        };
-        // Routes on one prefix (told apart by method) are one API.
-        let mut apis: BTreeMap<&str, (String, Vec<&str>, Vec<&str>)> = BTreeMap::new();
+        let root_url = format!("{base}{WELL_KNOWN}");
+        let mut gateway = Api::default();
+        gateway.add(all_issuers.iter().copied(), []);
+        let mut own: BTreeMap<String, (String, Api)> = BTreeMap::new();
+        let mut url_by_prefix = BTreeMap::new();
         for route in &settings.routes {
-            let resource = route.audience.clone().unwrap_or_else(|| format!("{base}{}", route.path));
-            let entry = apis.entry(route.path.as_str()).or_insert_with(|| (resource, Vec::new(), Vec::new()));
             let issuers: Vec<&str> = if route.issuers.is_empty() {
                 all_issuers.clone()
             } else {
                 route.issuers.iter().map(String::as_str).collect()
             };
-            for issuer in issuers {
-                if !entry.1.contains(&issuer) {
-                    entry.1.push(issuer);
+            let scopes = route.scopes_any.iter().chain(&route.scopes_all).map(String::as_str);
+            let suffix =
+                route.audience.as_deref().and_then(|a| a.strip_prefix(base.as_str())).filter(|s| s.starts_with('/'));
+            match (&route.audience, suffix) {
+                (None, _) => {
+                    gateway.add(issuers, scopes);
+                    url_by_prefix.insert(route.path.clone(), root_url.clone());
                 }
-            }
-            for scope in route.scopes_any.iter().chain(&route.scopes_all) {
-                if !entry.2.contains(&scope.as_str()) {
-                    entry.2.push(scope);
+                (Some(audience), Some(suffix)) => {
+                    let entry = own.entry(suffix.to_owned()).or_insert_with(|| (audience.clone(), Api::default()));
+                    entry.1.add(issuers, scopes);
+                    url_by_prefix.insert(route.path.clone(), format!("{base}{WELL_KNOWN}{suffix}"));
                 }
+                (Some(_), None) => {}
             }
         }
-        let mut every_scope: Vec<&str> = apis.values().flat_map(|(_, _, scopes)| scopes.iter().copied()).collect();
-        every_scope.sort_unstable();
-        every_scope.dedup();
-        let by_prefix: BTreeMap<String, (Bytes, String)> = apis
-            .iter()
-            .map(|(prefix, (resource, issuers, scopes))| {
-                let url = format!("{base}{WELL_KNOWN}{prefix}");
-                (prefix.to_string(), (document(resource.clone(), issuers.clone(), scopes.clone()), url))
-            })
-            .collect();
-        ProtectedResources { root: Some(document(base, all_issuers, every_scope)), by_prefix }
+        let by_suffix =
+            own.iter().map(|(suffix, (resource, api))| (suffix.clone(), api.document(resource.clone()))).collect();
+        ProtectedResources { root: Some(gateway.document(base)), by_suffix, url_by_prefix }
     }
 
-    /// Answer a request for `WELL_KNOWN` followed by `rest` (empty, or a route's prefix).
+    /// Answer a request for `WELL_KNOWN` followed by `rest` (empty, or an API's path).
     pub fn answer(&self, method: &Method, rest: &str) -> Result<Answer, GatewayError> {
         if method != Method::GET && method != Method::HEAD {
             return Err(GatewayError::MethodNotAllowed("GET, HEAD".into()));
         }
-        let document = if rest.is_empty() { self.root.as_ref() } else { self.by_prefix.get(rest).map(|(d, _)| d) };
+        let document = if rest.is_empty() { self.root.as_ref() } else { self.by_suffix.get(rest) };
         let document = document.ok_or(GatewayError::NoRoute)?;
         Ok(Answer::json_bytes(200, document.clone()).with_header("cache-control", "max-age=300"))
     }
 
-    /// The document's URL for a 401 on the route with this prefix.
+    /// The document's URL for a challenge on the route with this prefix.
     pub fn url_for(&self, prefix: Option<&str>) -> Option<&str> {
-        prefix.and_then(|p| self.by_prefix.get(p)).map(|(_, url)| url.as_str())
+        prefix.and_then(|p| self.url_by_prefix.get(p)).map(String::as_str)
     }
 }

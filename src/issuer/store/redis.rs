@@ -126,6 +126,8 @@ pub struct RedisStore {
     describe: String,
     /// The last command's failure, until a command succeeds again.
     failing: ArcSwapOption<String>,
+    /// A setting that makes the store unsafe (an eviction policy), until a check finds it fixed.
+    unsafe_setting: ArcSwapOption<String>,
 }
 
 impl RedisStore {
@@ -192,6 +194,7 @@ impl RedisStore {
             metrics,
             describe: format!("Redis at {}", hosts.join(", ")),
             failing: ArcSwapOption::from_pointee(Some("not yet reached".to_owned())),
+            unsafe_setting: ArcSwapOption::empty(),
         })
     }
 
@@ -368,7 +371,8 @@ impl Store for RedisStore {
     }
 
     fn unready(&self) -> Option<String> {
-        self.failing.load_full().map(|reason| format!("the issuer's state store ({reason})"))
+        let reason = self.unsafe_setting.load_full().or_else(|| self.failing.load_full())?;
+        Some(format!("the issuer's state store ({reason})"))
     }
 
     async fn check(&self) {
@@ -379,18 +383,27 @@ impl Store for RedisStore {
         // A Redis that evicts keys under memory pressure could forget a used assertion id or a
         // redeemed code before it expires, and accept it again. Where CONFIG is disabled
         // (managed services), the operator's setting is taken as given.
+        // Asked apart from `run`: a refused CONFIG is no failure of the store.
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("maxmemory-policy");
-        if let Ok(answer) = self.run::<Vec<String>>(StoreOp::Ping, Request::Command(cmd)).await
-            && let Some(policy) = answer.get(1)
-            && policy != "noeviction"
-        {
-            let reason = format!(
-                "{}: maxmemory-policy is {policy}: Redis may evict used assertion ids and codes; set noeviction",
-                self.describe
-            );
-            tracing::error!(%reason, "the issuer's state store is refused");
-            self.failing.store(Some(Arc::new(reason)));
+        let asked = async {
+            let mut link = self.link().await.ok()?;
+            Request::Command(cmd).send::<Vec<String>>(&mut link).await.ok()
+        };
+        match tokio::time::timeout(self.timeout, asked).await.ok().flatten() {
+            Some(answer) if answer.get(1).is_some_and(|p| p != "noeviction") => {
+                let policy = answer.get(1).map(String::as_str).unwrap_or_default();
+                let reason = format!(
+                    "{}: maxmemory-policy is {policy}: Redis may evict used assertion ids and codes; set noeviction",
+                    self.describe
+                );
+                if self.unsafe_setting.load().is_none() {
+                    tracing::error!(%reason, "the issuer's state store is not safe to use");
+                }
+                self.unsafe_setting.store(Some(Arc::new(reason)));
+            }
+            Some(_) => self.unsafe_setting.store(None),
+            None => {}
         }
     }
 
