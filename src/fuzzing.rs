@@ -633,6 +633,12 @@ pub fn issuer_form(data: &[u8]) {
     let too_long = pairs.iter().any(|(_, v)| v.len() > MAX_PARAM);
     assert_eq!(params.is_err(), repeated || too_long, "parse_params and its rules disagree");
     let Ok(form) = form else { return };
+    // The typed reads on top never panic, and a token request is one grant or a named refusal.
+    use crate::issuer::requests::{self, AuthorizationRequest, ClientAuthentication, TokenQuery, TokenRequest};
+    let _ = TokenRequest::read(&form);
+    let _ = requests::read::<TokenQuery>(&form);
+    let _ = requests::read::<ClientAuthentication>(&form);
+    let _ = requests::read::<AuthorizationRequest>(&form);
     assert_eq!(form.len(), pairs.len());
     assert!(pairs.iter().all(|(n, v)| form.get(n) == Some(v)));
     if let Ok(params) = params {
