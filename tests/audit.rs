@@ -13,7 +13,6 @@ use std::process::Command;
 use common::*;
 use serde_json::{Value, json};
 
-const CITIZEN: &str = "23079421936";
 const OTHER: &str = "08023549930";
 
 fn audit(portvakt: &Portvakt, args: &[&str]) -> (i32, String, String) {

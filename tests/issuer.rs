@@ -17,11 +17,7 @@ use openidconnect::{
 use portvakt::client::MaskinportenClient;
 use serde_json::{Value, json};
 
-const RP: &str = "demo-rp";
-const RP_SECRET: &str = "demo-rp-secret";
-const RP_REDIRECT: &str = "http://127.0.0.1:8765/callback";
 const SPA_REDIRECT: &str = "http://127.0.0.1:8765/spa-callback";
-const CITIZEN: &str = "23079421936";
 
 struct Stack {
     portvakt: Portvakt,
@@ -243,15 +239,13 @@ fn authorize_url(stack: &Stack, client: &str, redirect: &str, scope: &str, extra
         .append_pair("response_type", "code")
         .append_pair("scope", scope)
         .append_pair("state", "the-state")
-        .append_pair("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
+        .append_pair("code_challenge", CHALLENGE)
         .append_pair("code_challenge_method", "S256");
     for (k, v) in extra {
         url.query_pairs_mut().append_pair(k, v);
     }
     url.to_string()
 }
-
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 async fn redeem(stack: &Stack, client: &str, redirect: &str, code: &str) -> (u16, Value) {
     let mut request = reqwest::Client::new().post(format!("{}/token", stack.issuer));
@@ -425,7 +419,7 @@ async fn pushed_requests_are_used_once() {
             ("redirect_uri", RP_REDIRECT),
             ("scope", "openid"),
             ("state", "par-state"),
-            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge", CHALLENGE),
             ("code_challenge_method", "S256"),
         ])
         .send()

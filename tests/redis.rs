@@ -15,13 +15,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-const RP: &str = "demo-rp";
-const RP_SECRET: &str = "demo-rp-secret";
-const RP_REDIRECT: &str = "http://127.0.0.1:8765/callback";
-const CITIZEN: &str = "23079421936";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-
 /// One instance: its own listeners, the shared issuer identifier, the shared store.
 struct Instance {
     portvakt: Portvakt,
@@ -76,17 +69,16 @@ async fn log_in(browser: &Browser, at: &Instance, scope: &str, acr: &str) -> Pag
     browser.submit(&at.base, &form.set("pid", CITIZEN).set("acr", acr)).await
 }
 
-async fn token(at: &str, form: &[(&str, &str)]) -> (u16, Value, Option<String>) {
-    let response = reqwest::Client::new()
-        .post(format!("{at}/token"))
-        .basic_auth(RP, Some(RP_SECRET))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
+/// A token-endpoint answer: status, JSON body, `Retry-After`.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value, Option<String>) {
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
     (status, response.json().await.unwrap_or(Value::Null), retry_after)
+}
+
+async fn token(at: &str, form: &[(&str, &str)]) -> (u16, Value, Option<String>) {
+    answer(reqwest::Client::new().post(format!("{at}/token")).basic_auth(RP, Some(RP_SECRET)).form(form)).await
 }
 
 async fn redeem(at: &str, code: &str) -> (u16, Value) {
@@ -122,15 +114,8 @@ async fn introspect(at: &str, token: &str) -> Value {
 }
 
 async fn machine_grant(at: &str, assertion: &str) -> (u16, Value, Option<String>) {
-    let response = reqwest::Client::new()
-        .post(format!("{at}/token"))
-        .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion)])
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
-    (status, response.json().await.unwrap_or(Value::Null), retry_after)
+    let form = [("grant_type", portvakt::oauth::JWT_BEARER_GRANT), ("assertion", assertion)];
+    answer(reqwest::Client::new().post(format!("{at}/token")).form(&form)).await
 }
 
 fn code_of(page: &Page) -> String {

@@ -291,10 +291,6 @@ impl AuditLog {
         writer.prev = line_hash(&line);
         Ok(())
     }
-
-    pub fn key(&self) -> &AuditKey {
-        &self.key
-    }
 }
 
 /// The record's body with its MAC as the last member.

@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test crate uses a part of the harness
 
 mod browser;
+mod demo;
 mod keys;
 mod machine;
 mod process;
@@ -15,4 +16,4 @@ mod soap;
 
 // Each test crate uses some of these: the rest would be unused imports there.
 #[allow(unused_imports)]
-pub use {browser::*, keys::*, machine::*, process::*, redis::*, servers::*, soap::*};
+pub use {browser::*, demo::*, keys::*, machine::*, process::*, redis::*, servers::*, soap::*};
