@@ -660,7 +660,7 @@ pub fn issuer_form(data: &[u8]) {
 /// ever accepted, while with the test CA only a chain whose leaf is not a CA is.
 pub fn issuer_assertion(data: &[u8]) {
     use crate::issuer::assertion::{AssertionClaims, MAX_ASSERTION_BYTES};
-    use crate::issuer::trust::TrustAnchors;
+    use crate::pki::TrustAnchors;
     use crate::token::CompactJws;
 
     let Ok(token) = std::str::from_utf8(data) else { return };
@@ -717,18 +717,61 @@ pub fn soap(data: &[u8]) {
 
     let Ok(xml) = std::str::from_utf8(data) else { return };
     if let Ok((header, request)) = read::request(xml) {
-        let written = write::request(&header, &request).expect("a request that was read can be written");
+        let written = write::request(&header, &request, None).expect("a request that was read can be written");
         let again = read::request(&written).unwrap_or_else(|f| panic!("{written}: {f:?}"));
         assert_eq!(again, (header, request), "the request changed when written and read again");
     }
     if let Ok(answer) = read::response(xml) {
         let written = match &answer {
-            Ok(response) => write::response(response),
+            Ok(response) => write::response(response, None),
             Err(fault) => write::fault(fault),
         }
         .expect("an answer that was read can be written");
         let again = read::response(&written).unwrap_or_else(|e| panic!("{written}: {e}"));
         assert_eq!(again.map(as_written), answer.map(as_written), "the answer changed when written and read again");
+    }
+}
+
+/// WS-Security on the KRR link (wssec/): the simulator's verification of a request, and the
+/// facade's opening of an answer to a request it signed, with the development certificates.
+///
+/// Properties: no input panics or hangs; a refusal always names a reason; and an answer is only
+/// ever opened if it confirms the request (no input here can, since none carries our fresh
+/// request's signature, so every one must be refused).
+pub fn wssec(data: &[u8]) {
+    use crate::soap::model::{Header, Request};
+    use crate::wssec::{Certificate, ClientSecurity, Credentials, Mode, ServerSecurity, Window};
+    use std::sync::OnceLock;
+
+    static ENDS: OnceLock<(ClientSecurity, ServerSecurity)> = OnceLock::new();
+    let (client, server) = ENDS.get_or_init(|| {
+        let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dev");
+        let window =
+            Window { max_ttl: std::time::Duration::from_secs(1800), skew: std::time::Duration::from_secs(300) };
+        let client = ClientSecurity::new(
+            Credentials::load(&dev.join("krr-facade.cert.pem"), &dev.join("krr-facade.key.pem")).expect("credentials"),
+            Certificate::load(&dev.join("oppslag-server.cert.pem")).expect("the service certificate"),
+            window,
+        );
+        let server = ServerSecurity::new(
+            Mode::Required,
+            Credentials::load(&dev.join("oppslag-server.cert.pem"), &dev.join("oppslag-server.key.pem"))
+                .expect("credentials"),
+            crate::pki::TrustAnchors::load(&[dev.join("test-ca.cert.pem")]).expect("the test CA"),
+            window,
+        );
+        (client, server)
+    });
+    let Ok(xml) = std::str::from_utf8(data) else { return };
+    let now = chrono::Utc::now();
+    if let Err(refusal) = server.verify(xml, now) {
+        assert!(!refusal.message.is_empty(), "a refusal without a reason");
+    }
+    let request = Request::HentPrintSertifikat;
+    let signed = client.sign(&Header::default(), &request, now).expect("our own request signs");
+    match client.open(xml, &signed, now) {
+        Ok(_) => panic!("an answer was opened that cannot confirm this request"),
+        Err(refusal) => assert!(!refusal.message.is_empty(), "a refusal without a reason"),
     }
 }
 

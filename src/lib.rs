@@ -2,7 +2,8 @@
 //! REST API in front of a SOAP Oppslagstjenesten (and a simulator of it), and authlevel.
 //!
 //! One folder per role (`gateway`, `issuer`, `krr`, `oppslag`) and per shared concern
-//! (`token`, `oauth`, `config`, `admin`, `web`, `personid`, `telemetry`, `server`).
+//! (`token`, `oauth`, `config`, `admin`, `web`, `personid`, `pki`, `soap`, `wssec`, `audit`,
+//! `telemetry`, `server`).
 
 pub mod admin;
 pub mod audit;
@@ -17,8 +18,10 @@ pub mod krr;
 pub mod oauth;
 pub mod oppslag;
 pub mod personid;
+pub mod pki;
 pub mod server;
 pub mod soap;
 pub mod telemetry;
 pub mod token;
 pub mod web;
+pub mod wssec;

@@ -1,6 +1,7 @@
-//! Virksomhetssertifikater: `x5c` chains checked against the configured trust anchors (the
-//! dev test CA for the demo; Buypass and Commfides in production), and the organisation number
-//! read from the certificate.
+//! Virksomhetssertifikater: chains checked against the configured trust anchors (the dev test
+//! CA for the demo; Buypass and Commfides in production), and the organisation number read from
+//! the certificate. The issuer checks the `x5c` of Maskinporten grants with it, the simulator the
+//! certificate that signed a SOAP request.
 
 use std::path::PathBuf;
 
@@ -79,6 +80,17 @@ impl TrustAnchors {
                 STANDARD.decode(text).map_err(|_| ChainError::Malformed("an x5c entry is not base64".into()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.verify_chain(&ders, now)
+    }
+
+    /// Check a chain of DER certificates (leaf first, at most five) at `now` and return the leaf.
+    pub fn verify_chain(&self, ders: &[Vec<u8>], now: i64) -> Result<Leaf, ChainError> {
+        if ders.is_empty() || ders.len() > MAX_CHAIN {
+            return Err(ChainError::Malformed(format!("a chain must hold 1 to {MAX_CHAIN} certificates")));
+        }
+        if ders.iter().any(|der| der.len() > MAX_CERT_BYTES) {
+            return Err(ChainError::Malformed("a certificate is too large".into()));
+        }
         let certs = ders
             .iter()
             .map(|der| {

@@ -192,7 +192,8 @@ fn a_production_config_refuses_development_material_and_inline_secrets() {
 
 #[test]
 fn the_production_example_is_well_formed() {
-    // Its TLS files, audit key and upstream hosts do not exist here; everything else must check out.
+    // Its TLS files, audit key, KRR certificates and upstream hosts do not exist here; everything
+    // else must check out.
     let output = Command::new(binary())
         .args(["check-config", "--config", "config/examples/production.toml"])
         .current_dir(project_path(""))
@@ -201,7 +202,10 @@ fn the_production_example_is_well_formed() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     for line in stderr.lines() {
         assert!(
-            line.contains("gateway.tls") || line.contains("audit.hmac_key") || line.contains("cannot resolve"),
+            line.contains("gateway.tls")
+                || line.contains("audit.hmac_key")
+                || line.contains("gateway.krr.ws_security.")
+                || line.contains("cannot resolve"),
             "an unexpected complaint about the example: {line}"
         );
     }
@@ -263,4 +267,34 @@ fn the_two_instance_example_is_well_formed_and_shares_one_issuer() {
         identifiers.push(issuer.issuer);
     }
     assert_eq!(identifiers, ["http://127.0.0.1:19000", "http://127.0.0.1:19000"]);
+}
+
+#[test]
+fn ws_security_settings_are_checked() {
+    let krr = "\n[gateway.krr]\nsoap_endpoint = \"http://127.0.0.1:9100/kontaktinfo-external/ws-v5\"\n";
+    let production = format!("[server]\nenvironment = \"production\"\n{MINIMAL}{krr}");
+    let (code, stderr, _) = check(&production, &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("gateway.krr.ws_security") && stderr.contains("only signed requests"), "{stderr}");
+    let dev = project_path("config/dev");
+    let missing = format!(
+        "{MINIMAL}{krr}[gateway.krr.ws_security]\ncertificate = \"{0}/krr-facade.cert.pem\"\nkey = \"{0}/nothing.pem\"\nservice_certificate = \"{0}/oppslag-server.cert.pem\"\n",
+        dev.display()
+    );
+    let (code, stderr, _) = check(&missing, &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("gateway.krr.ws_security.key") && stderr.contains("nothing.pem"), "{stderr}");
+    let simulator = |ws: &str| {
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:19901\"\n[oppslag]\nlisten = \"127.0.0.1:19100\"\nregister = \"{}\"\n[oppslag.ws_security]\n{ws}certificate = \"{1}/oppslag-server.cert.pem\"\nkey = \"{1}/oppslag-server.key.pem\"\n",
+            project_path("config/register.json").display(),
+            dev.display()
+        )
+    };
+    let (code, stderr, _) = check(&simulator("mode = \"required\"\ntrusted_cas = []\n"), &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("oppslag.ws_security.trusted_cas"), "{stderr}");
+    let (code, stderr, _) = check(&simulator("mode = \"sometimes\"\ntrusted_cas = []\n"), &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("oppslag.ws_security.mode") && stderr.contains("sometimes"), "{stderr}");
 }

@@ -66,4 +66,5 @@ targets!(
     issuer_assertion,
     soap,
     krr_json,
+    wssec,
 );

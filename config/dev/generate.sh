@@ -24,6 +24,21 @@ openssl x509 -req -in demo-maskinporten.csr -CA test-ca.cert.pem -CAkey test-ca.
   -extfile <(printf "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n")
 rm -f demo-maskinporten.csr test-ca.cert.srl
 
+# WS-Security on the SOAP link: the simulator's certificate (Oppslagstjenesten's) and the KRR
+# facade's virksomhetssertifikat, both issued by the test CA; RSA, as the real service uses.
+for name in oppslag-server krr-facade; do
+  case "$name" in
+    oppslag-server) subject="/C=NO/O=DIGITALISERINGSDIREKTORATET TEST/serialNumber=991825827/organizationIdentifier=NTRNO-991825827/CN=Oppslagstjenesten simulator" ;;
+    krr-facade) subject="/C=NO/O=PORTVAKT KRR FACADE TEST/serialNumber=910076787/organizationIdentifier=NTRNO-910076787/CN=Portvakt KRR facade" ;;
+  esac
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$name.key.pem"
+  openssl req -new -key "$name.key.pem" -out "$name.csr" -subj "$subject"
+  openssl x509 -req -in "$name.csr" -CA test-ca.cert.pem -CAkey test-ca.key.pem \
+    -CAcreateserial -days "$days" -sha256 -out "$name.cert.pem" \
+    -extfile <(printf "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation,keyEncipherment\n")
+  rm -f "$name.csr" test-ca.cert.srl
+done
+
 # Secrets of the demo deployment.
 openssl rand -base64 32 > pairwise.secret
 openssl rand -base64 24 | tr -d '/+=' > gateway-introspection.secret

@@ -127,6 +127,8 @@ pub enum SoapOutcome {
     Unreachable,
     Timeout,
     BadAnswer,
+    /// The answer failed WS-Security.
+    Insecure,
 }
 
 /// Which kind of grant a token was issued on.
@@ -322,6 +324,7 @@ impl KrrMetrics {
             SoapOutcome::Unreachable => "unreachable",
             SoapOutcome::Timeout => "timeout",
             SoapOutcome::BadAnswer => "bad_answer",
+            SoapOutcome::Insecure => "insecure",
         };
         self.soap_calls.with_label_values(&[label]).inc();
         self.soap_duration.observe(seconds);

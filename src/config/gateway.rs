@@ -227,6 +227,9 @@ pub struct KrrSettings {
     pub max_response_bytes: usize,
     /// Sent as `Oppslagstjenesten/PaaVegneAv` when set: the organisation acted for.
     pub paa_vegne_av: Option<String>,
+    /// Sign requests and accept only signed and encrypted answers (what the real service
+    /// demands). Without it, SOAP goes unsigned: a production config refuses that.
+    pub ws_security: Option<super::ClientWsSecurity>,
 }
 
 fn default_krr_connect_ms() -> Duration {
@@ -506,8 +509,16 @@ impl GatewaySettings {
             check.error("gateway.jwks.fetch_timeout_ms", "must be positive");
         }
         self.validate_forward(check);
-        if let Some(krr) = &self.krr {
+        if let Some(krr) = &mut self.krr {
             check_url(check, "gateway.krr.soap_endpoint", &krr.soap_endpoint);
+            match &mut krr.ws_security {
+                Some(ws_security) => ws_security.validate(check, "gateway.krr.ws_security"),
+                None if check.production => check.error(
+                    "gateway.krr.ws_security",
+                    "Oppslagstjenesten accepts only signed requests: add [gateway.krr.ws_security]",
+                ),
+                None => {}
+            }
             if krr.timeout.is_zero() || krr.connect_timeout.is_zero() {
                 check.error("gateway.krr.timeout_ms", "timeouts must be positive");
             }

@@ -9,6 +9,7 @@ mod issuer;
 mod oppslag;
 mod secret;
 mod server;
+mod wssec;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub use issuer::*;
 pub use oppslag::*;
 pub use secret::Secret;
 pub use server::*;
+pub use wssec::{ClientWsSecurity, ServerWsSecurity};
 
 /// The default config path, relative to the working directory (the project root).
 pub const DEFAULT_PATH: &str = "config/portvakt.toml";

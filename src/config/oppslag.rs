@@ -20,6 +20,8 @@ pub struct OppslagSettings {
     /// SOAP requests larger than this are refused (1,000 ids take about 60 KiB).
     #[serde(default = "default_max_request")]
     pub max_request_bytes: usize,
+    /// WS-Security as the real service does it; without this section, none.
+    pub ws_security: Option<super::ServerWsSecurity>,
 }
 
 fn yes() -> bool {
@@ -33,6 +35,9 @@ fn default_max_request() -> usize {
 impl OppslagSettings {
     pub(super) fn validate(&mut self, check: &mut Checker<'_>) {
         self.register = check.file("oppslag.register", &self.register);
+        if let Some(ws_security) = &mut self.ws_security {
+            ws_security.validate(check);
+        }
         if !(4096..=64 * 1024 * 1024).contains(&self.max_request_bytes) {
             check.error("oppslag.max_request_bytes", "must be between 4096 and 67108864");
         }

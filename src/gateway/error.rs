@@ -202,6 +202,9 @@ impl From<KrrError> for GatewayError {
             KrrError::Backend(BackendError::BadAnswer(reason)) => {
                 GatewayError::BadGateway(format!("Oppslagstjenesten's answer was refused: {reason}").into())
             }
+            KrrError::Backend(BackendError::Insecure(reason)) => {
+                GatewayError::BadGateway(format!("Oppslagstjenesten's answer failed WS-Security: {reason}").into())
+            }
             KrrError::Backend(BackendError::Unreachable(_)) => GatewayError::Unavailable {
                 description: "Oppslagstjenesten cannot be reached".into(),
                 retry_after: BACKEND_RETRY_AFTER_SECONDS,

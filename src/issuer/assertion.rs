@@ -12,7 +12,7 @@ use super::Issuer;
 use super::clients::{CLIENT_JWT_ALGS, Client};
 use super::errors::Mp;
 use super::store::{Space, StoreError};
-use super::trust::ChainError;
+use crate::pki::ChainError;
 use crate::telemetry::excerpt;
 use crate::token::claims::{numeric_date, string_or_list};
 use crate::token::verify::unix_now;

@@ -46,7 +46,7 @@ impl Client {
         for (i, registered) in settings.keys.iter().enumerate() {
             let context = || format!("{key}.keys[{i}]: cannot use {}", registered.public_key.display());
             let pem = std::fs::read(&registered.public_key).with_context(context)?;
-            let spki = super::trust::public_key_from_pem(&pem).with_context(context)?;
+            let spki = crate::pki::public_key_from_pem(&pem).with_context(context)?;
             let verifying =
                 VerifyingKey::from_spki(Some(registered.kid.clone()), &spki, &CLIENT_JWT_ALGS).with_context(context)?;
             keys.push(verifying);

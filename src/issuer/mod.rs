@@ -18,7 +18,6 @@ mod session;
 pub mod store;
 pub(crate) mod token_endpoint;
 mod tokens;
-pub mod trust;
 
 use std::sync::Arc;
 
@@ -30,13 +29,13 @@ use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 
 use crate::admin::metrics::Metrics;
 use crate::config::{IssuerSettings, Lifetimes, Secret};
+use crate::pki::TrustAnchors;
 use crate::token::sign::SigningKey;
 use crate::token::{Alg, KeySet, VerifyingKey};
 use clients::{Client, Clients};
 use idp::IdentityProvider;
 use scopes::Scopes;
 use store::{Store, Typed};
-use trust::TrustAnchors;
 
 /// Requests to the issuer are forms and small JSON bodies.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;

@@ -8,9 +8,12 @@ use url::Url;
 
 use crate::admin::metrics::{Metrics, SoapOutcome};
 use crate::config::KrrSettings;
+use crate::error::Context;
 use crate::soap::model::{Header, Informasjonsbehov, Person, Request, Response};
 use crate::soap::{self, read, write};
 use crate::web::client::{BodyError, error_chain, read_limited};
+use crate::wssec::{Certificate, ClientSecurity, Credentials, Window};
+use chrono::Utc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendError {
@@ -22,6 +25,9 @@ pub enum BackendError {
     Timeout,
     /// An answer that is not a valid, complete Oppslagstjenesten answer: 502.
     BadAnswer(String),
+    /// An answer that fails WS-Security (decryption, signature, pinned certificate, Timestamp,
+    /// SignatureConfirmation): 502, and nothing of it is read.
+    Insecure(String),
 }
 
 pub struct SoapClient {
@@ -30,19 +36,34 @@ pub struct SoapClient {
     timeout: Duration,
     max_response_bytes: usize,
     header: Header,
+    /// Sign requests, and open only signed and encrypted answers (`[gateway.krr.ws_security]`).
+    security: Option<ClientSecurity>,
     metrics: Arc<Metrics>,
 }
+
+/// An answer's Timestamp may not claim to live longer than this, and clocks may differ by the
+/// skew (Difi's client: created at most 5 minutes ahead).
+const ANSWER_WINDOW: Window = Window { max_ttl: Duration::from_secs(2000), skew: Duration::from_secs(5 * 60) };
 
 impl SoapClient {
     pub fn new(settings: &KrrSettings, metrics: Arc<Metrics>) -> crate::error::Result<SoapClient> {
         let http = crate::web::client::build(settings.connect_timeout, "portvakt-krr")
             .map_err(|e| crate::error::Error::because("cannot build the SOAP client", e))?;
+        let security = match &settings.ws_security {
+            Some(ws) => Some(ClientSecurity::new(
+                Credentials::load(&ws.certificate, &ws.key).context("gateway.krr.ws_security")?,
+                Certificate::load(&ws.service_certificate).context("gateway.krr.ws_security.service_certificate")?,
+                ANSWER_WINDOW,
+            )),
+            None => None,
+        };
         Ok(SoapClient {
             http,
             endpoint: settings.soap_endpoint.clone(),
             timeout: settings.timeout,
             max_response_bytes: settings.max_response_bytes,
-            header: Header { paa_vegne_av: settings.paa_vegne_av.clone() },
+            header: Header { paa_vegne_av: settings.paa_vegne_av.clone(), ..Header::default() },
+            security,
             metrics,
         })
     }
@@ -70,15 +91,25 @@ impl SoapClient {
             Err(BackendError::Unreachable(_)) => SoapOutcome::Unreachable,
             Err(BackendError::Timeout) => SoapOutcome::Timeout,
             Err(BackendError::BadAnswer(_)) => SoapOutcome::BadAnswer,
+            Err(BackendError::Insecure(_)) => SoapOutcome::Insecure,
         };
         self.metrics.krr.soap_call(outcome, started.elapsed().as_secs_f64());
         result
     }
 
     async fn call(&self, request: &Request, request_id: &str) -> Result<Response, BackendError> {
-        let body = bytes::Bytes::from(
-            write::request(&self.header, request).map_err(|e| BackendError::BadAnswer(e.to_string()))?,
-        );
+        let signed = match &self.security {
+            Some(security) => Some(
+                security
+                    .sign(&self.header, request, Utc::now())
+                    .map_err(|e| BackendError::Insecure(format!("the request cannot be signed: {e}")))?,
+            ),
+            None => None,
+        };
+        let body = bytes::Bytes::from(match &signed {
+            Some(signed) => signed.xml.clone(),
+            None => write::request(&self.header, request, None).map_err(|e| BackendError::BadAnswer(e.to_string()))?,
+        });
         let exchange = async {
             let send = || {
                 self.http
@@ -114,6 +145,16 @@ impl SoapClient {
             }
             let text =
                 std::str::from_utf8(&bytes).map_err(|_| BackendError::BadAnswer("the answer is not UTF-8".into()))?;
+            // Faults come neither signed nor encrypted (§5.4); any other answer to a signed
+            // request is read only from what decrypts and verifies.
+            let opened;
+            let text = match (&self.security, &signed) {
+                (Some(security), Some(signed)) if status.is_success() => {
+                    opened = security.open(text, signed, Utc::now()).map_err(|e| BackendError::Insecure(e.message))?;
+                    opened.as_str()
+                }
+                _ => text,
+            };
             match read::response(text) {
                 Ok(Ok(answer)) if status.is_success() => Ok(answer),
                 Ok(Ok(_)) => {

@@ -5,6 +5,7 @@ pub mod generate;
 pub mod register;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -15,8 +16,11 @@ use chrono::Utc;
 
 use crate::admin::metrics::Metrics;
 use crate::config::OppslagSettings;
-use crate::soap::model::{Fault, FaultCode, Request};
+use crate::error::Context;
+use crate::pki::TrustAnchors;
+use crate::soap::model::{Fault, FaultCode, Request, Subcode};
 use crate::soap::{self, read, write};
+use crate::wssec::{Credentials, FaultKind, Mode, ServerSecurity, Window, WssError};
 use register::Register;
 
 pub const PATH: &str = "/kontaktinfo-external/ws-v5";
@@ -31,7 +35,12 @@ pub struct Simulator {
     metrics: Arc<Metrics>,
     /// Lookups of persons (and of the print certificate) are put on the audit trail.
     audit: Option<Arc<crate::audit::AuditLog>>,
+    /// WS-Security as the real service does it (`[oppslag.ws_security]`); none without it.
+    security: Option<ServerSecurity>,
 }
+
+/// The real service takes Timestamps of up to 30 minutes, with 5 minutes of clock skew (§5.5).
+const REQUEST_WINDOW: Window = Window { max_ttl: Duration::from_secs(30 * 60), skew: Duration::from_secs(5 * 60) };
 
 impl Simulator {
     pub fn build(
@@ -40,12 +49,22 @@ impl Simulator {
         audit: Option<Arc<crate::audit::AuditLog>>,
     ) -> crate::error::Result<Simulator> {
         let register = Register::load(&settings.register, settings.rebase_timestamps)?;
+        let security = match &settings.ws_security {
+            Some(ws) => Some(ServerSecurity::new(
+                ws.mode,
+                Credentials::load(&ws.certificate, &ws.key).context("oppslag.ws_security")?,
+                TrustAnchors::load(&ws.trusted_cas).context("oppslag.ws_security.trusted_cas")?,
+                REQUEST_WINDOW,
+            )),
+            None => None,
+        };
         Ok(Simulator {
             register,
             address: format!("http://{}{PATH}", settings.listen),
             max_request_bytes: settings.max_request_bytes,
             metrics,
             audit,
+            security,
         })
     }
 
@@ -82,10 +101,10 @@ impl Simulator {
         match media.as_str() {
             "application/soap+xml" => {}
             "text/xml" => {
-                return Err(Fault {
-                    code: FaultCode::VersionMismatch,
-                    reason: "SOAP 1.1 (text/xml) is not supported: send application/soap+xml".into(),
-                });
+                return Err(Fault::new(
+                    FaultCode::VersionMismatch,
+                    "SOAP 1.1 (text/xml) is not supported: send application/soap+xml",
+                ));
             }
             _ => {
                 return Err(Fault::sender(format!(
@@ -95,6 +114,27 @@ impl Simulator {
             }
         }
         let (header, request) = read::request(body)?;
+        let mode = self.security.as_ref().map_or(Mode::Off, |s| s.mode);
+        let verified = match (&self.security, header.security) {
+            (Some(security), Some(_)) if mode != Mode::Off => {
+                Some(security.verify(body, Utc::now()).map_err(security_fault)?)
+            }
+            (_, Some(true)) => {
+                return Err(Fault::new(FaultCode::MustUnderstand, "this service does not process wsse:Security"));
+            }
+            (_, None) if mode == Mode::Required => {
+                return Err(security_fault(WssError {
+                    kind: FaultKind::InvalidSecurity,
+                    message: "this service accepts only requests signed with WS-Security".into(),
+                }));
+            }
+            _ => None,
+        };
+        // A signed request is read again from its signed parts alone.
+        let (header, request) = match &verified {
+            Some(verified) => read::request(&verified.envelope)?,
+            None => (header, request),
+        };
         if let Some(org) = &header.paa_vegne_av
             && !crate::personid::is_orgno(org)
         {
@@ -113,8 +153,13 @@ impl Simulator {
             }
             Request::HentPrintSertifikat => self.register.hent_print_sertifikat(),
         };
-        let xml =
-            write::response(&response).map_err(|e| Fault::receiver(format!("the answer could not be written: {e}")))?;
+        let xml = match (&self.security, &verified) {
+            (Some(security), Some(verified)) => security
+                .seal(&response, verified, Utc::now())
+                .map_err(|e| Fault::receiver(format!("the answer could not be signed and encrypted: {e}")))?,
+            _ => write::response(&response, None)
+                .map_err(|e| Fault::receiver(format!("the answer could not be written: {e}")))?,
+        };
         if let Some(audit) = &self.audit {
             let (route, pids): (&str, Vec<String>) = match (&request, &response) {
                 (Request::HentPersoner { personidentifikatorer, .. }, _) => {
@@ -129,7 +174,8 @@ impl Simulator {
             let lookup = crate::audit::Lookup {
                 request_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-"),
                 client_id: None,
-                consumer_orgno: None,
+                // The caller's organisation, as its signing certificate names it.
+                consumer_orgno: verified.as_ref().and_then(|v| v.orgno.as_deref()),
                 on_behalf_of: header.paa_vegne_av.as_deref(),
                 route,
                 scopes: &[],
@@ -141,6 +187,16 @@ impl Simulator {
                 .map_err(|_| Fault::receiver("the lookup cannot be put on the audit trail, so it is not answered"))?;
         }
         Ok(xml)
+    }
+}
+
+/// A security header that fails: a `Sender` fault with the WS-Security 1.1 code as its subcode.
+fn security_fault(error: WssError) -> Fault {
+    let (prefix, namespace, local) = error.kind.qname();
+    Fault {
+        code: FaultCode::Sender,
+        subcode: Some(Subcode { prefix, namespace, local }),
+        reason: format!("WS-Security: {}", error.message),
     }
 }
 

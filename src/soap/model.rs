@@ -178,9 +178,12 @@ impl Person {
     }
 }
 
-/// The optional `Oppslagstjenesten` header.
+/// The SOAP header as read: the optional `Oppslagstjenesten` block, and whether a
+/// `wsse:Security` block came along.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Header {
+    /// A `wsse:Security` header block was there (read only by `wssec`): whether it must be understood.
+    pub security: Option<bool>,
     pub paa_vegne_av: Option<String>,
 }
 
@@ -221,15 +224,29 @@ impl FaultCode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     pub code: FaultCode,
+    /// A qualified subcode under `code`, such as WS-Security's `wsse:FailedCheck`.
+    pub subcode: Option<Subcode>,
     pub reason: String,
 }
 
+/// A fault subcode: its prefix, namespace and local name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subcode {
+    pub prefix: &'static str,
+    pub namespace: &'static str,
+    pub local: &'static str,
+}
+
 impl Fault {
+    pub fn new(code: FaultCode, reason: impl Into<String>) -> Fault {
+        Fault { code, subcode: None, reason: reason.into() }
+    }
+
     pub fn sender(reason: impl Into<String>) -> Fault {
-        Fault { code: FaultCode::Sender, reason: reason.into() }
+        Fault::new(FaultCode::Sender, reason)
     }
 
     pub fn receiver(reason: impl Into<String>) -> Fault {
-        Fault { code: FaultCode::Receiver, reason: reason.into() }
+        Fault::new(FaultCode::Receiver, reason)
     }
 }

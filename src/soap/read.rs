@@ -19,16 +19,10 @@ fn limits() -> Limits {
 fn open_envelope(cursor: &mut Cursor<'_>) -> Result<(Header, Element), Fault> {
     let root = cursor.root().map_err(|e| Fault::sender(format!("the request is not XML: {e}")))?;
     if root.is(Ns::Soap11, "Envelope") {
-        return Err(Fault {
-            code: FaultCode::VersionMismatch,
-            reason: "SOAP 1.1 is not supported: send a SOAP 1.2 envelope".into(),
-        });
+        return Err(Fault::new(FaultCode::VersionMismatch, "SOAP 1.1 is not supported: send a SOAP 1.2 envelope"));
     }
     if root.local == "Envelope" && root.ns != Ns::Soap12 {
-        return Err(Fault {
-            code: FaultCode::VersionMismatch,
-            reason: format!("{} is not a SOAP 1.2 Envelope", root.name()),
-        });
+        return Err(Fault::new(FaultCode::VersionMismatch, format!("{} is not a SOAP 1.2 Envelope", root.name())));
     }
     if !root.is(Ns::Soap12, "Envelope") {
         return Err(Fault::sender(format!("the request is not a SOAP envelope (its root is {})", root.name())));
@@ -38,13 +32,18 @@ fn open_envelope(cursor: &mut Cursor<'_>) -> Result<(Header, Element), Fault> {
     let mut child = cursor.next_child().map_err(sender)?.ok_or_else(|| Fault::sender("the envelope has no Body"))?;
     if child.is(Ns::Soap12, "Header") {
         while let Some(block) = cursor.next_child().map_err(sender)? {
+            let must_understand = matches!(block.qualified_attr(Ns::Soap12, "mustUnderstand"), Some("true" | "1"));
             if block.is(Ns::Oppslag, "Oppslagstjenesten") {
                 header.paa_vegne_av = read_paa_vegne_av(cursor).map_err(sender)?;
-            } else if matches!(block.qualified_attr(Ns::Soap12, "mustUnderstand"), Some("true" | "1")) {
-                return Err(Fault {
-                    code: FaultCode::MustUnderstand,
-                    reason: format!("header block {} is not understood", block.name()),
-                });
+            } else if block.ns.uri() == crate::wssec::NS_WSSE && block.local == "Security" {
+                // Checked, on its own parse, by `wssec`; the caller decides whether it is understood.
+                header.security = Some(must_understand);
+                cursor.skip().map_err(sender)?;
+            } else if must_understand {
+                return Err(Fault::new(
+                    FaultCode::MustUnderstand,
+                    format!("header block {} is not understood", block.name()),
+                ));
             } else {
                 cursor.skip().map_err(sender)?;
             }
@@ -255,10 +254,7 @@ fn read_fault(cursor: &mut Cursor<'_>) -> Result<Fault, XmlError> {
             _ => cursor.skip()?,
         }
     }
-    Ok(Fault {
-        code: code.unwrap_or(FaultCode::Receiver),
-        reason: reason.unwrap_or_else(|| "(no reason given)".into()),
-    })
+    Ok(Fault::new(code.unwrap_or(FaultCode::Receiver), reason.unwrap_or_else(|| "(no reason given)".into())))
 }
 
 fn read_persons(cursor: &mut Cursor<'_>) -> Result<Vec<Person>, XmlError> {

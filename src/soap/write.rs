@@ -46,6 +46,13 @@ impl Out {
         self.event(Event::Empty(BytesStart::new(name)));
     }
 
+    /// XML written elsewhere and trusted to be well-formed: a WS-Security header template.
+    fn raw(&mut self, xml: &str) {
+        if self.failed.is_none() {
+            self.writer.get_mut().extend_from_slice(xml.as_bytes());
+        }
+    }
+
     fn text_element(&mut self, name: &str, attrs: &[(&str, &str)], text: &str) {
         self.start(name, attrs);
         self.event(Event::Text(BytesText::new(text)));
@@ -60,25 +67,59 @@ impl Out {
     }
 }
 
+/// What a message signed with WS-Security adds: the namespaces its header uses (declared on the
+/// Envelope), the `wsse:Security` header itself, and the `wsu:Id`s of the parts it signs.
+pub struct Secured<'a> {
+    pub namespaces: &'a [(&'a str, &'a str)],
+    pub security: &'a str,
+    pub body_id: &'a str,
+    pub header_id: &'a str,
+}
+
+impl Out {
+    fn envelope(&mut self, namespaces: &[(&str, &str)], secured: Option<&Secured<'_>>) {
+        let mut attrs = vec![("xmlns:env", NS_SOAP12)];
+        attrs.extend_from_slice(namespaces);
+        if let Some(secured) = secured {
+            attrs.extend_from_slice(secured.namespaces);
+        }
+        self.start("env:Envelope", &attrs);
+    }
+
+    fn body(&mut self, secured: Option<&Secured<'_>>) {
+        match secured {
+            Some(secured) => self.start("env:Body", &[("wsu:Id", secured.body_id)]),
+            None => self.start("env:Body", &[]),
+        }
+    }
+}
+
 /// A request envelope, with the `Oppslagstjenesten` header when acting for someone.
-pub fn request(header: &Header, request: &Request) -> Result<String, XmlError> {
+pub fn request(header: &Header, request: &Request, secured: Option<&Secured<'_>>) -> Result<String, XmlError> {
     let ids = match request {
         Request::HentPersoner { personidentifikatorer, .. } => personidentifikatorer.len(),
         _ => 0,
     };
-    let mut out = Out::new(512 + ids * 56);
-    out.start("env:Envelope", &[("xmlns:env", NS_SOAP12), ("xmlns:ns", NS_OPPSLAG)]);
-    match &header.paa_vegne_av {
-        Some(org) => {
-            out.start("env:Header", &[]);
-            out.start("ns:Oppslagstjenesten", &[]);
+    let mut out = Out::new(512 + ids * 56 + secured.map_or(0, |s| s.security.len() + 512));
+    out.envelope(&[("xmlns:ns", NS_OPPSLAG)], secured);
+    if header.paa_vegne_av.is_none() && secured.is_none() {
+        out.empty("env:Header");
+    } else {
+        out.start("env:Header", &[]);
+        if let Some(secured) = secured {
+            out.raw(secured.security);
+        }
+        if let Some(org) = &header.paa_vegne_av {
+            match secured {
+                Some(secured) => out.start("ns:Oppslagstjenesten", &[("wsu:Id", secured.header_id)]),
+                None => out.start("ns:Oppslagstjenesten", &[]),
+            }
             out.text_element("ns:PaaVegneAv", &[], org);
             out.end("ns:Oppslagstjenesten");
-            out.end("env:Header");
         }
-        None => out.empty("env:Header"),
+        out.end("env:Header");
     }
-    out.start("env:Body", &[]);
+    out.body(secured);
     let informasjonsbehov = |out: &mut Out, values: &[Informasjonsbehov]| {
         for value in values {
             out.text_element("ns:informasjonsbehov", &[], value.name());
@@ -154,16 +195,23 @@ fn person(out: &mut Out, person: &Person) {
 }
 
 /// A response envelope. Namespaces are declared on the payload, as Difi's service does.
-pub fn response(response: &Response) -> Result<String, XmlError> {
+pub fn response(response: &Response, secured: Option<&Secured<'_>>) -> Result<String, XmlError> {
     let persons = match response {
         Response::HentPersoner(p) => p.len(),
         Response::HentEndringer { persons, .. } => persons.len(),
         _ => 0,
     };
-    let mut out = Out::new(512 + persons * 900);
-    out.start("env:Envelope", &[("xmlns:env", NS_SOAP12)]);
-    out.empty("env:Header");
-    out.start("env:Body", &[]);
+    let mut out = Out::new(512 + persons * 900 + secured.map_or(0, |s| s.security.len() + 512));
+    out.envelope(&[], secured);
+    match secured {
+        Some(secured) => {
+            out.start("env:Header", &[]);
+            out.raw(secured.security);
+            out.end("env:Header");
+        }
+        None => out.empty("env:Header"),
+    }
+    out.body(secured);
     let namespaces = [("xmlns:ns2", NS_BEGREP), ("xmlns:ns3", NS_OPPSLAG)];
     match response {
         Response::HentPersoner(persons) => {
@@ -208,6 +256,16 @@ pub fn fault(fault: &Fault) -> Result<String, XmlError> {
     out.start("env:Fault", &[]);
     out.start("env:Code", &[]);
     out.text_element("env:Value", &[], &format!("env:{}", fault.code.name()));
+    if let Some(subcode) = &fault.subcode {
+        out.start("env:Subcode", &[]);
+        let declaration = format!("xmlns:{}", subcode.prefix);
+        out.text_element(
+            "env:Value",
+            &[(declaration.as_str(), subcode.namespace)],
+            &format!("{}:{}", subcode.prefix, subcode.local),
+        );
+        out.end("env:Subcode");
+    }
     out.end("env:Code");
     out.start("env:Reason", &[]);
     out.text_element("env:Text", &[("xml:lang", "en")], &fault.reason);

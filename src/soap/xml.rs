@@ -286,6 +286,15 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Walk a whole document under `limits` (no DTD, bounded depth and element count) without
+/// reading it: the gate before a document goes to a parser without those bounds.
+pub fn check_bounded(xml: &str, limits: Limits) -> Result<(), XmlError> {
+    let mut cursor = Cursor::new(xml, limits);
+    cursor.root()?;
+    cursor.skip()?;
+    cursor.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -228,6 +228,23 @@ pub fn default_config(ports: &Ports, extra: &str) -> String {
     format!("{text}\n{extra}\n")
 }
 
+/// `config` without the table `header` (its lines up to the next table).
+pub fn without_table(config: &str, header: &str) -> String {
+    let mut out = String::with_capacity(config.len());
+    let mut skipping = false;
+    for line in config.lines() {
+        if line.starts_with('[') {
+            skipping = line.trim() == header;
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(out.len() < config.len(), "the config has no {header}");
+    out
+}
+
 pub fn issuer_url(ports: &Ports) -> String {
     format!("http://127.0.0.1:{}", ports.issuer)
 }

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from conftest import ADMIN, BINARY, GATEWAY, Portvakt, machine_token, register_cases, wait_until
+from conftest import ADMIN, GATEWAY, Portvakt, machine_token, register_cases, wait_until
 
 
 def personer(token, ids):

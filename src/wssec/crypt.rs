@@ -1,0 +1,59 @@
+//! XML Encryption of an answer's Body: a fresh AES key for the content, transported in an
+//! `EncryptedKey` with RSA-OAEP (MGF1 with SHA-1, `rsa-oaep-mgf1p`) to the recipient's
+//! certificate. The RSA work is aws-lc's, through bergshamra's provider.
+
+use bergshamra::core::algorithm;
+use bergshamra::crypto::{cipher, keytransport};
+
+use super::{Certificate, Credentials, WssError};
+
+/// Content encryption accepted in an answer; the simulator writes the first.
+pub(super) const CONTENT_CIPHERS: [&str; 4] =
+    [algorithm::AES256_CBC, algorithm::AES128_CBC, algorithm::AES256_GCM, algorithm::AES128_GCM];
+pub(super) const KEY_TRANSPORT: &str = algorithm::RSA_OAEP;
+
+/// Encrypt `plaintext` under a fresh key: (key, IV + ciphertext [+ tag]).
+pub(super) fn seal(plaintext: &[u8], cipher_uri: &str) -> Result<(Vec<u8>, Vec<u8>), WssError> {
+    let cipher = cipher::from_uri(cipher_uri).map_err(|e| WssError::failed(format!("cipher {cipher_uri}: {e}")))?;
+    let mut key = vec![0u8; cipher.key_size()];
+    aws_lc_rs::rand::fill(&mut key).map_err(|_| WssError::failed("no random key could be made"))?;
+    let sealed = cipher.encrypt(&key, plaintext).map_err(|e| WssError::failed(format!("encryption failed: {e}")))?;
+    Ok((key, sealed))
+}
+
+/// Encrypt a content key to `recipient`'s public key.
+pub(super) fn wrap_key(key: &[u8], recipient: &Certificate) -> Result<Vec<u8>, WssError> {
+    let public = recipient
+        .verifying_key()?
+        .software_key()
+        .ok()
+        .flatten()
+        .ok_or_else(|| WssError::failed("the recipient's certificate has no usable RSA key"))?;
+    keytransport::from_uri(KEY_TRANSPORT)
+        .and_then(|transport| transport.encrypt(&public, key))
+        .map_err(|e| WssError::failed(format!("the content key cannot be encrypted: {e}")))
+}
+
+/// Decrypt a transported content key with our private key; it must fit `cipher_uri`.
+pub(super) fn unwrap_key(encrypted: &[u8], ours: &Credentials, cipher_uri: &str) -> Result<Vec<u8>, WssError> {
+    let private =
+        ours.key.software_key().ok().flatten().ok_or_else(|| WssError::failed("our private key cannot decrypt"))?;
+    let key = keytransport::from_uri(KEY_TRANSPORT)
+        .and_then(|transport| transport.decrypt(&private, encrypted))
+        .map_err(|_| WssError::failed("the answer's content key does not decrypt with our key"))?;
+    let cipher = cipher::from_uri(cipher_uri).map_err(|e| WssError::failed(format!("cipher {cipher_uri}: {e}")))?;
+    if key.len() != cipher.key_size() {
+        return Err(WssError::failed(format!(
+            "the content key has {} bytes; {cipher_uri} takes {}",
+            key.len(),
+            cipher.key_size()
+        )));
+    }
+    Ok(key)
+}
+
+/// Decrypt IV + ciphertext [+ tag] with `key`.
+pub(super) fn open(key: &[u8], cipher_uri: &str, sealed: &[u8]) -> Result<Vec<u8>, WssError> {
+    let cipher = cipher::from_uri(cipher_uri).map_err(|e| WssError::failed(format!("cipher {cipher_uri}: {e}")))?;
+    cipher.decrypt(key, sealed).map_err(|_| WssError::failed("the answer's Body does not decrypt"))
+}
