@@ -8,8 +8,13 @@
 //!   so they are signed in rounds just before they are used, and only the time spent sending
 //!   them is measured (the issuer is idle while a round is signed).
 //!
-//! Either prints one line, `LOADGEN_JSON {...}`, with the rate, latencies and errors. A run with
-//! errors is a failed run: the benchmark reports it and draws no ratio from it.
+//! - `loadgen sign-soap --ids FILE --out FILE`: writes a HentPersoner request for the persons in
+//!   FILE (a JSON list), signed with WS-Security by the facade's development certificate: the
+//!   body of the case that sends signed SOAP to the simulator directly. Its Timestamp lives
+//!   120 s, so it is written just before the case.
+//!
+//! The load commands print one line, `LOADGEN_JSON {...}`, with the rate, latencies and errors. A
+//! run with errors is a failed run: the benchmark reports it and draws no ratio from it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +58,31 @@ enum Command {
         #[arg(long, default_value = "global/kontaktinformasjon.read")]
         scope: String,
     },
+    SignSoap {
+        #[arg(long)]
+        ids: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// A HentPersoner request for every informasjonsbehov, signed as the facade signs it.
+fn sign_soap(ids: &PathBuf, out: &PathBuf) -> Result<(), String> {
+    use portvakt::soap::model::{Header, Informasjonsbehov, Request};
+    use portvakt::wssec::{Certificate, ClientSecurity, Credentials, Window};
+    let dev = PathBuf::from("config/dev");
+    let credentials =
+        Credentials::load(&dev.join("krr-facade.cert.pem"), &dev.join("krr-facade.key.pem")).map_err(|e| e.chain())?;
+    let service = Certificate::load(&dev.join("oppslag-server.cert.pem")).map_err(|e| e.chain())?;
+    let window = Window { max_ttl: Duration::from_secs(2000), skew: Duration::from_secs(300) };
+    let ids: Vec<String> =
+        serde_json::from_slice(&std::fs::read(ids).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let request =
+        Request::HentPersoner { informasjonsbehov: Informasjonsbehov::ALL.to_vec(), personidentifikatorer: ids };
+    let signed = ClientSecurity::new(credentials, service, window)
+        .sign(&Header::default(), &request, chrono::Utc::now())
+        .map_err(|e| e.message)?;
+    std::fs::write(out, signed.xml).map_err(|e| e.to_string())
 }
 
 /// What a run measured.
@@ -268,6 +298,15 @@ async fn grants(
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::SignSoap { ids, out } = &cli.command {
+        return match sign_soap(ids, out) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -290,6 +329,7 @@ fn main() -> std::process::ExitCode {
                 Err(e) => Err(e.chain()),
             }
         }
+        Command::SignSoap { .. } => Err("sign-soap writes a file; it is handled above".into()),
     };
     match figures {
         Ok(figures) => {

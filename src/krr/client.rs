@@ -37,7 +37,7 @@ pub struct SoapClient {
     max_response_bytes: usize,
     header: Header,
     /// Sign requests, and open only signed and encrypted answers (`[gateway.krr.ws_security]`).
-    security: Option<ClientSecurity>,
+    security: Option<Arc<ClientSecurity>>,
     metrics: Arc<Metrics>,
 }
 
@@ -50,11 +50,11 @@ impl SoapClient {
         let http = crate::web::client::build(settings.connect_timeout, "portvakt-krr")
             .map_err(|e| crate::error::Error::because("cannot build the SOAP client", e))?;
         let security = match &settings.ws_security {
-            Some(ws) => Some(ClientSecurity::new(
+            Some(ws) => Some(Arc::new(ClientSecurity::new(
                 Credentials::load(&ws.certificate, &ws.key).context("gateway.krr.ws_security")?,
                 Certificate::load(&ws.service_certificate).context("gateway.krr.ws_security.service_certificate")?,
                 ANSWER_WINDOW,
-            )),
+            ))),
             None => None,
         };
         Ok(SoapClient {
@@ -150,7 +150,12 @@ impl SoapClient {
             let opened;
             let text = match (&self.security, &signed) {
                 (Some(security), Some(signed)) if status.is_success() => {
-                    opened = security.open(text, signed, Utc::now()).map_err(|e| BackendError::Insecure(e.message))?;
+                    // Decrypting and verifying a large answer is CPU work: off the async workers.
+                    let (security, signed, answer) = (Arc::clone(security), signed.clone(), text.to_owned());
+                    opened = tokio::task::spawn_blocking(move || security.open(&answer, &signed, Utc::now()))
+                        .await
+                        .map_err(|e| BackendError::Insecure(format!("the answer could not be checked: {e}")))?
+                        .map_err(|e| BackendError::Insecure(e.message))?;
                     opened.as_str()
                 }
                 _ => text,

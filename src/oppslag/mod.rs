@@ -216,6 +216,11 @@ async fn wsdl(State(simulator): State<Arc<Simulator>>, RawQuery(query): RawQuery
 }
 
 async fn soap_call(State(simulator): State<Arc<Simulator>>, headers: HeaderMap, body: String) -> Response {
-    let (status, xml) = simulator.answer(&headers, &body);
+    // Verifying, signing and encrypting are CPU work: off the async workers.
+    let answered = tokio::task::spawn_blocking(move || simulator.answer(&headers, &body)).await;
+    let (status, xml) = answered.unwrap_or_else(|e| {
+        let fault = Fault::receiver(format!("the request could not be answered: {e}"));
+        (StatusCode::INTERNAL_SERVER_ERROR, write::fault(&fault).unwrap_or_default())
+    });
     (status, [(header::CONTENT_TYPE, soap::CONTENT_TYPE)], xml).into_response()
 }

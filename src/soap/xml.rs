@@ -94,6 +94,9 @@ pub struct Limits {
     pub max_elements: usize,
 }
 
+/// Attributes (namespace declarations included) on one element: SOAP messages have a handful.
+const MAX_ATTRIBUTES: usize = 32;
+
 pub struct Cursor<'a> {
     reader: NsReader<&'a [u8]>,
     depth: usize,
@@ -132,7 +135,12 @@ impl<'a> Cursor<'a> {
         let ns = ns?;
         let local = start.local_name().into_inner().to_owned();
         let mut attrs = Vec::new();
-        for attr in start.attributes() {
+        for (index, attr) in start.attributes().enumerate() {
+            // Duplicate checks (quick-xml's here, and any tree parser's after this gate) cost the
+            // square of an element's attributes: bound them.
+            if index == MAX_ATTRIBUTES {
+                return Err(XmlError::new(format!("an element with more than {MAX_ATTRIBUTES} attributes")));
+            }
             let attr = attr.map_err(|e| XmlError::new(format!("a malformed attribute: {e}")))?;
             if attr.key.as_namespace_binding().is_some() {
                 continue;

@@ -28,6 +28,7 @@ pub struct ClientSecurity {
 }
 
 /// A signed request, and what its answer must confirm.
+#[derive(Clone)]
 pub struct SignedRequest {
     pub xml: String,
     signature_value: String,
@@ -66,47 +67,43 @@ impl ClientSecurity {
 
     /// Decrypt and verify an answer to `sent`; the verified Body comes back as an envelope of its
     /// own, the only text to read the answer from.
+    ///
+    /// What the header says in the clear (recipient, signer, algorithms) is refused by name.
+    /// From decryption until the signature holds, every refusal reads the same, with the detail
+    /// in the log only: anyone can encrypt to our certificate, and telling a bad padding from bad
+    /// XML would let them probe what decrypts (a padding oracle on aes-cbc).
     pub fn open(&self, xml: &str, sent: &SignedRequest, now: DateTime<Utc>) -> Result<String, WssError> {
         let decrypted = self.decrypt(xml)?;
-        self.verify(&decrypted, sent, now)
+        let doc = message::parse(&decrypted).map_err(undisclosed)?;
+        let signed = self.check_signature(&doc, &decrypted).map_err(undisclosed)?;
+        // From here on the answer is the service's own: its faults can be named.
+        let (created, expires) = message::timestamp(&doc, signed.timestamp)?;
+        self.window.check(created, expires, now)?;
+        let confirmed = attribute(&doc, signed.confirmation, "Value").unwrap_or_default();
+        if confirmed != sent.signature_value {
+            return Err(WssError::failed("the SignatureConfirmation does not confirm our request's signature"));
+        }
+        let body = signature::canonical(&doc, signed.body)?;
+        Ok(format!(r#"<env:Envelope xmlns:env="{NS_SOAP12}">{body}</env:Envelope>"#))
     }
 
-    /// Verify a decrypted answer and return its Body (see `open`).
-    pub(super) fn verify(&self, decrypted: &str, sent: &SignedRequest, now: DateTime<Utc>) -> Result<String, WssError> {
-        let doc = message::parse(decrypted)?;
-        let envelope = Envelope::read(&doc)?;
-        let parts = SecurityParts::read(&doc, envelope.security)?;
-        let token = message::token_certificate(&doc, required(parts.token, "BinarySecurityToken")?)?;
-        // The answer is checked with the pinned certificate whatever it carries; one naming
-        // another certificate is refused by name, before a signature check would fail on it.
-        if token.der != self.service.der {
-            return Err(WssError::new(
-                super::FaultKind::InvalidSecurityToken,
-                format!(
-                    "the answer is signed by {} (serial {}), not the pinned service certificate",
-                    token.issuer, token.serial
-                ),
-            ));
-        }
+    /// The decrypted answer's signature: by the pinned certificate, over exactly its Timestamp,
+    /// Body and SignatureConfirmation.
+    pub(super) fn check_signature(&self, doc: &Document<'_>, decrypted: &str) -> Result<Signed, WssError> {
+        let envelope = Envelope::read(doc)?;
+        let parts = SecurityParts::read(doc, envelope.security)?;
         let signature = required(parts.signature, "Signature")?;
         let timestamp = required(parts.timestamp, "Timestamp")?;
         let confirmation = required(parts.confirmation, "SignatureConfirmation")?;
         let targets = [(timestamp, "Timestamp"), (envelope.body, "Body"), (confirmation, "SignatureConfirmation")];
         signature::verify(
-            &doc,
+            doc,
             decrypted,
             signature,
             self.service.verifying_key()?,
             &Expected { targets: &targets, sha1_digests: false },
         )?;
-        let (created, expires) = message::timestamp(&doc, timestamp)?;
-        self.window.check(created, expires, now)?;
-        let confirmed = attribute(&doc, confirmation, "Value").unwrap_or_default();
-        if confirmed != sent.signature_value {
-            return Err(WssError::failed("the SignatureConfirmation does not confirm our request's signature"));
-        }
-        let body = signature::canonical(&doc, envelope.body)?;
-        Ok(format!(r#"<env:Envelope xmlns:env="{NS_SOAP12}">{body}</env:Envelope>"#))
+        Ok(Signed { timestamp, body: envelope.body, confirmation })
     }
 
     /// The answer with its Body decrypted in place: the header's EncryptedKey must be for our
@@ -146,16 +143,33 @@ impl ClientSecurity {
         let wrapped = message::base64(&doc, cipher_value(&doc, key_node)?, "the EncryptedKey's CipherValue", 1024)?;
         let sealed =
             message::base64(&doc, cipher_value(&doc, data)?, "the EncryptedData's CipherValue", MAX_PLAINTEXT_BYTES)?;
-        let key = crypt::unwrap_key(&wrapped, &self.credentials, cipher)?;
-        let plaintext = crypt::open(&key, cipher, &sealed)?;
-        let plaintext =
-            std::str::from_utf8(&plaintext).map_err(|_| WssError::failed("the decrypted Body is not UTF-8"))?;
+        self.check_signer(&doc, &parts)?;
+        let key = crypt::unwrap_key(&wrapped, &self.credentials, cipher).map_err(undisclosed)?;
+        let plaintext = crypt::open(&key, cipher, &sealed).map_err(undisclosed)?;
+        let plaintext = std::str::from_utf8(&plaintext)
+            .map_err(|_| undisclosed(WssError::failed("the decrypted Body is not UTF-8")))?;
         let range = doc.node_range(data).ok_or_else(|| WssError::failed("the EncryptedData cannot be located"))?;
         let mut decrypted = String::with_capacity(xml.len() + plaintext.len());
         decrypted.push_str(&xml[..range.start]);
         decrypted.push_str(plaintext);
         decrypted.push_str(&xml[range.end..]);
         Ok(decrypted)
+    }
+
+    /// The answer is checked with the pinned certificate whatever it carries; one whose token
+    /// is another certificate is refused by name, before a signature check would fail on it.
+    fn check_signer(&self, doc: &Document<'_>, parts: &SecurityParts) -> Result<(), WssError> {
+        let token = message::token_certificate(doc, required(parts.token, "BinarySecurityToken")?)?;
+        if token.der != self.service.der {
+            return Err(WssError::new(
+                super::FaultKind::InvalidSecurityToken,
+                format!(
+                    "the answer is signed by {} (serial {}), not the pinned service certificate",
+                    token.issuer, token.serial
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The EncryptedKey must name our certificate (`X509IssuerSerial`): an answer encrypted to
@@ -175,6 +189,22 @@ impl ClientSecurity {
         Ok(())
     }
 }
+
+/// The signed parts of an answer whose signature holds.
+pub(super) struct Signed {
+    timestamp: NodeId,
+    body: NodeId,
+    confirmation: NodeId,
+}
+
+/// One reason for every refusal between decryption and a valid signature; the detail is logged.
+fn undisclosed(refusal: WssError) -> WssError {
+    tracing::warn!(reason = %refusal.message, "an answer from Oppslagstjenesten was refused after decryption");
+    WssError::failed(UNDISCLOSED)
+}
+
+pub(super) const UNDISCLOSED: &str =
+    "the answer does not decrypt to a message signed by the pinned service certificate";
 
 fn cipher_value(doc: &Document<'_>, node: NodeId) -> Result<NodeId, WssError> {
     only(doc, only(doc, node, NS_XENC, "CipherData")?, NS_XENC, "CipherValue")

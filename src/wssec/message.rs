@@ -74,11 +74,13 @@ pub(super) fn text(doc: &Document<'_>, node: NodeId) -> String {
 
 /// Base64 text (line breaks allowed), bounded before it is decoded.
 pub(super) fn base64(doc: &Document<'_>, node: NodeId, what: &str, max_bytes: usize) -> Result<Vec<u8>, WssError> {
-    let text: String = doc.text_content_deep(node).chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    if text.len() > max_bytes / 3 * 4 + 4 {
+    let text = doc.text_content_deep(node);
+    let mut bytes = text.into_bytes();
+    bytes.retain(|b| !b.is_ascii_whitespace());
+    if bytes.len() > max_bytes / 3 * 4 + 4 {
         return Err(WssError::invalid(format!("{what} is larger than {max_bytes} bytes")));
     }
-    STANDARD.decode(text).map_err(|_| WssError::invalid(format!("{what} is not base64")))
+    STANDARD.decode(bytes).map_err(|_| WssError::invalid(format!("{what} is not base64")))
 }
 
 /// The Envelope's parts: its Header, the one `wsse:Security` in it, the other header blocks,

@@ -34,7 +34,12 @@ pub struct ServerSecurity {
     credentials: Credentials,
     anchors: TrustAnchors,
     window: Window,
+    /// The SHA-256 of each verified request's SignatureValue, while its Timestamp could pass.
+    seen: moka::sync::Cache<[u8; 32], ()>,
 }
+
+/// Requests remembered against replay; beyond this, the oldest are forgotten first.
+const MAX_REMEMBERED: u64 = 200_000;
 
 /// A request whose signature holds: the signed parts as an envelope of their own (the only text
 /// to read the request from), and what the answer needs.
@@ -48,7 +53,11 @@ pub struct VerifiedRequest {
 
 impl ServerSecurity {
     pub fn new(mode: Mode, credentials: Credentials, anchors: TrustAnchors, window: Window) -> ServerSecurity {
-        ServerSecurity { mode, credentials, anchors, window }
+        let seen = moka::sync::Cache::builder()
+            .max_capacity(MAX_REMEMBERED)
+            .time_to_live(window.max_ttl + window.skew * 2)
+            .build();
+        ServerSecurity { mode, credentials, anchors, window, seen }
     }
 
     pub fn verify(&self, xml: &str, now: DateTime<Utc>) -> Result<VerifiedRequest, WssError> {
@@ -101,10 +110,23 @@ impl ServerSecurity {
         let (created, expires) = message::timestamp(&doc, timestamp)?;
         self.window.check(created, expires, now)?;
 
-        let signature_value = {
+        // The SignatureValue goes back in the answer's SignatureConfirmation: base64 text only.
+        let signature_value: String = {
             let value = message::only(&doc, signature, super::NS_DSIG, "SignatureValue")?;
-            message::text(&doc, value).chars().filter(|c| !c.is_ascii_whitespace()).collect()
+            let text: String = message::text(&doc, value).chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            if !message::elements(&doc, value).is_empty() || STANDARD.decode(&text).is_err() {
+                return Err(WssError::invalid("the SignatureValue must be base64 text"));
+            }
+            text
         };
+        // A signed request is taken once: the same one again, while its Timestamp could still
+        // pass, is a replay.
+        let seen = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signature_value.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(seen.as_ref());
+        if !self.seen.entry(key).or_insert(()).is_fresh() {
+            return Err(WssError::invalid("this signed request was seen before: a replayed request is refused"));
+        }
         let header = match oppslag_header.first() {
             Some(&block) => signature::canonical(&doc, block)?,
             None => String::new(),

@@ -8,7 +8,7 @@ use bergshamra::xml::nodeset::NodeSet;
 use bergshamra::xml::uppsala::{Document, NodeId};
 use bergshamra::{DsigContext, KeysManager, VerifyResult};
 
-use super::message::{algorithm as algorithm_of, attribute, elements, is, only};
+use super::message::{attribute, elements, is, only};
 use super::{NS_DSIG, WssError};
 
 /// Signature methods accepted: RSA with SHA-2. rsa-sha1 is refused (§5.5).
@@ -63,20 +63,40 @@ pub(super) fn verify(
     Ok(())
 }
 
-/// Before any digest is computed: exclusive C14N only (never `#WithComments`), an allowed
-/// signature method and digests, same-document references, and no transform but exclusive C14N.
+/// Before any digest is computed, the signature must have exactly the profile's shape, since
+/// bergshamra acts on whatever it finds: SignedInfo holds a CanonicalizationMethod (exclusive
+/// C14N, never `#WithComments`), an allowed SignatureMethod and the References; each Reference
+/// names an element by id and holds exactly one Transform (exclusive C14N), an allowed
+/// DigestMethod and its DigestValue. No attribute is given twice or in another namespace, so
+/// what is checked here is what bergshamra reads.
 fn check_algorithms(doc: &Document<'_>, signature: NodeId, expected: &Expected<'_>) -> Result<(), WssError> {
+    check_attributes(doc, signature)?;
     let signed_info = only(doc, signature, NS_DSIG, "SignedInfo")?;
-    let c14n = algorithm_of(doc, signed_info, NS_DSIG, "CanonicalizationMethod")?;
-    if c14n != algorithm::EXC_C14N {
-        return Err(WssError::invalid(format!("canonicalization {c14n} is refused: only exclusive C14N is accepted")));
+    let children = elements(doc, signed_info);
+    let [c14n, method, references @ ..] = children.as_slice() else {
+        return Err(WssError::invalid("SignedInfo must hold CanonicalizationMethod, SignatureMethod and References"));
+    };
+    if !is(doc, *c14n, NS_DSIG, "CanonicalizationMethod")
+        || !is(doc, *method, NS_DSIG, "SignatureMethod")
+        || !references.iter().all(|&r| is(doc, r, NS_DSIG, "Reference"))
+    {
+        return Err(WssError::invalid(
+            "SignedInfo must hold CanonicalizationMethod, SignatureMethod and References, in that order",
+        ));
     }
-    let method = algorithm_of(doc, signed_info, NS_DSIG, "SignatureMethod")?;
-    if !SIGNATURE_METHODS.contains(&method) {
-        return Err(WssError::invalid(format!("signature method {method} is refused: RSA with SHA-2 is required")));
+    let c14n_algorithm = attribute(doc, *c14n, "Algorithm").unwrap_or_default();
+    if c14n_algorithm != algorithm::EXC_C14N {
+        return Err(WssError::invalid(format!(
+            "canonicalization {c14n_algorithm} is refused: only exclusive C14N is accepted"
+        )));
     }
-    let references: Vec<NodeId> =
-        elements(doc, signed_info).into_iter().filter(|&c| is(doc, c, NS_DSIG, "Reference")).collect();
+    only_prefix_list(doc, *c14n)?;
+    let method_algorithm = attribute(doc, *method, "Algorithm").unwrap_or_default();
+    if !SIGNATURE_METHODS.contains(&method_algorithm) || !elements(doc, *method).is_empty() {
+        return Err(WssError::invalid(format!(
+            "signature method {method_algorithm} is refused: RSA with SHA-2 is required"
+        )));
+    }
     if references.len() != expected.targets.len() {
         return Err(WssError::invalid(format!(
             "the signature has {} references; {} are required ({})",
@@ -85,23 +105,74 @@ fn check_algorithms(doc: &Document<'_>, signature: NodeId, expected: &Expected<'
             expected.targets.iter().map(|(_, what)| *what).collect::<Vec<_>>().join(", ")
         )));
     }
-    for reference in references {
+    for &reference in references {
         let uri = attribute(doc, reference, "URI").unwrap_or_default();
-        if !uri.starts_with('#') || uri.len() < 2 {
-            return Err(WssError::invalid(format!("reference {uri:?} does not name an element of the message")));
+        let id = uri.strip_prefix('#').unwrap_or_default();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            return Err(WssError::invalid(format!(
+                "reference {uri:?} does not name an element of the message by its id"
+            )));
         }
-        let transforms = elements(doc, reference).into_iter().find(|&c| is(doc, c, NS_DSIG, "Transforms"));
-        for transform in transforms.map(|t| elements(doc, t)).unwrap_or_default() {
-            let name = attribute(doc, transform, "Algorithm").unwrap_or_default();
-            if !is(doc, transform, NS_DSIG, "Transform") || name != algorithm::EXC_C14N {
+        let parts = elements(doc, reference);
+        let [transforms, digest, value] = parts.as_slice() else {
+            return Err(WssError::invalid(format!(
+                "reference {uri} must hold Transforms, DigestMethod and DigestValue"
+            )));
+        };
+        if !is(doc, *transforms, NS_DSIG, "Transforms")
+            || !is(doc, *digest, NS_DSIG, "DigestMethod")
+            || !is(doc, *value, NS_DSIG, "DigestValue")
+        {
+            return Err(WssError::invalid(format!(
+                "reference {uri} must hold Transforms, DigestMethod and DigestValue"
+            )));
+        }
+        let transform = match elements(doc, *transforms).as_slice() {
+            [transform] if is(doc, *transform, NS_DSIG, "Transform") => *transform,
+            _ => return Err(WssError::invalid(format!("reference {uri} must have exactly one Transform"))),
+        };
+        let name = attribute(doc, transform, "Algorithm").unwrap_or_default();
+        if name != algorithm::EXC_C14N {
+            return Err(WssError::invalid(format!(
+                "transform {name} of reference {uri} is refused: only exclusive C14N is accepted"
+            )));
+        }
+        only_prefix_list(doc, transform)?;
+        let digest_algorithm = attribute(doc, *digest, "Algorithm").unwrap_or_default();
+        if !(DIGESTS.contains(&digest_algorithm) || (expected.sha1_digests && digest_algorithm == algorithm::SHA1)) {
+            return Err(WssError::invalid(format!("digest {digest_algorithm} of reference {uri} is refused")));
+        }
+    }
+    Ok(())
+}
+
+/// Exclusive C14N takes one parameter, an `InclusiveNamespaces` prefix list; nothing else.
+fn only_prefix_list(doc: &Document<'_>, method: NodeId) -> Result<(), WssError> {
+    match elements(doc, method).as_slice() {
+        [] => Ok(()),
+        [list] if is(doc, *list, algorithm::EXC_C14N, "InclusiveNamespaces") => Ok(()),
+        _ => Err(WssError::invalid("exclusive C14N takes an InclusiveNamespaces prefix list and nothing else")),
+    }
+}
+
+/// In the signature, an attribute appears once by its local name, and those that steer
+/// bergshamra (`Algorithm`, `URI`, `Type`) only without a namespace: it reads attributes by
+/// local name, in any namespace. (`wsu:Id` on a SecurityTokenReference, as WSS4J writes it, is fine.)
+fn check_attributes(doc: &Document<'_>, signature: NodeId) -> Result<(), WssError> {
+    let mut nodes = vec![signature];
+    nodes.extend(doc.descendants(signature));
+    for node in nodes {
+        let Some(element) = doc.element(node) else { continue };
+        for (index, attribute) in element.attributes.iter().enumerate() {
+            let namespaced = attribute.name.namespace_uri.is_some()
+                && matches!(&*attribute.name.local_name, "Algorithm" | "URI" | "Type");
+            let repeated = element.attributes[..index].iter().any(|a| a.name.local_name == attribute.name.local_name);
+            if namespaced || repeated {
                 return Err(WssError::invalid(format!(
-                    "transform {name} of reference {uri} is refused: only exclusive C14N is accepted"
+                    "the signature's {} has an attribute {} given twice or in another namespace",
+                    element.name.local_name, attribute.name.local_name
                 )));
             }
-        }
-        let digest = algorithm_of(doc, reference, NS_DSIG, "DigestMethod")?;
-        if !(DIGESTS.contains(&digest) || (expected.sha1_digests && digest == algorithm::SHA1)) {
-            return Err(WssError::invalid(format!("digest {digest} of reference {uri} is refused")));
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The `wsse:Security` headers Portvakt writes, as templates bergshamra signs: empty
 //! `DigestValue`s and `SignatureValue` that it fills in place. The prefixes are declared on the
-//! Envelope (`NAMESPACES`); every value written here is ours or base64.
+//! Envelope (`NAMESPACES`). Values from elsewhere (an issuer name, a confirmed signature value)
+//! are escaped.
 
 use chrono::{DateTime, Utc};
 
@@ -112,7 +113,7 @@ pub(super) fn encrypted_data(ids: &Ids, cipher: &str, sealed_base64: &str) -> St
     )
 }
 
-/// A certificate's issuer name is the one value here that is not ours or base64.
+/// For text and attribute values.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::client::{ClientSecurity, SignedRequest};
+use super::client::{ClientSecurity, SignedRequest, UNDISCLOSED};
 use super::server::{Mode, ServerSecurity};
 use super::{Certificate, Credentials, FaultKind, Window, WssError};
 use crate::pki::TrustAnchors;
@@ -295,7 +295,7 @@ fn answers_that_do_not_confirm_our_request_or_are_stale_or_changed_are_refused()
         if &sealed[value..value + 1] == "A" { "B" } else { "A" },
         &sealed[value + 1..]
     );
-    assert!(client.open(&flipped, &signed, now()).is_err());
+    refused(client.open(&flipped, &signed, now()), FaultKind::FailedCheck, UNDISCLOSED);
     // A plain answer, or a fault-free unencrypted one, is not accepted in place of a sealed one.
     let plain = crate::soap::write::response(&answer(), None).unwrap();
     refused(client.open(&plain, &signed, now()), FaultKind::InvalidSecurity, "no wsse:Security");
@@ -311,8 +311,23 @@ fn answers_that_do_not_confirm_our_request_or_are_stale_or_changed_are_refused()
         &decrypted[header_end..start],
         &decrypted[end..]
     );
-    refused(client.verify(&wrapped, &signed, now()), FaultKind::FailedCheck, "does not cover the message's Body");
-    assert!(client.verify(&decrypted, &signed, now()).is_ok(), "the unchanged answer verifies");
+    let checked = |text: &str| {
+        let doc = super::message::parse(text).unwrap();
+        client.check_signature(&doc, text).map(|_| ())
+    };
+    refused(checked(&wrapped), FaultKind::FailedCheck, "does not cover the message's Body");
+    assert!(checked(&decrypted).is_ok(), "the unchanged answer verifies");
+    // Through `open`, the same answer re-encrypted gets the one undisclosed reason.
+    let forged_content = &forged[forged.find('>').unwrap() + 1..forged.len() - "</env:Body>".len()];
+    let sealed_wrapped = reencrypted(&sealed, forged_content).replacen(
+        "</env:Header>",
+        &format!("<w:Wrap xmlns:w=\"urn:w\">{signed_body}</w:Wrap></env:Header>"),
+        1,
+    );
+    refused(client.open(&sealed_wrapped, &signed, now()), FaultKind::FailedCheck, UNDISCLOSED);
+    // Re-encrypted unchanged, the same answer still opens: the refusal above is the wrapping's.
+    let signed_content = &signed_body[signed_body.find('>').unwrap() + 1..signed_body.len() - "</env:Body>".len()];
+    assert!(client.open(&reencrypted(&sealed, signed_content), &signed, now()).is_ok());
 }
 
 #[test]
@@ -337,4 +352,98 @@ fn a_request_whose_signature_leaves_out_the_body_is_refused() {
         FaultKind::InvalidSecurity,
         "1 references; 2 are required (Timestamp, Body)",
     );
+}
+
+/// `sealed` with `content` as its Body's content, encrypted to the facade under a fresh key
+/// (anyone can do that with its certificate).
+fn reencrypted(sealed: &str, content: &str) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let facade = Certificate::load(&dev("krr-facade.cert.pem")).unwrap();
+    let (key, ciphertext) = super::crypt::seal(content.as_bytes(), super::crypt::CONTENT_CIPHERS[0]).unwrap();
+    let wrapped = super::crypt::wrap_key(&key, &facade).unwrap();
+    let replace_value = |text: &str, after: &str, value: &str| {
+        let at = text.find(after).unwrap();
+        let from = at + text[at..].find("<xenc:CipherValue>").unwrap() + "<xenc:CipherValue>".len();
+        let to = from + text[from..].find("</xenc:CipherValue>").unwrap();
+        format!("{}{value}{}", &text[..from], &text[to..])
+    };
+    let with_key = replace_value(sealed, "<xenc:EncryptedKey", &STANDARD.encode(wrapped));
+    replace_value(&with_key, "<xenc:EncryptedData", &STANDARD.encode(ciphertext))
+}
+
+/// A signed request with `edit` applied to its `ds:Signature` element.
+fn signature_edited(edit: impl Fn(&str) -> String) -> String {
+    tampered(|xml| {
+        let start = xml.find("<ds:Signature>").unwrap();
+        let end = xml.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+        format!("{}{}{}", &xml[..start], edit(&xml[start..end]), &xml[end..])
+    })
+}
+
+#[test]
+fn what_the_policy_checks_is_what_bergshamra_reads() {
+    let server = server();
+    // An attribute given twice by its local name, once in another namespace: bergshamra would
+    // read whichever comes first.
+    let shadowed = signature_edited(|signature| {
+        signature.replacen(
+            "<ds:SignatureMethod Algorithm=",
+            "<ds:SignatureMethod xmlns:x=\"urn:x\" x:Algorithm=\"http://www.w3.org/2000/09/xmldsig#rsa-sha1\" Algorithm=",
+            1,
+        )
+    });
+    refused(server.verify(&shadowed, now()), FaultKind::InvalidSecurity, "given twice or in another namespace");
+    let file = signature_edited(|signature| {
+        signature.replacen("<ds:Reference URI=", "<ds:Reference xmlns:x=\"urn:x\" x:URI=\"etc/passwd\" URI=", 1)
+    });
+    refused(server.verify(&file, now()), FaultKind::InvalidSecurity, "given twice or in another namespace");
+    // A reference without Transforms would be digested with inclusive C14N.
+    let no_transforms = signature_edited(|signature| {
+        let start = signature.find("<ds:Transforms>").unwrap();
+        let end = signature.find("</ds:Transforms>").unwrap() + "</ds:Transforms>".len();
+        format!("{}{}", &signature[..start], &signature[end..])
+    });
+    refused(
+        server.verify(&no_transforms, now()),
+        FaultKind::InvalidSecurity,
+        "must hold Transforms, DigestMethod and DigestValue",
+    );
+    // A second transform, or a parameter that is not a prefix list.
+    let two = signature_edited(|signature| {
+        signature.replacen(
+            "</ds:Transforms>",
+            "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/></ds:Transforms>",
+            1,
+        )
+    });
+    refused(server.verify(&two, now()), FaultKind::InvalidSecurity, "exactly one Transform");
+    let xslt = signature_edited(|signature| {
+        signature.replacen(
+            "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
+            "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"><x:stylesheet xmlns:x=\"http://www.w3.org/1999/XSL/Transform\"/></ds:Transform>",
+            1,
+        )
+    });
+    refused(server.verify(&xslt, now()), FaultKind::InvalidSecurity, "nothing else");
+    // An XPointer reference instead of a bare id.
+    let xpointer = signature_edited(|signature| signature.replacen("URI=\"#TS-", "URI=\"#xpointer(id('TS-", 1));
+    refused(server.verify(&xpointer, now()), FaultKind::InvalidSecurity, "by its id");
+}
+
+#[test]
+fn a_signature_value_with_markup_is_refused_and_never_echoed() {
+    let server = server();
+    let injected = signature_edited(|signature| {
+        signature.replacen("</ds:SignatureValue>", "<ds:x>&quot;/&gt;&lt;wsse:Foo&gt;</ds:x></ds:SignatureValue>", 1)
+    });
+    refused(server.verify(&injected, now()), FaultKind::InvalidSecurity, "SignatureValue");
+}
+
+#[test]
+fn a_replayed_request_is_refused() {
+    let server = server();
+    let signed = client().sign(&Header::default(), &request(), now()).unwrap();
+    server.verify(&signed.xml, now()).unwrap();
+    refused(server.verify(&signed.xml, now()), FaultKind::InvalidSecurity, "replayed");
 }

@@ -33,7 +33,7 @@ def test_the_facade_speaks_ws_security_with_independent_implementations(own_conf
         assert answer.json()["personer"][0]["kontaktinformasjon"]["epostadresse"]
         assert service.verified == 1
         for mode, words in [
-            ("tampered", "signature is not valid"),
+            ("tampered", "does not decrypt to a message signed by the pinned service certificate"),
             ("unpinned", "not the pinned service certificate"),
             ("unconfirmed", "SignatureConfirmation"),
             ("other-recipient", "encrypted to another certificate"),
