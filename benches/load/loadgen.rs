@@ -8,10 +8,11 @@
 //!   so they are signed in rounds just before they are used, and only the time spent sending
 //!   them is measured (the issuer is idle while a round is signed).
 //!
-//! - `loadgen sign-soap --ids FILE --out FILE`: writes a HentPersoner request for the persons in
-//!   FILE (a JSON list), signed with WS-Security by the facade's development certificate: the
-//!   body of the case that sends signed SOAP to the simulator directly. Its Timestamp lives
-//!   120 s, so it is written just before the case.
+//! - `loadgen sign-soap --ids FILE --count N --out FILE`: writes N HentPersoner requests for the
+//!   persons in FILE (a JSON list), one a line, each signed with WS-Security by the facade's
+//!   development certificate: the bodies of the case that sends signed SOAP to the simulator
+//!   directly. The simulator takes a signed request once, so each is used once; their
+//!   Timestamps live 120 s, so they are written just before the case.
 //!
 //! The load commands print one line, `LOADGEN_JSON {...}`, with the rate, latencies and errors. A
 //! run with errors is a failed run: the benchmark reports it and draws no ratio from it.
@@ -61,13 +62,15 @@ enum Command {
     SignSoap {
         #[arg(long)]
         ids: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
         #[arg(long)]
         out: PathBuf,
     },
 }
 
-/// A HentPersoner request for every informasjonsbehov, signed as the facade signs it.
-fn sign_soap(ids: &PathBuf, out: &PathBuf) -> Result<(), String> {
+/// `count` HentPersoner requests for every informasjonsbehov, signed as the facade signs them.
+fn sign_soap(ids: &PathBuf, count: usize, out: &PathBuf) -> Result<(), String> {
     use portvakt::soap::model::{Header, Informasjonsbehov, Request};
     use portvakt::wssec::{Certificate, ClientSecurity, Credentials, Window};
     let dev = PathBuf::from("config/dev");
@@ -79,10 +82,18 @@ fn sign_soap(ids: &PathBuf, out: &PathBuf) -> Result<(), String> {
         serde_json::from_slice(&std::fs::read(ids).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let request =
         Request::HentPersoner { informasjonsbehov: Informasjonsbehov::ALL.to_vec(), personidentifikatorer: ids };
-    let signed = ClientSecurity::new(credentials, service, window)
-        .sign(&Header::default(), &request, chrono::Utc::now())
-        .map_err(|e| e.message)?;
-    std::fs::write(out, signed.xml).map_err(|e| e.to_string())
+    let client = ClientSecurity::new(credentials, service, window);
+    let mut lines = String::new();
+    for _ in 0..count {
+        let signed = client.sign(&Header::default(), &request, chrono::Utc::now()).map_err(|e| e.message)?;
+        // One a line for the wrk script: the signed XML has no line breaks of its own.
+        if signed.xml.contains('\n') {
+            return Err("a signed request has a line break".into());
+        }
+        lines.push_str(&signed.xml);
+        lines.push('\n');
+    }
+    std::fs::write(out, lines).map_err(|e| e.to_string())
 }
 
 /// What a run measured.
@@ -298,8 +309,8 @@ async fn grants(
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Command::SignSoap { ids, out } = &cli.command {
-        return match sign_soap(ids, out) {
+    if let Command::SignSoap { ids, count, out } = &cli.command {
+        return match sign_soap(ids, *count, out) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("loadgen: {e}");

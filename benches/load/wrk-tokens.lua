@@ -1,5 +1,6 @@
 -- Each request carries the next token of TOKENS_FILE (cache misses: every token is distinct),
--- or the same token when the file holds one line. Optional BODY_FILE and METHOD for POSTs.
+-- or the same token when the file holds one line. Optional BODY_FILE and METHOD for POSTs, or
+-- BODIES_FILE: one body a line, each sent once (the threads, THREADS of them, take turns).
 dofile(os.getenv("WRK_REPORT"))
 
 local tokens = {}
@@ -12,6 +13,13 @@ if os.getenv("BODY_FILE") then
   body = f:read("*a")
   f:close()
 end
+local bodies = {}
+if os.getenv("BODIES_FILE") then
+  for line in io.lines(os.getenv("BODIES_FILE")) do
+    if #line > 0 then bodies[#bodies + 1] = line end
+  end
+end
+local threads = tonumber(os.getenv("THREADS") or "1")
 local method = os.getenv("METHOD") or "GET"
 local counter = 0
 
@@ -22,11 +30,18 @@ end
 
 init = function(args)
   index = offset
+  next_body = offset + 1
 end
 
 request = function()
   index = index % #tokens + 1
   local headers = {["Authorization"] = "Bearer " .. tokens[index]}
-  if body then headers["Content-Type"] = os.getenv("CONTENT_TYPE") or "application/json" end
-  return wrk.format(method, nil, headers, body)
+  local this_body = body
+  if #bodies > 0 then
+    -- Past the last one, bodies are sent again (and the simulator refuses them as replays).
+    this_body = bodies[(next_body - 1) % #bodies + 1]
+    next_body = next_body + threads
+  end
+  if this_body then headers["Content-Type"] = os.getenv("CONTENT_TYPE") or "application/json" end
+  return wrk.format(method, nil, headers, this_body)
 end

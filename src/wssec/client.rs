@@ -57,11 +57,7 @@ impl ClientSecurity {
         };
         let unsigned = write::request(header, request, Some(&secured))
             .map_err(|e| WssError::failed(format!("the request cannot be written: {e}")))?;
-        let xml = bergshamra::dsig::sign::sign_owned(&self.credentials.signing_context(), unsigned)
-            .map_err(|e| WssError::failed(format!("the request cannot be signed: {e}")))?;
-        let signature_value = between(&xml, "<ds:SignatureValue>", "</ds:SignatureValue>")
-            .map(|value| value.chars().filter(|c| !c.is_ascii_whitespace()).collect())
-            .ok_or_else(|| WssError::failed("the signed request has no SignatureValue"))?;
+        let (xml, signature_value) = signature::sign(&unsigned, &self.credentials)?;
         Ok(SignedRequest { xml, signature_value })
     }
 
@@ -75,7 +71,7 @@ impl ClientSecurity {
     pub fn open(&self, xml: &str, sent: &SignedRequest, now: DateTime<Utc>) -> Result<String, WssError> {
         let decrypted = self.decrypt(xml)?;
         let doc = message::parse(&decrypted).map_err(undisclosed)?;
-        let signed = self.check_signature(&doc, &decrypted).map_err(undisclosed)?;
+        let signed = self.check_signature(&doc).map_err(undisclosed)?;
         // From here on the answer is the service's own: its faults can be named.
         let (created, expires) = message::timestamp(&doc, signed.timestamp)?;
         self.window.check(created, expires, now)?;
@@ -83,27 +79,23 @@ impl ClientSecurity {
         if confirmed != sent.signature_value {
             return Err(WssError::failed("the SignatureConfirmation does not confirm our request's signature"));
         }
-        let body = signature::canonical(&doc, signed.body)?;
-        Ok(format!(r#"<env:Envelope xmlns:env="{NS_SOAP12}">{body}</env:Envelope>"#))
+        Ok(format!(r#"<env:Envelope xmlns:env="{NS_SOAP12}">{}</env:Envelope>"#, signed.body))
     }
 
     /// The decrypted answer's signature: by the pinned certificate, over exactly its Timestamp,
     /// Body and SignatureConfirmation.
-    pub(super) fn check_signature(&self, doc: &Document<'_>, decrypted: &str) -> Result<Signed, WssError> {
+    pub(super) fn check_signature(&self, doc: &Document<'_>) -> Result<Signed, WssError> {
         let envelope = Envelope::read(doc)?;
         let parts = SecurityParts::read(doc, envelope.security)?;
         let signature = required(parts.signature, "Signature")?;
         let timestamp = required(parts.timestamp, "Timestamp")?;
         let confirmation = required(parts.confirmation, "SignatureConfirmation")?;
         let targets = [(timestamp, "Timestamp"), (envelope.body, "Body"), (confirmation, "SignatureConfirmation")];
-        signature::verify(
-            doc,
-            decrypted,
-            signature,
-            self.service.verifying_key()?,
-            &Expected { targets: &targets, sha1_digests: false },
-        )?;
-        Ok(Signed { timestamp, body: envelope.body, confirmation })
+        let mut canonical =
+            signature::verify(doc, signature, &self.service, &Expected { targets: &targets, sha1_digests: false })?;
+        // The Body as signed: its exclusive canonical form, the one text the answer is read from.
+        let body = std::mem::take(&mut canonical[1]);
+        Ok(Signed { timestamp, body, confirmation })
     }
 
     /// The answer with its Body decrypted in place: the header's EncryptedKey must be for our
@@ -193,7 +185,7 @@ impl ClientSecurity {
 /// The signed parts of an answer whose signature holds.
 pub(super) struct Signed {
     timestamp: NodeId,
-    body: NodeId,
+    body: String,
     confirmation: NodeId,
 }
 
@@ -237,10 +229,4 @@ fn check_reference_list(doc: &Document<'_>, key_node: NodeId, data_id: &str) -> 
         return Err(WssError::invalid("the EncryptedKey's ReferenceList must name exactly the Body's EncryptedData"));
     }
     Ok(())
-}
-
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = text.find(start)? + start.len();
-    let to = from + text[from..].find(end)?;
-    Some(&text[from..to])
 }

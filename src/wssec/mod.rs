@@ -2,8 +2,9 @@
 //! client (the KRR facade) signs requests and opens signed and encrypted answers; the server
 //! (the simulator) verifies signed requests and answers signed, then encrypted.
 //!
-//! bergshamra does the XML-DSig, C14N and cipher work. This layer owns the message layout and
-//! the policy around it, which is where XML security goes wrong:
+//! bergshamra does the exclusive C14N and the XML-Enc block ciphers; RSA (signatures and key
+//! transport) and digests are aws-lc's. This layer owns the message layout, the signature
+//! checks and the policy around them, which is where XML security goes wrong:
 //! - one parse of the message, verified and then read from the very nodes the signature
 //!   resolved to (the structural Timestamp, Body, header and SignatureConfirmation), so that
 //!   signature wrapping fails;
@@ -97,13 +98,17 @@ impl WssError {
     }
 }
 
-/// An X.509 certificate as the messages name it.
+/// An X.509 certificate as the messages name it, with its RSA key.
 #[derive(Clone)]
 pub struct Certificate {
     der: Vec<u8>,
     base64: String,
     issuer: String,
     serial: String,
+    /// SubjectPublicKeyInfo: content keys are encrypted to it.
+    spki: Vec<u8>,
+    /// The PKCS#1 RSAPublicKey inside it: signatures are verified with it.
+    rsa_public_key: Vec<u8>,
 }
 
 impl Certificate {
@@ -111,13 +116,22 @@ impl Certificate {
         if der.len() > MAX_CERT_BYTES {
             return Err(WssError::new(FaultKind::InvalidSecurityToken, "the certificate is too large"));
         }
-        let (issuer, serial) = {
+        let (issuer, serial, spki, rsa_public_key) = {
             let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| {
                 WssError::new(FaultKind::InvalidSecurityToken, format!("the certificate cannot be read: {e}"))
             })?;
-            (rfc2253(cert.issuer()), cert.tbs_certificate.serial.to_str_radix(10))
+            let key = cert.public_key();
+            if key.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION {
+                return Err(WssError::new(FaultKind::InvalidSecurityToken, "the certificate's key is not an RSA key"));
+            }
+            (
+                rfc2253(cert.issuer()),
+                cert.tbs_certificate.serial.to_str_radix(10),
+                key.raw.to_vec(),
+                key.subject_public_key.data.to_vec(),
+            )
         };
-        Ok(Certificate { base64: STANDARD.encode(&der), der, issuer, serial })
+        Ok(Certificate { base64: STANDARD.encode(&der), der, issuer, serial, spki, rsa_public_key })
     }
 
     pub fn load(path: &Path) -> crate::error::Result<Certificate> {
@@ -139,12 +153,6 @@ impl Certificate {
             parts
         };
         serial.trim() == self.serial && normal(issuer) == normal(&self.issuer)
-    }
-
-    fn verifying_key(&self) -> Result<bergshamra::Key, WssError> {
-        bergshamra::keys::loader::load_x509_cert_der(&self.der).map_err(|e| {
-            WssError::new(FaultKind::InvalidSecurityToken, format!("the certificate's key cannot be used: {e}"))
-        })
     }
 }
 
@@ -168,34 +176,32 @@ fn rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
 /// A certificate with its private key: the facade's virksomhetssertifikat, or the service's.
 pub struct Credentials {
     pub certificate: Certificate,
-    /// Signs (bergshamra takes its keys in a manager) and decrypts transported keys.
-    key: bergshamra::Key,
+    /// Signs (RSA PKCS#1 v1.5 with SHA-256).
+    signer: aws_lc_rs::rsa::KeyPair,
+    /// Decrypts transported content keys (RSA-OAEP).
+    decrypter: aws_lc_rs::rsa::OaepPrivateDecryptingKey,
 }
 
 impl Credentials {
     pub fn load(certificate: &Path, key: &Path) -> crate::error::Result<Credentials> {
         use crate::error::{Context, Error};
+        use aws_lc_rs::rsa::{KeyPair, OaepPrivateDecryptingKey, PrivateDecryptingKey};
+        use aws_lc_rs::signature::KeyPair as _;
+        use rustls_pki_types::PrivateKeyDer;
         let certificate = Certificate::load(certificate)?;
-        let pem = std::fs::read(key).with_context(|| key.display().to_string())?;
-        let key_data = bergshamra::keys::loader::load_pem_auto(&pem, None)
-            .map_err(|e| Error::new(format!("{}: not a usable private key: {e}", key.display())))?;
-        if !key_data.has_private_key() {
-            return Err(Error::new(format!("{} holds no private key", key.display())));
-        }
-        let credentials = Credentials { certificate, key: key_data };
+        let unusable = || Error::new(format!("{}: not a usable RSA key (PKCS#8 PEM)", key.display()));
+        let der = PrivateKeyDer::from_pem_file(key).with_context(|| key.display().to_string())?;
+        let PrivateKeyDer::Pkcs8(pkcs8) = &der else { return Err(unusable()) };
+        let signer = KeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()).map_err(|_| unusable())?;
+        let decrypter = PrivateDecryptingKey::from_pkcs8(pkcs8.secret_pkcs8_der())
+            .ok()
+            .and_then(|key| OaepPrivateDecryptingKey::new(key).ok())
+            .ok_or_else(unusable)?;
         // A key that does not belong to its certificate would sign what nobody can verify.
-        let ours = credentials.key.to_spki_der();
-        let certified = credentials.certificate.verifying_key().ok().and_then(|k| k.to_spki_der());
-        if ours.is_none() || ours != certified {
+        if signer.public_key().as_ref() != certificate.rsa_public_key.as_slice() {
             return Err(Error::new(format!("{} is not the key of its certificate", key.display())));
         }
-        Ok(credentials)
-    }
-
-    fn signing_context(&self) -> bergshamra::DsigContext {
-        let mut keys = bergshamra::KeysManager::new();
-        keys.add_key(self.key.clone());
-        bergshamra::DsigContext::new(keys)
+        Ok(Credentials { certificate, signer, decrypter })
     }
 }
 

@@ -100,13 +100,8 @@ impl ServerSecurity {
             [block] => targets.push((*block, "Oppslagstjenesten header")),
             _ => return Err(WssError::invalid("the request has more than one Oppslagstjenesten header")),
         }
-        signature::verify(
-            &doc,
-            xml,
-            signature,
-            client.verifying_key()?,
-            &Expected { targets: &targets, sha1_digests: true },
-        )?;
+        let mut canonical =
+            signature::verify(&doc, signature, &client, &Expected { targets: &targets, sha1_digests: true })?;
         let (created, expires) = message::timestamp(&doc, timestamp)?;
         self.window.check(created, expires, now)?;
 
@@ -127,11 +122,9 @@ impl ServerSecurity {
         if !self.seen.entry(key).or_insert(()).is_fresh() {
             return Err(WssError::invalid("this signed request was seen before: a replayed request is refused"));
         }
-        let header = match oppslag_header.first() {
-            Some(&block) => signature::canonical(&doc, block)?,
-            None => String::new(),
-        };
-        let body = signature::canonical(&doc, envelope.body)?;
+        // The signed parts as signed (their exclusive canonical forms): what the request is read from.
+        let header = canonical.get_mut(2).map(std::mem::take).unwrap_or_default();
+        let body = std::mem::take(&mut canonical[1]);
         let envelope =
             format!(r#"<env:Envelope xmlns:env="{NS_SOAP12}"><env:Header>{header}</env:Header>{body}</env:Envelope>"#);
         Ok(VerifiedRequest { envelope, client, orgno: leaf.orgno, signature_value })
@@ -153,8 +146,7 @@ impl ServerSecurity {
             Secured { namespaces: &template::NAMESPACES, security: &security, body_id: &ids.body, header_id: "" };
         let unsigned = write::response(response, Some(&secured))
             .map_err(|e| WssError::failed(format!("the answer cannot be written: {e}")))?;
-        let signed = bergshamra::dsig::sign::sign_owned(&self.credentials.signing_context(), unsigned)
-            .map_err(|e| WssError::failed(format!("the answer cannot be signed: {e}")))?;
+        let (signed, _) = signature::sign(&unsigned, &self.credentials)?;
 
         // The layout is ours, so the Body's content and the header's start are found by the
         // exact text written above.

@@ -1,15 +1,22 @@
-//! Verifying the one signature of a message: algorithms on allow-lists before any work, the
-//! signature itself by bergshamra with a key from configuration, and then the binding: every
-//! reference must resolve to one of the structural nodes expected, each exactly once.
+//! XML-DSig for the profile's one signature, on a single parse: algorithms and shape on
+//! allow-lists before any work; each reference resolved by its id to one of the structural nodes
+//! expected (each exactly once), canonicalized (exclusive C14N, bergshamra's), digested and
+//! compared; then the canonical SignedInfo verified with the key from configuration (aws-lc).
+//! The canonical form of each covered node is what the caller reads: one canonicalization
+//! serves the digest and the reading. Signing is the same in reverse, also on one parse.
 
+use std::collections::HashMap;
+
+use aws_lc_rs::{digest, signature as rsa};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use bergshamra::c14n::C14nMode;
 use bergshamra::core::algorithm;
 use bergshamra::xml::nodeset::NodeSet;
 use bergshamra::xml::uppsala::{Document, NodeId};
-use bergshamra::{DsigContext, KeysManager, VerifyResult};
 
 use super::message::{attribute, elements, is, only};
-use super::{NS_DSIG, WssError};
+use super::{Certificate, Credentials, NS_DSIG, WssError};
 
 /// Signature methods accepted: RSA with SHA-2. rsa-sha1 is refused (§5.5).
 const SIGNATURE_METHODS: [&str; 3] = [algorithm::RSA_SHA256, algorithm::RSA_SHA384, algorithm::RSA_SHA512];
@@ -22,53 +29,188 @@ pub(super) struct Expected<'a> {
     pub sha1_digests: bool,
 }
 
-/// Verify `signature` (the structural one of the Security header) with `key`.
+/// Verify `signature` (the structural one of the Security header) with `key`'s certificate.
+/// Returns the canonical form of each target, in the order of `expected.targets`.
 pub(super) fn verify(
     doc: &Document<'_>,
-    xml: &str,
     signature: NodeId,
-    key: bergshamra::Key,
+    key: &Certificate,
     expected: &Expected<'_>,
-) -> Result<(), WssError> {
+) -> Result<Vec<String>, WssError> {
     check_algorithms(doc, signature, expected)?;
-    // bergshamra verifies the first Signature of the document: it must be this one, alone.
     let signatures = doc.get_elements_by_tag_name_ns(NS_DSIG, "Signature");
     if signatures.as_slice() != [signature] {
         return Err(WssError::invalid("the message must hold exactly one ds:Signature, in wsse:Security"));
     }
-    let mut keys = KeysManager::new();
-    keys.add_key(key);
-    let mut context = DsigContext::new(keys);
-    // Strict mode allows only references to ancestors and siblings of the signature, which a
-    // WS-Security Body never is; the binding to the structural nodes is checked below instead.
-    context.strict_verification = false;
-    let verified = bergshamra::dsig::verify::verify_document_with_source(&context, doc, Some(xml))
-        .map_err(|e| WssError::failed(format!("the signature cannot be verified: {e}")))?;
-    let references = match verified {
-        VerifyResult::Valid { signature_node, references, .. } if signature_node == signature => references,
-        VerifyResult::Valid { .. } => return Err(WssError::failed("another signature than the header's was verified")),
-        VerifyResult::Invalid { reason } => {
-            return Err(WssError::failed(format!("the signature is not valid: {reason}")));
+    let ids = id_map(doc)?;
+    let signed_info = only(doc, signature, NS_DSIG, "SignedInfo")?;
+    let mut canonical: Vec<Option<String>> = vec![None; expected.targets.len()];
+    for reference in elements(doc, signed_info).into_iter().filter(|&r| is(doc, r, NS_DSIG, "Reference")) {
+        let uri = attribute(doc, reference, "URI").unwrap_or_default();
+        let node = uri.strip_prefix('#').and_then(|id| ids.get(id)).copied();
+        let slot = expected.targets.iter().position(|(target, _)| Some(*target) == node);
+        let Some(slot) = slot else {
+            return Err(WssError::failed(format!("reference {uri} is not one of the parts the signature must cover")));
+        };
+        if canonical[slot].is_some() {
+            return Err(WssError::failed(format!("the {} is referenced twice", expected.targets[slot].1)));
         }
-    };
-    if references.len() != expected.targets.len() || references.iter().any(|r| !r.digest_verified) {
-        return Err(WssError::failed("the signature's references are not the ones expected"));
-    }
-    for (target, what) in expected.targets {
-        let covering = references.iter().filter(|r| r.resolved_node == Some(*target)).count();
-        if covering != 1 {
-            return Err(WssError::failed(format!("the signature does not cover the message's {what}")));
+        // The shape was checked above: Transforms (one Transform), DigestMethod, DigestValue.
+        let parts = elements(doc, reference);
+        let [transforms, method, stated] = parts.as_slice() else {
+            return Err(WssError::invalid(format!(
+                "reference {uri} must hold Transforms, DigestMethod and DigestValue"
+            )));
+        };
+        let transform = only(doc, *transforms, NS_DSIG, "Transform")?;
+        let text = c14n(doc, expected.targets[slot].0, &prefix_list(doc, transform))?;
+        let method = attribute(doc, *method, "Algorithm").unwrap_or_default();
+        let computed = digest::digest(digest_algorithm(method)?, text.as_bytes());
+        let stated = super::message::base64(doc, *stated, "a DigestValue", 64)?;
+        if stated.as_slice() != computed.as_ref() {
+            return Err(WssError::failed(format!(
+                "the signature is not valid: the digest of the {} does not match",
+                expected.targets[slot].1
+            )));
         }
+        canonical[slot] = Some(text);
     }
-    Ok(())
+    let canonical: Vec<String> = canonical
+        .into_iter()
+        .zip(expected.targets)
+        .map(|(text, (_, what))| {
+            text.ok_or_else(|| WssError::failed(format!("the signature does not cover the message's {what}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let c14n_method = only(doc, signed_info, NS_DSIG, "CanonicalizationMethod")?;
+    let signed = c14n(doc, signed_info, &prefix_list(doc, c14n_method))?;
+    let method = attribute(doc, only(doc, signed_info, NS_DSIG, "SignatureMethod")?, "Algorithm").unwrap_or_default();
+    let value =
+        super::message::base64(doc, only(doc, signature, NS_DSIG, "SignatureValue")?, "the SignatureValue", 1024)?;
+    rsa::UnparsedPublicKey::new(verification_algorithm(method)?, &key.rsa_public_key)
+        .verify(signed.as_bytes(), &value)
+        .map_err(|_| {
+            WssError::failed("the signature is not valid: the SignatureValue does not verify with the certificate")
+        })?;
+    Ok(canonical)
 }
 
-/// Before any digest is computed, the signature must have exactly the profile's shape, since
-/// bergshamra acts on whatever it finds: SignedInfo holds a CanonicalizationMethod (exclusive
+/// Sign our own `template` (written with `template::security`): fill each empty DigestValue
+/// with its reference's digest and the SignatureValue over the canonical SignedInfo. Returns
+/// the signed text and the SignatureValue.
+pub(super) fn sign(template: &str, credentials: &Credentials) -> Result<(String, String), WssError> {
+    let failed = |what: &str| WssError::failed(format!("the message cannot be signed: {what}"));
+    let doc = bergshamra::xml::uppsala::parse(template).map_err(|e| failed(&e.to_string()))?;
+    let ids = id_map(&doc)?;
+    let signature = doc
+        .get_elements_by_tag_name_ns(NS_DSIG, "Signature")
+        .first()
+        .copied()
+        .ok_or_else(|| failed("the template has no ds:Signature"))?;
+    let signed_info = only(&doc, signature, NS_DSIG, "SignedInfo")?;
+    let mut digests = Vec::new();
+    for reference in elements(&doc, signed_info).into_iter().filter(|&r| is(&doc, r, NS_DSIG, "Reference")) {
+        let uri = attribute(&doc, reference, "URI").unwrap_or_default();
+        let node = uri.strip_prefix('#').and_then(|id| ids.get(id)).copied().ok_or_else(|| failed(uri))?;
+        let text = c14n(&doc, node, &[])?;
+        digests.push(STANDARD.encode(digest::digest(&digest::SHA256, text.as_bytes())));
+    }
+    drop(doc);
+    let mut signed = String::with_capacity(template.len() + 512);
+    let mut rest = template;
+    for value in &digests {
+        let at = rest.find(EMPTY_DIGEST).ok_or_else(|| failed("fewer DigestValues than references"))?;
+        signed.push_str(&rest[..at]);
+        signed.push_str(&format!("<ds:DigestValue>{value}</ds:DigestValue>"));
+        rest = &rest[at + EMPTY_DIGEST.len()..];
+    }
+    signed.push_str(rest);
+    // The SignedInfo is written in canonical form but for the namespace declaration the
+    // Envelope carries, which exclusive C14N puts on it.
+    let start = signed.find("<ds:SignedInfo>").ok_or_else(|| failed("no SignedInfo"))?;
+    let end = signed.find("</ds:SignedInfo>").ok_or_else(|| failed("no SignedInfo"))? + "</ds:SignedInfo>".len();
+    let canonical_signed_info =
+        signed[start..end].replacen("<ds:SignedInfo>", &format!("<ds:SignedInfo xmlns:ds=\"{NS_DSIG}\">"), 1);
+    let mut value = vec![0u8; credentials.signer.public_modulus_len()];
+    credentials
+        .signer
+        .sign(
+            &rsa::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            canonical_signed_info.as_bytes(),
+            &mut value,
+        )
+        .map_err(|_| failed("RSA signing failed"))?;
+    let value = STANDARD.encode(value);
+    let signed = signed.replacen(EMPTY_SIGNATURE, &format!("<ds:SignatureValue>{value}</ds:SignatureValue>"), 1);
+    Ok((signed, value))
+}
+
+pub(super) const EMPTY_DIGEST: &str = "<ds:DigestValue></ds:DigestValue>";
+pub(super) const EMPTY_SIGNATURE: &str = "<ds:SignatureValue></ds:SignatureValue>";
+
+/// Every element's id (`Id`, `ID` or `id` in any namespace): an id given twice is refused, so a
+/// reference cannot be made to resolve to a copy.
+fn id_map(doc: &Document<'_>) -> Result<HashMap<String, NodeId>, WssError> {
+    let mut ids = HashMap::new();
+    let root = doc.root();
+    for node in doc.descendants(root) {
+        let Some(element) = doc.element(node) else { continue };
+        for attribute in &element.attributes {
+            if matches!(&*attribute.name.local_name, "Id" | "ID" | "id")
+                && ids.insert(attribute.value.to_string(), node).is_some_and(|other| other != node)
+            {
+                return Err(WssError::invalid(format!(
+                    "the id {:?} is given to more than one element",
+                    attribute.value
+                )));
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// The `PrefixList` of an exclusive C14N method's `InclusiveNamespaces`, if it has one.
+fn prefix_list(doc: &Document<'_>, method: NodeId) -> Vec<String> {
+    elements(doc, method)
+        .first()
+        .and_then(|&list| attribute(doc, list, "PrefixList"))
+        .map(|list| list.split_ascii_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+fn digest_algorithm(uri: &str) -> Result<&'static digest::Algorithm, WssError> {
+    Ok(match uri {
+        algorithm::SHA256 => &digest::SHA256,
+        algorithm::SHA384 => &digest::SHA384,
+        algorithm::SHA512 => &digest::SHA512,
+        algorithm::SHA1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
+        other => return Err(WssError::invalid(format!("digest {other} is refused"))),
+    })
+}
+
+fn verification_algorithm(uri: &str) -> Result<&'static rsa::RsaParameters, WssError> {
+    Ok(match uri {
+        algorithm::RSA_SHA256 => &rsa::RSA_PKCS1_2048_8192_SHA256,
+        algorithm::RSA_SHA384 => &rsa::RSA_PKCS1_2048_8192_SHA384,
+        algorithm::RSA_SHA512 => &rsa::RSA_PKCS1_2048_8192_SHA512,
+        other => return Err(WssError::invalid(format!("signature method {other} is refused"))),
+    })
+}
+
+/// The exclusive canonical form of `node` (comments left out).
+fn c14n(doc: &Document<'_>, node: NodeId, prefixes: &[String]) -> Result<String, WssError> {
+    let subtree = NodeSet::tree_without_comments(node, doc);
+    let bytes = bergshamra::c14n::canonicalize_doc(doc, C14nMode::Exclusive, Some(&subtree), prefixes)
+        .map_err(|e| WssError::failed(format!("a signed part cannot be canonicalized: {e}")))?;
+    String::from_utf8(bytes).map_err(|_| WssError::failed("a signed part is not UTF-8"))
+}
+
+/// Before any digest is computed, the signature must have exactly the profile's shape: SignedInfo holds a CanonicalizationMethod (exclusive
 /// C14N, never `#WithComments`), an allowed SignatureMethod and the References; each Reference
 /// names an element by id and holds exactly one Transform (exclusive C14N), an allowed
 /// DigestMethod and its DigestValue. No attribute is given twice or in another namespace, so
-/// what is checked here is what bergshamra reads.
+/// what is checked here is what is read after.
 fn check_algorithms(doc: &Document<'_>, signature: NodeId, expected: &Expected<'_>) -> Result<(), WssError> {
     check_attributes(doc, signature)?;
     let signed_info = only(doc, signature, NS_DSIG, "SignedInfo")?;
@@ -156,8 +298,9 @@ fn only_prefix_list(doc: &Document<'_>, method: NodeId) -> Result<(), WssError> 
 }
 
 /// In the signature, an attribute appears once by its local name, and those that steer
-/// bergshamra (`Algorithm`, `URI`, `Type`) only without a namespace: it reads attributes by
-/// local name, in any namespace. (`wsu:Id` on a SecurityTokenReference, as WSS4J writes it, is fine.)
+/// verification (`Algorithm`, `URI`, `Type`) only without a namespace: a verifier that reads
+/// attributes by local name (libxmlsec1 and bergshamra do) sees what is checked here. (`wsu:Id`
+/// on a SecurityTokenReference, as WSS4J writes it, is fine.)
 fn check_attributes(doc: &Document<'_>, signature: NodeId) -> Result<(), WssError> {
     let mut nodes = vec![signature];
     nodes.extend(doc.descendants(signature));
@@ -176,13 +319,4 @@ fn check_attributes(doc: &Document<'_>, signature: NodeId) -> Result<(), WssErro
         }
     }
     Ok(())
-}
-
-/// The exclusive canonical form of `node`: the bytes its digest covered (bar an inclusive
-/// prefix list), standalone with every namespace it uses. What the message says is read from it.
-pub(super) fn canonical(doc: &Document<'_>, node: NodeId) -> Result<String, WssError> {
-    let subtree = NodeSet::tree_without_comments(node, doc);
-    let bytes = bergshamra::c14n::canonicalize_doc(doc, C14nMode::Exclusive, Some(&subtree), &[] as &[&str])
-        .map_err(|e| WssError::failed(format!("the signed part cannot be canonicalized: {e}")))?;
-    String::from_utf8(bytes).map_err(|_| WssError::failed("the signed part is not UTF-8"))
 }

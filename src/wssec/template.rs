@@ -1,5 +1,5 @@
-//! The `wsse:Security` headers Portvakt writes, as templates bergshamra signs: empty
-//! `DigestValue`s and `SignatureValue` that it fills in place. The prefixes are declared on the
+//! The `wsse:Security` headers Portvakt writes, as templates `signature::sign` fills: empty
+//! `DigestValue`s and `SignatureValue`. The prefixes are declared on the
 //! Envelope (`NAMESPACES`). Values from elsewhere (an issuer name, a confirmed signature value)
 //! are escaped.
 
@@ -63,20 +63,24 @@ pub(super) fn security(
         ids.token
     ));
     xml.push_str(r#"<ds:Signature><ds:SignedInfo>"#);
+    // SignedInfo in canonical form (empty elements written out in full), so that what is signed
+    // is this text with the namespace declaration exclusive C14N adds.
     xml.push_str(&format!(
-        r#"<ds:CanonicalizationMethod Algorithm="{}"/><ds:SignatureMethod Algorithm="{}"/>"#,
+        r#"<ds:CanonicalizationMethod Algorithm="{}"></ds:CanonicalizationMethod><ds:SignatureMethod Algorithm="{}"></ds:SignatureMethod>"#,
         algorithm::EXC_C14N,
         algorithm::RSA_SHA256
     ));
     for reference in references {
         xml.push_str(&format!(
-            r##"<ds:Reference URI="#{reference}"><ds:Transforms><ds:Transform Algorithm="{}"/></ds:Transforms><ds:DigestMethod Algorithm="{}"/><ds:DigestValue></ds:DigestValue></ds:Reference>"##,
+            r##"<ds:Reference URI="#{reference}"><ds:Transforms><ds:Transform Algorithm="{}"></ds:Transform></ds:Transforms><ds:DigestMethod Algorithm="{}"></ds:DigestMethod>{}</ds:Reference>"##,
             algorithm::EXC_C14N,
-            algorithm::SHA256
+            algorithm::SHA256,
+            super::signature::EMPTY_DIGEST
         ));
     }
     xml.push_str(&format!(
-        r##"</ds:SignedInfo><ds:SignatureValue></ds:SignatureValue><ds:KeyInfo><wsse:SecurityTokenReference><wsse:Reference URI="#{}" ValueType="{X509V3}"/></wsse:SecurityTokenReference></ds:KeyInfo></ds:Signature>"##,
+        r##"</ds:SignedInfo>{}<ds:KeyInfo><wsse:SecurityTokenReference><wsse:Reference URI="#{}" ValueType="{X509V3}"/></wsse:SecurityTokenReference></ds:KeyInfo></ds:Signature>"##,
+        super::signature::EMPTY_SIGNATURE,
         ids.token
     ));
     xml.push_str(&format!(
