@@ -97,8 +97,10 @@ def wrk(url, args, script_env, run_dir, label):
     env = dict(os.environ, WRK_REPORT=str(HERE / "wrk-report.lua"), **script_env)
     script = script_env.get("WRK_SCRIPT", str(HERE / "wrk-report.lua"))
     base = ["wrk", f"-t{args.threads}", f"-c{args.connections}", "--timeout", "5s", "-s", script, url]
-    subprocess.run(base[:1] + ["-d", f"{args.warmup}s"] + base[1:], env=env, capture_output=True, check=False)
-    result = subprocess.run(base[:1] + ["-d", f"{args.duration}s"] + base[1:], env=env, capture_output=True, text=True, check=False)
+    # WRK_PHASE lets a script that sends each body once keep the warm-up's bodies apart.
+    subprocess.run(base[:1] + ["-d", f"{args.warmup}s"] + base[1:], env=dict(env, WRK_PHASE="warmup"), capture_output=True, check=False)
+    result = subprocess.run(base[:1] + ["-d", f"{args.duration}s"] + base[1:], env=dict(env, WRK_PHASE="run"),
+                            capture_output=True, text=True, check=False)
     (run_dir / f"wrk-{label}.txt").write_text(result.stdout + result.stderr)
     line = next((l for l in result.stdout.splitlines() if l.startswith("WRK_JSON ")), None)
     if line is None:

@@ -1,6 +1,7 @@
 -- Each request carries the next token of TOKENS_FILE (cache misses: every token is distinct),
 -- or the same token when the file holds one line. Optional BODY_FILE and METHOD for POSTs, or
--- BODIES_FILE: one body a line, each sent once (the threads, THREADS of them, take turns).
+-- BODIES_FILE: one body a line, each sent once (the threads, THREADS of them, take turns; the
+-- warm-up and the run, told apart by WRK_PHASE, take different lines).
 dofile(os.getenv("WRK_REPORT"))
 
 local tokens = {}
@@ -15,9 +16,15 @@ if os.getenv("BODY_FILE") then
 end
 local bodies = {}
 if os.getenv("BODIES_FILE") then
+  -- The warm-up takes the first third of the lines, the measured run the rest.
+  local all = {}
   for line in io.lines(os.getenv("BODIES_FILE")) do
-    if #line > 0 then bodies[#bodies + 1] = line end
+    if #line > 0 then all[#all + 1] = line end
   end
+  local third = math.floor(#all / 3)
+  local first, last = third + 1, #all
+  if os.getenv("WRK_PHASE") == "warmup" then first, last = 1, third end
+  for i = first, last do bodies[#bodies + 1] = all[i] end
 end
 local threads = tonumber(os.getenv("THREADS") or "1")
 local method = os.getenv("METHOD") or "GET"
