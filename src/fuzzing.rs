@@ -732,6 +732,31 @@ pub fn soap(data: &[u8]) {
     }
 }
 
+/// DPoP proofs (token/dpop.rs), as the gateway and the token endpoint read them.
+///
+/// Properties: no input panics; a proof that holds names a key thumbprint of 43 base64url
+/// characters (a SHA-256); and none holds for a request it was not made for.
+pub fn dpop_proof(data: &[u8]) {
+    use crate::token::dpop::{self, Expected};
+
+    let Ok(proof) = std::str::from_utf8(data) else { return };
+    let expected = |method, uri| Expected {
+        method,
+        uri,
+        access_token: None,
+        now: 1_562_262_616,
+        window: std::time::Duration::from_secs(60),
+        nonces: None,
+    };
+    if let Ok(held) = dpop::check(proof, &expected("POST", "https://server.example.com/token")) {
+        assert_eq!(held.jkt.len(), 43, "a thumbprint is a base64url SHA-256");
+        assert!(
+            dpop::check(proof, &expected("DELETE", "https://elsewhere.example/other")).is_err(),
+            "a proof held for another request"
+        );
+    }
+}
+
 /// WS-Security on the KRR link (wssec/): the simulator's verification of a request, and the
 /// facade's opening of an answer to a request it signed, with the development certificates.
 ///

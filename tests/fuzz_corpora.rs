@@ -67,4 +67,5 @@ targets!(
     soap,
     krr_json,
     wssec,
+    dpop_proof,
 );

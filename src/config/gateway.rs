@@ -417,6 +417,10 @@ pub struct RouteSettings {
     /// RFC 9110 forbids retrying non-idempotent requests without such knowledge.
     pub idempotent: bool,
     pub rate_limit: Option<RateLimitSettings>,
+    /// Only sender-constrained (DPoP-bound) tokens: a bearer token is refused here.
+    pub sender_constrained: bool,
+    /// DPoP proofs here must carry a server nonce (`DPoP-Nonce`, RFC 9449 §9).
+    pub dpop_nonce: bool,
 }
 
 /// Where a route's requests go.
@@ -454,6 +458,10 @@ struct RouteToml {
     #[serde(default)]
     idempotent: bool,
     rate_limit: Option<RateLimitSettings>,
+    #[serde(default)]
+    sender_constrained: bool,
+    #[serde(default)]
+    dpop_nonce: bool,
 }
 
 impl TryFrom<RouteToml> for RouteSettings {
@@ -479,6 +487,8 @@ impl TryFrom<RouteToml> for RouteSettings {
             audience: toml.audience,
             forward_token: toml.forward_token,
             idempotent: toml.idempotent,
+            sender_constrained: toml.sender_constrained,
+            dpop_nonce: toml.dpop_nonce,
             rate_limit: toml.rate_limit,
         })
     }

@@ -40,6 +40,9 @@ pub struct IssuerSettings {
     /// Where the issuer keeps its state (in memory by default, or Redis), and its bounds.
     #[serde(default)]
     pub store: StoreSettings,
+    /// DPoP proofs at the token endpoint must carry a server nonce (`DPoP-Nonce`, RFC 9449 §8).
+    #[serde(default)]
+    pub dpop_nonce: bool,
 }
 
 /// `[issuer.store]`: every kind of state the issuer keeps (login pages in progress, codes, PAR

@@ -13,6 +13,7 @@ use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 
 use super::GatewayState;
+use super::binding::DpopGuard;
 use super::error::GatewayError;
 use super::resource_metadata::WELL_KNOWN;
 use super::respond::Answer;
@@ -20,7 +21,7 @@ use super::routes::{Lookup, Route, Target};
 use super::validator::LastToken;
 use crate::admin::metrics::Metrics;
 use crate::config::Handler;
-use crate::token::{TokenError, VerifiedToken};
+use crate::token::{Reason, TokenError, VerifiedToken};
 use crate::web::bearer::{self, BearerError};
 use crate::web::headers::list_items;
 use crate::web::path::check_request_path;
@@ -31,6 +32,8 @@ pub struct Gateway {
     pub(super) state: Arc<ArcSwap<GatewayState>>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) access_log: bool,
+    /// DPoP nonces and the proofs seen, kept across reloads.
+    dpop: DpopGuard,
 }
 
 pub struct RequestCtx {
@@ -47,7 +50,7 @@ pub struct RequestCtx {
 }
 impl Gateway {
     pub fn new(state: Arc<ArcSwap<GatewayState>>, metrics: Arc<Metrics>, access_log: bool) -> Gateway {
-        Gateway { state, metrics, access_log }
+        Gateway { state, metrics, access_log, dpop: DpopGuard::default() }
     }
 
     pub fn new_ctx(&self, body_timeout: std::time::Duration) -> RequestCtx {
@@ -112,7 +115,7 @@ impl Gateway {
         };
         ctx.route = Some(route.name.clone());
         ctx.route_index = Some(index);
-        let token = bearer::extract(&header.headers).map_err(|e| match e {
+        let (scheme, token) = bearer::credential(&header.headers).map_err(|e| match e {
             BearerError::Repeated => GatewayError::BadAuthorization(BearerError::Repeated.describe()),
             e => {
                 self.metrics.gateway.token_refused(crate::token::Reason::Missing);
@@ -125,6 +128,10 @@ impl Gateway {
             .validate_on_connection(token, client, last_token)
             .await
             .map_err(|e| GatewayError::token(e, state.retry_after_seconds))?;
+        self.dpop.check(session, &state, route, scheme, token, &verified).inspect_err(|e| {
+            let reason = if matches!(e, GatewayError::Dpop(_)) { Reason::DpopProof } else { Reason::SenderConstraint };
+            self.metrics.gateway.token_refused(reason);
+        })?;
         ctx.token = Some(verified.clone());
         route.policy.check(&verified)?;
         if let Some(limit) = &route.rate_limit

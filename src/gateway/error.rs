@@ -12,7 +12,7 @@ use crate::krr::KrrError;
 use crate::krr::client::BackendError;
 use crate::oauth::ErrorCode;
 use crate::token::{Acr, Reason, TokenError};
-use crate::web::bearer::challenge;
+use crate::web::bearer::{challenge, challenge_for};
 
 /// How long a client is told to wait after a refusal for its rate.
 const RATE_RETRY_AFTER_SECONDS: u64 = 1;
@@ -51,6 +51,14 @@ pub enum GatewayError {
     /// 401 `invalid_token`: a good token, not meant for this route (issuer, audience).
     #[error("{0}")]
     NotForThisRoute(String),
+    /// 401 `invalid_token` with a `DPoP` challenge: the token's binding and how it was sent
+    /// disagree (a bound token as Bearer, an unbound one as DPoP), or the route takes bound
+    /// tokens only.
+    #[error("{0}")]
+    SenderConstraint(Cow<'static, str>),
+    /// 401 `invalid_dpop_proof`, or `use_dpop_nonce` with a `DPoP-Nonce` (RFC 9449 §7.1, §9).
+    #[error("{0}")]
+    Dpop(crate::token::dpop::DpopError),
     /// 403 `insufficient_scope`, naming the scopes that would do.
     #[error("{description}")]
     InsufficientScope { scope: String, description: Cow<'static, str> },
@@ -115,6 +123,12 @@ impl GatewayError {
             extra.extend(resource_metadata.map(|url| ("resource_metadata", url)));
             challenge(code, &description, &extra)
         };
+        let algs = crate::token::dpop::ALGS.iter().map(|a| a.name()).collect::<Vec<_>>().join(" ");
+        let dpop_challenge = |code: &str| {
+            let mut extra = vec![("algs", algs.as_str())];
+            extra.extend(resource_metadata.map(|url| ("resource_metadata", url)));
+            challenge_for("DPoP", code, &description, &extra)
+        };
         let with_challenge = |status, code: ErrorCode, extra: &[(&str, &str)]| {
             Answer::error(status, code.as_str(), &description)
                 .with_header("www-authenticate", challenge(code.as_str(), extra))
@@ -139,6 +153,16 @@ impl GatewayError {
                 _ => with_challenge(401, ErrorCode::InvalidToken, &[]),
             },
             GatewayError::NotForThisRoute(_) => with_challenge(401, ErrorCode::InvalidToken, &[]),
+            GatewayError::SenderConstraint(_) => Answer::error(401, ErrorCode::InvalidToken.as_str(), &description)
+                .with_header("www-authenticate", dpop_challenge(ErrorCode::InvalidToken.as_str())),
+            GatewayError::Dpop(error) => {
+                let answer = Answer::error(401, error.code(), &description)
+                    .with_header("www-authenticate", dpop_challenge(error.code()));
+                match error.nonce() {
+                    Some(nonce) => answer.with_header("dpop-nonce", nonce.to_owned()),
+                    None => answer,
+                }
+            }
             GatewayError::InsufficientScope { scope, .. } => {
                 let code = ErrorCode::InsufficientScope;
                 let body = json!({"error": code.as_str(), "error_description": description, "scope": scope});

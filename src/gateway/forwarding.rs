@@ -142,7 +142,7 @@ impl Gateway {
                 || HOP_BY_HOP.contains(&lower)
                 || nominated.contains(name)
                 || lower == "expect"
-                || (lower == "authorization" && !forward_token)
+                || ((lower == "authorization" || lower == "dpop") && !forward_token)
                 || name == X_REQUEST_ID
                 || name == X_FORWARDED_FOR
                 || (!trusted_proxy && FORWARDING.contains(name))

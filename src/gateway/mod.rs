@@ -3,6 +3,7 @@
 
 mod access_log;
 mod admission;
+mod binding;
 mod engine;
 pub mod error;
 mod forwarding;
@@ -122,6 +123,8 @@ impl GatewayState {
                 policy: Policy::from_settings(route, &own_audiences),
                 forward_token: route.forward_token,
                 idempotent: route.idempotent,
+                sender_constrained: route.sender_constrained,
+                dpop_nonce: route.dpop_nonce,
                 rate_limit: route.rate_limit.as_ref().map(|l| RateLimit::new(l.requests_per_second)),
                 metrics: RouteMetrics::new(&route.name, metrics),
             });

@@ -27,6 +27,8 @@ struct Document<'a> {
     bearer_methods_supported: [&'static str; 1],
     /// No certificate-bound tokens are checked (yet).
     tls_client_certificate_bound_access_tokens: bool,
+    /// DPoP-bound tokens are taken with a proof by any of these (RFC 9449 §7).
+    dpop_signing_alg_values_supported: Vec<&'static str>,
 }
 
 #[derive(Default)]
@@ -68,6 +70,7 @@ impl<'a> Api<'a> {
             scopes_supported: self.scopes.clone(),
             bearer_methods_supported: ["header"],
             tls_client_certificate_bound_access_tokens: false,
+            dpop_signing_alg_values_supported: crate::token::dpop::ALGS.iter().map(|a| a.name()).collect(),
         };
         Bytes::from(serde_json::to_vec(&document).unwrap_or_default())
     }

@@ -178,6 +178,10 @@ pub struct Route {
     /// Requests may be retried on a stale pooled connection whatever their method.
     pub idempotent: bool,
     pub rate_limit: Option<RateLimit>,
+    /// Bearer tokens are refused: DPoP-bound ones only.
+    pub sender_constrained: bool,
+    /// DPoP proofs must carry a server nonce.
+    pub dpop_nonce: bool,
     pub metrics: RouteMetrics,
 }
 
@@ -244,6 +248,8 @@ mod tests {
             level: acr,
             audiences: vec!["https://gateway.example/".into()],
             expires_at: 0,
+            jkt: None,
+            certificate_bound: false,
         }
     }
 

@@ -66,6 +66,8 @@ pub struct OAuthError {
     pub bearer_challenge: bool,
     /// `Retry-After` (seconds), for `temporarily_unavailable`.
     pub retry_after: Option<u64>,
+    /// `DPoP-Nonce`, for `use_dpop_nonce`.
+    pub dpop_nonce: Option<String>,
 }
 
 impl OAuthError {
@@ -77,6 +79,20 @@ impl OAuthError {
             basic_challenge: false,
             bearer_challenge: false,
             retry_after: None,
+            dpop_nonce: None,
+        }
+    }
+
+    /// A DPoP proof at the token endpoint that does not hold (400, RFC 9449 §5.1), or one
+    /// without the nonce asked for (with `DPoP-Nonce`).
+    pub fn dpop(error: crate::token::dpop::DpopError) -> OAuthError {
+        use crate::token::dpop::DpopError;
+        match error {
+            DpopError::UseNonce(nonce) => OAuthError {
+                dpop_nonce: Some(nonce),
+                ..OAuthError::new(ErrorCode::UseDpopNonce, "a DPoP nonce is required: retry with the one in DPoP-Nonce")
+            },
+            DpopError::Invalid(reason) => OAuthError::new(ErrorCode::InvalidDpopProof, reason),
         }
     }
 
@@ -193,6 +209,9 @@ impl IntoResponse for OAuthError {
         }
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(nonce) = self.dpop_nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
+            headers.insert("dpop-nonce", nonce);
         }
         if self.bearer_challenge {
             let value = crate::web::bearer::challenge(self.code.as_str(), &self.description, &[]);

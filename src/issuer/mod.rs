@@ -62,6 +62,8 @@ pub struct Issuer {
     pub secure_cookies: bool,
     /// authlevel lookups are put on the audit trail.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// DPoP proofs at `/token` must carry one of these nonces (when `dpop_nonce` is on).
+    pub dpop_nonces: Option<crate::token::dpop::Nonces>,
 }
 
 impl Issuer {
@@ -117,6 +119,9 @@ impl Issuer {
             delegations: settings.delegations.clone(),
             metrics,
             audit,
+            dpop_nonces: settings
+                .dpop_nonce
+                .then(|| crate::token::dpop::Nonces::new(std::time::Duration::from_secs(300))),
         })
     }
 

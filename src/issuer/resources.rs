@@ -96,6 +96,7 @@ impl Issuer {
     pub async fn verified_access_token(&self, token: &str) -> Result<VerifiedToken, OAuthError> {
         match self.resolve_access_token(token).await? {
             Resolved::Active { claims, .. } => {
+                refuse_bound(&claims)?;
                 VerifiedToken::from_claims(self.id.as_str().into(), *claims, unix_now(), 0)
                     .map_err(|e| OAuthError::invalid_token(e.detail.into_owned()))
             }
@@ -103,6 +104,17 @@ impl Issuer {
                 "the token is not active (unknown, expired, revoked or not from this issuer)",
             )),
         }
+    }
+}
+
+/// The issuer's own resources take bearer tokens only: a token bound to a key (DPoP) or a
+/// certificate is refused as Bearer, since no proof of its key comes with it.
+fn refuse_bound(claims: &AccessClaims) -> Result<(), OAuthError> {
+    match &claims.cnf {
+        Some(_) => Err(OAuthError::invalid_token(
+            "the token is sender-constrained (cnf): this resource takes bearer tokens only",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -133,6 +145,7 @@ pub async fn userinfo(State(issuer): State<Arc<Issuer>>, headers: HeaderMap) -> 
             Resolved::Active { claims, grant_id, .. } => (claims, grant_id),
             Resolved::Inactive => return Err(OAuthError::invalid_token("the access token is not active")),
         };
+        refuse_bound(&claims)?;
         if !claims.scopes().iter().any(|s| s == "profile") {
             return Err(OAuthError {
                 bearer_challenge: true,

@@ -26,18 +26,20 @@ use crate::token::verify::unix_now;
 pub async fn token(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: String) -> Response {
     let result = async {
         let TokenRequest { grant, client } = TokenRequest::read(&parse_form(&body)?)?;
+        let binding = dpop_binding(&issuer, &headers).await?;
+        let binding = binding.as_deref();
         match grant {
             GrantRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
                 let redeem = Redeem { code, redirect_uri, code_verifier };
-                authorization_code(&issuer, &headers, &client, redeem).await
+                authorization_code(&issuer, &headers, &client, redeem, binding).await
             }
             GrantRequest::RefreshToken { refresh_token: token, scope } => {
-                refresh_token(&issuer, &headers, &client, &token, scope.as_deref()).await
+                refresh_token(&issuer, &headers, &client, &token, scope.as_deref(), binding).await
             }
             GrantRequest::ClientCredentials { scope, resource } => {
-                client_credentials(&issuer, &headers, &client, &scope, resource).await
+                client_credentials(&issuer, &headers, &client, &scope, resource, binding).await
             }
-            GrantRequest::JwtBearer { assertion } => jwt_bearer(&issuer, &assertion).await,
+            GrantRequest::JwtBearer { assertion } => jwt_bearer(&issuer, &assertion, binding).await,
         }
     };
     match result.await {
@@ -47,6 +49,40 @@ pub async fn token(State(issuer): State<Arc<Issuer>>, headers: HeaderMap, body: 
             error.into_response()
         }
     }
+}
+
+/// How old (or, by clock skew, how far ahead) a DPoP proof's `iat` may be.
+const DPOP_PROOF_WINDOW: Duration = Duration::from_secs(60);
+
+/// A `DPoP` proof with the request (RFC 9449 §5): the thumbprint of the key the tokens are then
+/// bound to. Each proof is taken once, across instances when the state is shared.
+async fn dpop_binding(issuer: &Issuer, headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
+    use crate::token::dpop::{self, DpopError, Expected};
+    let mut values = headers.get_all("dpop").iter();
+    let proof = match (values.next(), values.next()) {
+        (None, _) => return Ok(None),
+        (Some(value), None) => {
+            value.to_str().map_err(|_| OAuthError::dpop(DpopError::Invalid("the DPoP header is not a JWT".into())))?
+        }
+        (Some(_), Some(_)) => return Err(OAuthError::dpop(DpopError::Invalid("send one DPoP header".into()))),
+    };
+    let uri = issuer.endpoint("/token");
+    let expected = Expected {
+        method: "POST",
+        uri: &uri,
+        access_token: None,
+        now: unix_now(),
+        window: DPOP_PROOF_WINDOW,
+        nonces: issuer.dpop_nonces.as_ref(),
+    };
+    let proof = dpop::check(proof, &expected).map_err(OAuthError::dpop)?;
+    let key = format!("dpop:{}", URL_SAFE_NO_PAD.encode(proof.replay_key));
+    if !issuer.state.insert_new(Space::AssertionId, &key, &(), DPOP_PROOF_WINDOW * 2).await? {
+        return Err(OAuthError::dpop(DpopError::Invalid(
+            "the proof was used before: a DPoP proof is taken once".into(),
+        )));
+    }
+    Ok(Some(proof.jkt))
 }
 
 /// Where a refresh token's first use is marked (its record stays, so that reuse is recognised).
@@ -76,6 +112,7 @@ async fn authorization_code(
     headers: &HeaderMap,
     authentication: &ClientAuthentication,
     redeem: Redeem,
+    binding: Option<&str>,
 ) -> Result<Issued, OAuthError> {
     let Authenticated { client, amr, .. } = clients::authenticate(issuer, headers, authentication).await?;
     let key = storage_key(&redeem.code);
@@ -142,7 +179,7 @@ async fn authorization_code(
         async { Ok::<(), OAuthError>(issuer.state.put(Space::AuthorizationCode, &key, &redeemed, keep).await?) },
         join_session,
     )?;
-    issuer.issue_for_grant(client, &grant, amr, record.request.nonce.as_deref(), &scopes).await
+    issuer.issue_for_grant(client, &grant, amr, record.request.nonce.as_deref(), &scopes, binding).await
 }
 
 async fn refresh_token(
@@ -151,6 +188,7 @@ async fn refresh_token(
     authentication: &ClientAuthentication,
     token: &str,
     scope: Option<&str>,
+    binding: Option<&str>,
 ) -> Result<Issued, OAuthError> {
     let (client, amr) = confidential_client(issuer, headers, authentication, "refresh_token").await?;
     let key = storage_key(token);
@@ -184,7 +222,7 @@ async fn refresh_token(
         }
         None => grant.scopes.clone(),
     };
-    issuer.issue_for_grant(client, &grant, amr, None, &scopes).await
+    issuer.issue_for_grant(client, &grant, amr, None, &scopes, binding).await
 }
 
 fn scope_error(refusal: ScopeRefusal, issuer: &Issuer) -> OAuthError {
@@ -236,17 +274,19 @@ async fn client_credentials(
     authentication: &ClientAuthentication,
     scope: &str,
     resource: Option<String>,
+    binding: Option<&str>,
 ) -> Result<Issued, OAuthError> {
     let (client, amr) = confidential_client(issuer, headers, authentication, "client_credentials").await?;
     machine_client(client, "client_credentials")?;
     let scopes = parse_scope(scope).map_err(OAuthError::invalid_scope)?;
     issuer.scopes.check(&scopes, client.integration_type, &client.scopes).map_err(|r| scope_error(r, issuer))?;
     let audience = resource.into_iter().collect();
-    issuer.issue_machine(client, &scopes, amr, MachineExtras { audience, ..MachineExtras::default() }).await
+    let extras = MachineExtras { audience, binding: binding.map(str::to_owned), ..MachineExtras::default() };
+    issuer.issue_machine(client, &scopes, amr, extras).await
 }
 
 /// Maskinporten's grant: steps 1–9 in `assertion`, then scopes (10) and delegation (11).
-async fn jwt_bearer(issuer: &Issuer, assertion: &str) -> Result<Issued, OAuthError> {
+async fn jwt_bearer(issuer: &Issuer, assertion: &str, binding: Option<&str>) -> Result<Issued, OAuthError> {
     let verified = assertion::verify(issuer, assertion, Purpose::Grant).await.map_err(|e| match (e.store, e.mp) {
         (Some(store), _) => OAuthError::from(store),
         (None, Some(mp)) => OAuthError::mp(mp, e.description, &issuer.error_uri_base),
@@ -304,6 +344,7 @@ async fn jwt_bearer(issuer: &Issuer, assertion: &str) -> Result<Issued, OAuthErr
                 .map_err(|r| scope_error(r, issuer))?;
         }
     }
+    extras.binding = binding.map(str::to_owned);
     issuer.issue_machine(client, &scopes, verified.amr, extras).await
 }
 

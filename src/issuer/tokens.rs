@@ -15,7 +15,7 @@ use crate::admin::metrics::GrantKind;
 use crate::config::AccessTokenKind;
 use crate::token::sign::at_hash;
 use crate::token::verify::unix_now;
-use crate::token::{AccessClaims, Iso6523};
+use crate::token::{AccessClaims, Confirmation, Iso6523};
 
 /// RFC 9068's media type for JWT access tokens.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -24,7 +24,7 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 #[derive(Serialize)]
 pub struct Issued {
     pub access_token: String,
-    /// Always `Bearer` (RFC 6750).
+    /// `Bearer` (RFC 6750), or `DPoP` for a token bound to a DPoP key (RFC 9449 §5).
     pub token_type: &'static str,
     pub expires_in: u64,
     pub scope: String,
@@ -67,6 +67,16 @@ pub struct MachineExtras {
     pub pid: Option<String>,
     /// Set when a supplier asks for a consumer (`consumer_org`).
     pub consumer_orgno: Option<String>,
+    /// The DPoP key (its thumbprint) the token is bound to.
+    pub binding: Option<String>,
+}
+
+/// `cnf` and `token_type` for a token bound to a DPoP key, or a bearer token's.
+fn bound_to(binding: Option<&str>) -> (Option<Confirmation>, &'static str) {
+    match binding {
+        Some(jkt) => (Some(Confirmation { jkt: Some(jkt.to_owned()), ..Confirmation::default() }), "DPoP"),
+        None => (None, "Bearer"),
+    }
 }
 
 /// Where a JWT access token's record is kept. Opaque handles are stored under their SHA-256
@@ -140,9 +150,11 @@ impl Issuer {
         client_amr: &str,
         nonce: Option<&str>,
         scopes: &[String],
+        binding: Option<&str>,
     ) -> Result<Issued, OAuthError> {
         let now = unix_now();
         let lifetime = self.access_lifetime(client, scopes).min((grant.expires_at - now).max(1) as u64);
+        let (cnf, token_type) = bound_to(binding);
         // From the grant, not the request: a refresh asking for fewer scopes cannot drop no_pid.
         let no_pid = grant.scopes.iter().any(|s| s == "no_pid");
         let sub = self.pairwise_sub(&client.id, &grant.auth.pid);
@@ -154,7 +166,8 @@ impl Issuer {
             acr: Some(grant.auth.acr.name().to_owned()),
             scope: Some(scopes.join(" ")),
             aud: vec!["unspecified".to_owned()],
-            token_type: Some("Bearer".to_owned()),
+            token_type: Some(token_type.to_owned()),
+            cnf,
             iat: Some(now),
             exp: Some(now + lifetime as i64),
             jti: Some(jti()),
@@ -192,14 +205,7 @@ impl Issuer {
             None
         };
         self.metrics.issuer.issued(GrantKind::Citizen);
-        Ok(Issued {
-            access_token,
-            token_type: "Bearer",
-            expires_in: lifetime,
-            scope: scopes.join(" "),
-            id_token,
-            refresh_token,
-        })
+        Ok(Issued { access_token, token_type, expires_in: lifetime, scope: scopes.join(" "), id_token, refresh_token })
     }
 
     pub async fn issue_refresh_token(&self, client: &Client, grant: &Grant) -> Result<String, OAuthError> {
@@ -223,13 +229,15 @@ impl Issuer {
     ) -> Result<Issued, OAuthError> {
         let now = unix_now();
         let lifetime = self.access_lifetime(client, scopes);
+        let (cnf, token_type) = bound_to(extras.binding.as_deref());
         let orgno = client.orgno.clone().unwrap_or_default();
         let mut claims = AccessClaims {
             iss: Some(self.id.clone()),
             client_id: Some(client.id.clone()),
             client_amr: Some(client_amr.to_owned()),
             scope: Some(scopes.join(" ")),
-            token_type: Some("Bearer".to_owned()),
+            token_type: Some(token_type.to_owned()),
+            cnf,
             iat: Some(now),
             exp: Some(now + lifetime as i64),
             jti: Some(jti()),
@@ -252,7 +260,7 @@ impl Issuer {
         self.metrics.issuer.issued(GrantKind::Machine);
         Ok(Issued {
             access_token,
-            token_type: "Bearer",
+            token_type,
             expires_in: lifetime,
             scope: scopes.join(" "),
             id_token: None,

@@ -17,6 +17,10 @@ pub enum ErrorCode {
     InsufficientUserAuthentication,
     ServerError,
     TemporarilyUnavailable,
+    /// RFC 9449 §12.2: the DPoP proof is missing, wrong or replayed.
+    InvalidDpopProof,
+    /// RFC 9449 §8: retry with the server's nonce (in `DPoP-Nonce`).
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -35,6 +39,8 @@ impl ErrorCode {
             ErrorCode::InsufficientUserAuthentication => "insufficient_user_authentication",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }

@@ -22,6 +22,10 @@ pub struct VerifiedToken {
     pub level: Option<Acr>,
     pub audiences: Vec<String>,
     pub expires_at: i64,
+    /// The DPoP key the token is bound to (`cnf.jkt`): it is taken only with a proof from it.
+    pub jkt: Option<String>,
+    /// A binding this gateway cannot check (`cnf.x5t#S256` without TLS): such a token is refused.
+    pub certificate_bound: bool,
 }
 
 impl VerifiedToken {
@@ -48,6 +52,8 @@ impl VerifiedToken {
             acr: claims.acr,
             audiences: claims.aud,
             expires_at: claims.exp.unwrap_or_default(),
+            jkt: claims.cnf.as_ref().and_then(|c| c.jkt.clone()),
+            certificate_bound: claims.cnf.as_ref().is_some_and(|c| c.x5t_s256.is_some()),
         })
     }
 

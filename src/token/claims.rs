@@ -68,6 +68,18 @@ pub struct AccessClaims {
     /// ID-porten's flat form of the client's organisation number.
     #[serde(default, deserialize_with = "lenient")]
     pub client_orgno: Option<String>,
+    /// The key or certificate the token is bound to (RFC 9449 §6, RFC 8705 §3). Read strictly:
+    /// a binding of an odd shape must not read as no binding.
+    pub cnf: Option<Confirmation>,
+}
+
+/// `cnf`: a DPoP key's thumbprint (`jkt`) or a client certificate's (`x5t#S256`).
+#[serde_with::skip_serializing_none]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Confirmation {
+    pub jkt: Option<String>,
+    #[serde(rename = "x5t#S256")]
+    pub x5t_s256: Option<String>,
 }
 
 impl AccessClaims {

@@ -4,6 +4,7 @@ pub mod access;
 pub mod acr;
 pub mod alg;
 pub mod claims;
+pub mod dpop;
 pub mod jwk;
 pub mod sign;
 pub mod verify;
@@ -11,7 +12,7 @@ pub mod verify;
 pub use access::VerifiedToken;
 pub use acr::Acr;
 pub use alg::Alg;
-pub use claims::{AccessClaims, Iso6523};
+pub use claims::{AccessClaims, Confirmation, Iso6523};
 pub use jwk::{KeySet, VerifyingKey};
 pub use verify::{CompactJws, Reason, TokenError};
 

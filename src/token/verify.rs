@@ -34,6 +34,10 @@ pub enum Reason {
     IssuerUnavailable,
     /// A client made the gateway introspect more unknown tokens a second than it may: a 429.
     TooManyIntrospections,
+    /// The token's binding (DPoP, certificate) and how it was presented disagree.
+    SenderConstraint,
+    /// The DPoP proof is missing, wrong, replayed or without the nonce asked for.
+    DpopProof,
 }
 
 impl Reason {
@@ -54,10 +58,12 @@ impl Reason {
             Reason::NotAnAccessToken => "not_an_access_token",
             Reason::IssuerUnavailable => "issuer_unavailable",
             Reason::TooManyIntrospections => "too_many_introspections",
+            Reason::SenderConstraint => "sender_constraint",
+            Reason::DpopProof => "dpop_proof",
         }
     }
 
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::TooLarge,
@@ -73,6 +79,8 @@ impl Reason {
         Reason::NotAnAccessToken,
         Reason::IssuerUnavailable,
         Reason::TooManyIntrospections,
+        Reason::SenderConstraint,
+        Reason::DpopProof,
     ];
 }
 
@@ -99,6 +107,8 @@ pub struct JoseHeader {
     pub crit: Option<Vec<String>>,
     /// Kept raw: the JWT-bearer grant must tell an array (right) from a string (MP-123).
     pub x5c: Option<serde_json::Value>,
+    /// A DPoP proof's own public key (RFC 9449 §4.2); never used for any other token.
+    pub jwk: Option<serde_json::Value>,
 }
 
 /// A compact JWS split and decoded, not yet verified.

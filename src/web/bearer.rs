@@ -21,14 +21,30 @@ impl BearerError {
     pub fn describe(self) -> &'static str {
         match self {
             BearerError::Missing => "no bearer token: send Authorization: Bearer <token>",
-            BearerError::OtherScheme => "the Authorization scheme is not Bearer",
+            BearerError::OtherScheme => "the Authorization scheme is not Bearer (or DPoP, where a route takes it)",
             BearerError::Repeated => "more than one Authorization header",
             BearerError::Malformed => "the Authorization header is not Bearer followed by a token",
         }
     }
 }
 
+/// How an access token was presented: `Bearer` (RFC 6750) or `DPoP` (RFC 9449 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+/// A `Bearer` token; any other scheme is refused.
 pub fn extract(headers: &HeaderMap) -> Result<&str, BearerError> {
+    match credential(headers)? {
+        (Scheme::Bearer, token) => Ok(token),
+        (Scheme::Dpop, _) => Err(BearerError::OtherScheme),
+    }
+}
+
+/// The access token of `Authorization: Bearer …` or `Authorization: DPoP …`, and which it was.
+pub fn credential(headers: &HeaderMap) -> Result<(Scheme, &str), BearerError> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let value = values.next().ok_or(BearerError::Missing)?;
     if values.next().is_some() {
@@ -36,14 +52,18 @@ pub fn extract(headers: &HeaderMap) -> Result<&str, BearerError> {
     }
     let value = value.to_str().map_err(|_| BearerError::Malformed)?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Err(if scheme.is_empty() { BearerError::Missing } else { BearerError::OtherScheme });
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if token.is_empty() || !is_b64token(token) {
         return Err(BearerError::Malformed);
     }
-    Ok(token)
+    Ok((scheme, token))
 }
 
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`. This runs over
@@ -67,8 +87,13 @@ fn is_b64token(token: &str) -> bool {
 /// `Bearer realm="portvakt", error="…", error_description="…"`. RFC 6750 allows neither `"`
 /// nor `\` in the quoted values, so they are replaced rather than escaped.
 pub fn challenge(error: &str, description: &str, extra: &[(&str, &str)]) -> String {
+    challenge_for("Bearer", error, description, extra)
+}
+
+/// The same challenge under another scheme (`DPoP`, RFC 9449 §7.1).
+pub fn challenge_for(scheme: &str, error: &str, description: &str, extra: &[(&str, &str)]) -> String {
     let mut value =
-        format!("Bearer realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"", quotable(description));
+        format!("{scheme} realm=\"{REALM}\", error=\"{error}\", error_description=\"{}\"", quotable(description));
     for (name, v) in extra {
         value.push_str(&format!(", {name}=\"{}\"", quotable(v)));
     }

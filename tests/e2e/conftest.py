@@ -124,6 +124,17 @@ def own_config(tmp_path):
 
 def machine_token(scopes, kid=False):
     """A Maskinporten token via the JWT-bearer grant, signed here with joserfc (not Portvakt)."""
+    answer = requests.post(
+        f"{ISSUER}/token",
+        data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": grant_assertion(scopes, kid)},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["access_token"]
+
+
+def grant_assertion(scopes, kid=False):
+    """The demo Maskinporten client's JWT-bearer grant assertion, signed with joserfc."""
     key = RSAKey.import_key((ROOT / "config/dev/demo-maskinporten.key.pem").read_bytes())
     if kid:
         header = {"alg": "RS256", "kid": "demo-maskinporten"}
@@ -140,14 +151,7 @@ def machine_token(scopes, kid=False):
         "exp": now + 60,
         "jti": str(uuid.uuid4()),
     }
-    assertion = jwt.encode(header, claims, key)
-    answer = requests.post(
-        f"{ISSUER}/token",
-        data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()["access_token"]
+    return jwt.encode(header, claims, key)
 
 
 def register_cases():

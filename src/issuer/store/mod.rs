@@ -23,7 +23,7 @@ pub enum Space {
     Interaction,
     AuthorizationCode,
     PushedRequest,
-    /// `jti`s (or hashes) of JWT grants and client assertions already used.
+    /// `jti`s (or hashes) of JWT grants, client assertions and DPoP proofs already used.
     AssertionId,
     Session,
     Consent,

@@ -1,0 +1,116 @@
+//! Sender-constrained tokens at the edge: a token bound to a DPoP key (`cnf.jkt`) is taken only
+//! as `Authorization: DPoP` with a fresh proof from that key for this very request (RFC 9449
+//! §7); a bound token sent as Bearer, an unbound one sent as DPoP, a bearer token on a route that
+//! takes bound tokens only, and a certificate-bound token (which needs TLS) are refused.
+
+use std::time::Duration;
+
+use moka::sync::Cache;
+use pingora::protocols::http::ServerSession;
+
+use super::GatewayState;
+use super::error::GatewayError;
+use super::routes::Route;
+use crate::token::VerifiedToken;
+use crate::token::dpop::{self, DpopError, Expected, Nonces};
+use crate::token::verify::unix_now;
+use crate::web::bearer::Scheme;
+
+/// How old (or, by clock skew, how far ahead) a proof's `iat` may be.
+const PROOF_WINDOW: Duration = Duration::from_secs(60);
+/// A server nonce holds for this long (and the next period).
+const NONCE_PERIOD: Duration = Duration::from_secs(300);
+/// Proofs remembered against replay; each is kept while its `iat` could still pass.
+const MAX_REMEMBERED: u64 = 1_000_000;
+
+/// What the gateway keeps for DPoP across requests (and reloads): its nonce key and the proofs seen.
+pub struct DpopGuard {
+    nonces: Nonces,
+    seen: Cache<[u8; 32], ()>,
+}
+
+impl Default for DpopGuard {
+    fn default() -> DpopGuard {
+        DpopGuard {
+            nonces: Nonces::new(NONCE_PERIOD),
+            seen: Cache::builder().max_capacity(MAX_REMEMBERED).time_to_live(PROOF_WINDOW * 2).build(),
+        }
+    }
+}
+
+impl DpopGuard {
+    /// Check how `token` was presented against what it is bound to, and the route's demand.
+    pub fn check(
+        &self,
+        session: &ServerSession,
+        state: &GatewayState,
+        route: &Route,
+        scheme: Scheme,
+        token: &str,
+        verified: &VerifiedToken,
+    ) -> Result<(), GatewayError> {
+        if verified.certificate_bound {
+            return Err(GatewayError::SenderConstraint(
+                "the token is bound to a client certificate (cnf.x5t#S256), which needs TLS: this gateway cannot check it"
+                    .into(),
+            ));
+        }
+        let jkt = match (scheme, &verified.jkt) {
+            (Scheme::Bearer, Some(_)) => {
+                return Err(GatewayError::SenderConstraint(
+                    "the token is DPoP-bound: send it as Authorization: DPoP with a DPoP proof".into(),
+                ));
+            }
+            (Scheme::Bearer, None) if route.sender_constrained => {
+                return Err(GatewayError::SenderConstraint(
+                    "this route takes sender-constrained tokens only: get a DPoP-bound token".into(),
+                ));
+            }
+            (Scheme::Bearer, None) => return Ok(()),
+            (Scheme::Dpop, None) => {
+                return Err(GatewayError::SenderConstraint("the token is not DPoP-bound: send it as Bearer".into()));
+            }
+            (Scheme::Dpop, Some(jkt)) => jkt,
+        };
+        let header = session.req_header();
+        let mut proofs = header.headers.get_all("dpop").iter();
+        let proof = match (proofs.next(), proofs.next()) {
+            (Some(proof), None) => proof.to_str().map_err(|_| invalid("the DPoP header is not a JWT"))?,
+            _ => return Err(invalid("send exactly one DPoP header with a proof")),
+        };
+        let uri = request_uri(session, state);
+        let expected = Expected {
+            method: header.method.as_str(),
+            uri: &uri,
+            access_token: Some(token),
+            now: unix_now(),
+            window: PROOF_WINDOW,
+            nonces: route.dpop_nonce.then_some(&self.nonces),
+        };
+        let proof = dpop::check(proof, &expected).map_err(GatewayError::Dpop)?;
+        // The key is checked before the proof is remembered: someone else's proof uses up nothing.
+        if proof.jkt != *jkt {
+            return Err(invalid("the proof is signed with another key than the one the token is bound to"));
+        }
+        if !self.seen.entry(proof.replay_key).or_insert(()).is_fresh() {
+            return Err(invalid("the proof was used before: a DPoP proof is taken once"));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(reason: &'static str) -> GatewayError {
+    GatewayError::Dpop(DpopError::Invalid(reason.into()))
+}
+
+/// The URI the client addressed: `https` only when a trusted proxy says it terminated TLS.
+fn request_uri(session: &ServerSession, state: &GatewayState) -> String {
+    let header = session.req_header();
+    let host = header.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+    let trusted = peer.is_some_and(|ip| state.trusted_proxies.iter().any(|range| range.contains(&ip)));
+    let https =
+        trusted && header.headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{host}{}", String::from_utf8_lossy(header.raw_path()))
+}

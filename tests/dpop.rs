@@ -1,0 +1,201 @@
+//! DPoP (RFC 9449) through the real binary: the token endpoint binds machine tokens to the key of
+//! a proof; the gateway takes a bound token only as `Authorization: DPoP` with a fresh proof from
+//! that key for that very request, and refuses every way around it. (The proof checks against
+//! the RFC's own examples are unit tests in `src/token/dpop.rs`; an independent client, joserfc,
+//! is `tests/e2e/test_dpop.py`.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test may panic where a request path may not
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::*;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+
+const KONTAKT: &str = "krr:global/kontaktinformasjon.read";
+
+/// A DPoP key and the proofs it signs.
+struct Holder {
+    key: TestKey,
+}
+
+impl Holder {
+    fn new() -> Holder {
+        Holder { key: TestKey::new("dpop", Algorithm::ES256) }
+    }
+
+    fn proof(&self, method: &str, uri: &str, token: Option<&str>, extra: Value) -> String {
+        let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
+        header.typ = Some("dpop+jwt".into());
+        let mut jwk = self.key.jwk.clone();
+        for member in ["kid", "use", "alg"] {
+            jwk.as_object_mut().unwrap().remove(member);
+        }
+        header.jwk = Some(serde_json::from_value(jwk).unwrap());
+        let mut claims = json!({"jti": uuid(), "htm": method, "htu": uri, "iat": now()});
+        if let Some(token) = token {
+            let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+            claims["ath"] = json!(URL_SAFE_NO_PAD.encode(hash));
+        }
+        for (name, value) in extra.as_object().unwrap() {
+            claims[name] = value.clone();
+        }
+        jsonwebtoken::encode(&header, &claims, &self.key.encoding).unwrap()
+    }
+}
+
+fn uuid() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A JWT-bearer grant with a DPoP proof: the token answer.
+async fn bound_token(issuer: &str, holder: &Holder) -> Value {
+    let assertion = demo_maskinporten(issuer).assertion(&[KONTAKT], &json!({})).unwrap();
+    let answer = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .header("dpop", holder.proof("POST", &format!("{issuer}/token"), None, json!({})))
+        .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.json().await.unwrap()
+}
+
+struct Call {
+    status: u16,
+    body: Value,
+    challenge: String,
+    nonce: Option<String>,
+}
+
+async fn personer(gateway: &str, scheme: &str, token: &str, proof: Option<&str>) -> Call {
+    let mut request = reqwest::Client::new()
+        .post(format!("{gateway}/rest/v1/personer"))
+        .header("authorization", format!("{scheme} {token}"))
+        .json(&json!({"personidentifikatorer": ["23079421936"]}));
+    if let Some(proof) = proof {
+        request = request.header("dpop", proof);
+    }
+    let answer = request.send().await.unwrap();
+    let header = |name: &str| answer.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    let (challenge, nonce) = (header("www-authenticate").unwrap_or_default(), header("dpop-nonce"));
+    let status = answer.status().as_u16();
+    Call { status, body: answer.json().await.unwrap_or(Value::Null), challenge, nonce }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bound_token_is_taken_only_with_a_fresh_proof_from_its_key() {
+    let ports = Ports::new();
+    let portvakt = Portvakt::start(&default_config(&ports, ""), &ports).await;
+    let issuer = issuer_url(&ports);
+    let holder = Holder::new();
+    let answer = bound_token(&issuer, &holder).await;
+    assert_eq!(answer["token_type"], "DPoP");
+    let token = answer["access_token"].as_str().unwrap();
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let jkt = portvakt::token::dpop::thumbprint(&holder.key.jwk).unwrap();
+    assert_eq!(claims["cnf"]["jkt"], jkt.as_str());
+
+    let uri = format!("{}/rest/v1/personer", portvakt.gateway);
+    let good = holder.proof("POST", &uri, Some(token), json!({}));
+    let call = personer(&portvakt.gateway, "DPoP", token, Some(&good)).await;
+    assert_eq!(call.status, 200, "{}", call.body);
+
+    let refused = |call: Call, code: &str, words: &str| {
+        assert_eq!(call.status, 401, "{words}: {}", call.body);
+        assert_eq!(call.body["error"], code, "{words}: {}", call.body);
+        let description = call.body["error_description"].as_str().unwrap();
+        assert!(description.contains(words), "{description:?} does not say {words:?}");
+        assert!(call.challenge.starts_with("DPoP ") && call.challenge.contains("algs="), "{}", call.challenge);
+    };
+    // The same proof again.
+    refused(personer(&portvakt.gateway, "DPoP", token, Some(&good)).await, "invalid_dpop_proof", "used before");
+    // As Bearer, or with no proof at all.
+    refused(personer(&portvakt.gateway, "Bearer", token, None).await, "invalid_token", "DPoP-bound");
+    refused(personer(&portvakt.gateway, "DPoP", token, None).await, "invalid_dpop_proof", "exactly one DPoP header");
+    // A wrong method, URI, age, token hash, or key.
+    let cases = [
+        (holder.proof("GET", &uri, Some(token), json!({})), "is for GET"),
+        (holder.proof("POST", &format!("{uri}/other"), Some(token), json!({})), "htu"),
+        (holder.proof("POST", &uri, Some(token), json!({"iat": now() - 600})), "iat"),
+        (holder.proof("POST", &uri, Some("another-token"), json!({})), "ath"),
+        (Holder::new().proof("POST", &uri, Some(token), json!({})), "another key"),
+    ];
+    for (proof, words) in cases {
+        refused(personer(&portvakt.gateway, "DPoP", token, Some(&proof)).await, "invalid_dpop_proof", words);
+    }
+    // An unbound token sent as DPoP.
+    let bearer = machine_token(&issuer, &[KONTAKT]).await;
+    let proof = holder.proof("POST", &uri, Some(&bearer), json!({}));
+    refused(personer(&portvakt.gateway, "DPoP", &bearer, Some(&proof)).await, "invalid_token", "not DPoP-bound");
+    assert_eq!(personer(&portvakt.gateway, "Bearer", &bearer, None).await.status, 200);
+    // Refusals are counted by reason.
+    let metrics = portvakt.metrics().await;
+    assert!(metric(&metrics, "portvakt_token_outcomes_total{outcome=\"dpop_proof\"}") >= 7.0, "{metrics}");
+    assert!(metric(&metrics, "portvakt_token_outcomes_total{outcome=\"sender_constraint\"}") >= 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nonces_at_a_route_and_the_token_endpoint_and_routes_that_take_bound_tokens_only() {
+    let ports = Ports::new();
+    let config = default_config(&ports, "")
+        .replace(
+            "handler = \"krr-personer\"",
+            "handler = \"krr-personer\"\nsender_constrained = true\ndpop_nonce = true",
+        )
+        .replace("[issuer]\n", "[issuer]\ndpop_nonce = true\n");
+    let portvakt = Portvakt::start(&config, &ports).await;
+    let issuer = issuer_url(&ports);
+    let holder = Holder::new();
+    // The token endpoint asks for its nonce, and takes the proof that carries it.
+    let assertion = demo_maskinporten(&issuer).assertion(&[KONTAKT], &json!({})).unwrap();
+    let token_uri = format!("{issuer}/token");
+    let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())];
+    let first = reqwest::Client::new()
+        .post(&token_uri)
+        .header("dpop", holder.proof("POST", &token_uri, None, json!({})))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 400);
+    let nonce = first.headers().get("dpop-nonce").unwrap().to_str().unwrap().to_owned();
+    assert_eq!(first.json::<Value>().await.unwrap()["error"], "use_dpop_nonce");
+    let second = reqwest::Client::new()
+        .post(&token_uri)
+        .header("dpop", holder.proof("POST", &token_uri, None, json!({"nonce": nonce})))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 200);
+    let token = second.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+
+    // The route asks for its own nonce.
+    let uri = format!("{}/rest/v1/personer", portvakt.gateway);
+    let call =
+        personer(&portvakt.gateway, "DPoP", &token, Some(&holder.proof("POST", &uri, Some(&token), json!({})))).await;
+    assert_eq!((call.status, call.body["error"].as_str()), (401, Some("use_dpop_nonce")), "{}", call.body);
+    let nonce = call.nonce.expect("a DPoP-Nonce");
+    let made_up = holder.proof("POST", &uri, Some(&token), json!({"nonce": "made-up"}));
+    assert_eq!(personer(&portvakt.gateway, "DPoP", &token, Some(&made_up)).await.body["error"], "use_dpop_nonce");
+    let with_nonce = holder.proof("POST", &uri, Some(&token), json!({"nonce": nonce}));
+    assert_eq!(personer(&portvakt.gateway, "DPoP", &token, Some(&with_nonce)).await.status, 200);
+
+    // A bearer token on a route that takes bound tokens only.
+    let bearer = machine_token(&issuer, &[KONTAKT]).await;
+    let call = personer(&portvakt.gateway, "Bearer", &bearer, None).await;
+    assert_eq!((call.status, call.body["error"].as_str()), (401, Some("invalid_token")));
+    assert!(call.body["error_description"].as_str().unwrap().contains("sender-constrained tokens only"));
+
+    // Discovery and the protected-resource document name the proof algorithms.
+    let discovery: Value =
+        reqwest::get(format!("{issuer}/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
+    assert!(discovery["dpop_signing_alg_values_supported"].as_array().unwrap().contains(&json!("ES256")));
+}
