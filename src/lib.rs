@@ -19,6 +19,7 @@ pub mod oauth;
 pub mod oppslag;
 pub mod personid;
 pub mod pki;
+pub mod replay;
 pub mod server;
 pub mod soap;
 pub mod telemetry;

@@ -199,3 +199,125 @@ async fn nonces_at_a_route_and_the_token_endpoint_and_routes_that_take_bound_tok
         reqwest::get(format!("{issuer}/.well-known/openid-configuration")).await.unwrap().json().await.unwrap();
     assert!(discovery["dpop_signing_alg_values_supported"].as_array().unwrap().contains(&json!("ES256")));
 }
+
+/// A code redeemed with a DPoP proof (and the client's secret when it has one): the answer.
+async fn redeem_with_proof(issuer: &str, client: &str, redirect: &str, code: &str, holder: &Holder) -> Value {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect),
+        ("code_verifier", VERIFIER),
+        ("client_id", client),
+    ];
+    if client == RP {
+        form.push(("client_secret", RP_SECRET));
+    }
+    let uri = format!("{issuer}/token");
+    let answer = reqwest::Client::new()
+        .post(&uri)
+        .header("dpop", holder.proof("POST", &uri, None, json!({})))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.json().await.unwrap()
+}
+
+async fn refresh(issuer: &str, refresh_token: &str, holder: Option<&Holder>) -> (u16, Value) {
+    let uri = format!("{issuer}/token");
+    let mut request = reqwest::Client::new()
+        .post(&uri)
+        .basic_auth(RP, Some(RP_SECRET))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)]);
+    if let Some(holder) = holder {
+        request = request.header("dpop", holder.proof("POST", &uri, None, json!({})));
+    }
+    let answer = request.send().await.unwrap();
+    (answer.status().as_u16(), answer.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logins_give_bound_tokens_opaque_ones_pass_the_gateway_and_a_refresh_keeps_the_binding() {
+    let ports = Ports::new();
+    let portvakt = Portvakt::start(&default_config(&ports, ""), &ports).await;
+    let issuer = issuer_url(&ports);
+    let holder = Holder::new();
+
+    // A public client with opaque tokens: bound at the code's redemption, checked at the gateway
+    // through introspection.
+    let spa_redirect = "http://127.0.0.1:8765/spa-callback";
+    let code =
+        citizen_code(&issuer, "demo-spa", spa_redirect, "openid krr:user/kontaktinformasjon.read", CITIZEN).await;
+    let answer = redeem_with_proof(&issuer, "demo-spa", spa_redirect, &code, &holder).await;
+    assert_eq!(answer["token_type"], "DPoP");
+    let opaque = answer["access_token"].as_str().unwrap();
+    assert_eq!(opaque.split('.').count(), 1, "an opaque token");
+    let uri = format!("{}/rest/v1/person", portvakt.gateway);
+    let person = |scheme: &'static str, proof: Option<String>| {
+        let mut request = reqwest::Client::new().get(&uri).header("authorization", format!("{scheme} {opaque}"));
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(person("DPoP", Some(holder.proof("GET", &uri, Some(opaque), json!({})))).await, 200);
+    assert_eq!(person("Bearer", None).await, 401);
+
+    // A confidential client: the refresh of a bound grant needs a proof, and binds to its key.
+    let code = citizen_code(&issuer, RP, RP_REDIRECT, "openid krr:user/kontaktinformasjon.read", CITIZEN).await;
+    let answer = redeem_with_proof(&issuer, RP, RP_REDIRECT, &code, &holder).await;
+    let refresh_token = answer["refresh_token"].as_str().unwrap();
+    let (status, refused) = refresh(&issuer, refresh_token, None).await;
+    assert_eq!((status, refused["error"].as_str()), (400, Some("invalid_dpop_proof")), "{refused}");
+    let new_key = Holder::new();
+    let (status, renewed) = refresh(&issuer, refresh_token, Some(&new_key)).await;
+    assert_eq!(status, 200, "the refused refresh did not use the token up: {renewed}");
+    assert_eq!(renewed["token_type"], "DPoP");
+    let token = renewed["access_token"].as_str().unwrap();
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(claims["cnf"]["jkt"], portvakt::token::dpop::thumbprint(&new_key.key.jwk).unwrap().as_str());
+    // The issuer's userinfo takes bearer tokens only.
+    let userinfo = reqwest::Client::new().get(format!("{issuer}/userinfo")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(userinfo.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proof_must_name_the_host_and_path_the_client_addressed() {
+    let ports = Ports::new();
+    let portvakt = Portvakt::start(&default_config(&ports, ""), &ports).await;
+    let issuer = issuer_url(&ports);
+    let holder = Holder::new();
+    let token = bound_token(&issuer, &holder).await["access_token"].as_str().unwrap().to_owned();
+    let path = "/rest/v1/personer";
+    // A Host that would cut the path off the URI compared, or name another server.
+    for (host, htu) in [
+        ("elsewhere.example?", format!("http://elsewhere.example?{path}")),
+        ("a/b", format!("http://a/b{path}")),
+        ("", format!("http://{path}")),
+    ] {
+        let proof = holder.proof("POST", &htu, Some(&token), json!({}));
+        let answer = reqwest::Client::new()
+            .post(format!("{}{path}", portvakt.gateway))
+            .header("host", host)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .json(&json!({"personidentifikatorer": ["23079421936"]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(matches!(answer.status().as_u16(), 400 | 401), "Host {host:?}: {}", answer.status());
+    }
+    // Another server's name in Host and htu: the proof is for that server, not this one's path.
+    let other = holder.proof("POST", &format!("http://other-rs.example{path}"), Some(&token), json!({}));
+    let answer = reqwest::Client::new()
+        .post(format!("{}{path}", portvakt.gateway))
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", other)
+        .json(&json!({"personidentifikatorer": ["23079421936"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+}

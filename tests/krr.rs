@@ -429,25 +429,12 @@ async fn sizes_identifiers_bodies_tokens_and_scopes_are_checked() {
 
 async fn citizen_token(krr: &Krr, client: &str, redirect: &str, scope: &str, pid: &str) -> String {
     let issuer = issuer_url(&krr.ports);
-    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("client_id", client)
-        .append_pair("redirect_uri", redirect)
-        .append_pair("response_type", "code")
-        .append_pair("scope", scope)
-        .append_pair("state", "s")
-        .append_pair("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")
-        .append_pair("code_challenge_method", "S256");
-    let browser = Browser::new();
-    let page = browser.get(url.as_str()).await;
-    let form = forms(&page.body).into_iter().find(|f| f.action == "/authorize/login").unwrap();
-    let answer = browser.submit(&issuer, &form.set("pid", pid).set("acr", "Level3")).await;
-    let code = answer.redirect_param("code").expect("a code");
+    let code = citizen_code(&issuer, client, redirect, scope, pid).await;
     let mut form = vec![
         ("grant_type", "authorization_code".to_owned()),
         ("code", code),
         ("redirect_uri", redirect.to_owned()),
-        ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".to_owned()),
+        ("code_verifier", VERIFIER.to_owned()),
         ("client_id", client.to_owned()),
     ];
     if client == "demo-rp" {

@@ -22,7 +22,7 @@ use super::validator::LastToken;
 use crate::admin::metrics::Metrics;
 use crate::config::Handler;
 use crate::token::{Reason, TokenError, VerifiedToken};
-use crate::web::bearer::{self, BearerError};
+use crate::web::bearer::{self, BearerError, Scheme};
 use crate::web::headers::list_items;
 use crate::web::path::check_request_path;
 
@@ -49,8 +49,12 @@ pub struct RequestCtx {
     pub(super) token: Option<Arc<VerifiedToken>>,
 }
 impl Gateway {
-    pub fn new(state: Arc<ArcSwap<GatewayState>>, metrics: Arc<Metrics>, access_log: bool) -> Gateway {
-        Gateway { state, metrics, access_log, dpop: DpopGuard::default() }
+    pub fn new(
+        state: Arc<ArcSwap<GatewayState>>,
+        metrics: Arc<Metrics>,
+        access_log: bool,
+    ) -> crate::error::Result<Gateway> {
+        Ok(Gateway { state, metrics, access_log, dpop: DpopGuard::new()? })
     }
 
     pub fn new_ctx(&self, body_timeout: std::time::Duration) -> RequestCtx {
@@ -123,12 +127,12 @@ impl Gateway {
             }
         })?;
         let client = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let verified = state
-            .validator
-            .validate_on_connection(token, client, last_token)
-            .await
-            .map_err(|e| GatewayError::token(e, state.retry_after_seconds))?;
-        self.dpop.check(session, &state, route, scheme, token, &verified).inspect_err(|e| {
+        let verified =
+            state.validator.validate_on_connection(token, client, last_token).await.map_err(|e| match scheme {
+                Scheme::Dpop => GatewayError::dpop_token(e, state.retry_after_seconds),
+                Scheme::Bearer => GatewayError::token(e, state.retry_after_seconds),
+            })?;
+        self.dpop.check(session, &state, route, path, (scheme, token), &verified).inspect_err(|e| {
             let reason = if matches!(e, GatewayError::Dpop(_)) { Reason::DpopProof } else { Reason::SenderConstraint };
             self.metrics.gateway.token_refused(reason);
         })?;

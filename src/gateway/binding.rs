@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use moka::sync::Cache;
 use pingora::protocols::http::ServerSession;
 
 use super::GatewayState;
 use super::error::GatewayError;
 use super::routes::Route;
+use crate::replay::{FirstUse, ReplayGuard};
 use crate::token::VerifiedToken;
 use crate::token::dpop::{self, DpopError, Expected, Nonces};
 use crate::token::verify::unix_now;
@@ -20,38 +20,36 @@ use crate::web::bearer::Scheme;
 const PROOF_WINDOW: Duration = Duration::from_secs(60);
 /// A server nonce holds for this long (and the next period).
 const NONCE_PERIOD: Duration = Duration::from_secs(300);
-/// Proofs remembered against replay; each is kept while its `iat` could still pass.
-const MAX_REMEMBERED: u64 = 1_000_000;
+/// Proofs remembered against replay, each while its `iat` could still pass (two windows, and
+/// slack for the whole seconds of `iat`). A guard this full refuses new proofs (503).
+const MAX_REMEMBERED: usize = 1_000_000;
+const REMEMBERED_FOR: Duration = Duration::from_secs(2 * 60 + 5);
 
 /// What the gateway keeps for DPoP across requests (and reloads): its nonce key and the proofs seen.
 pub struct DpopGuard {
     nonces: Nonces,
-    seen: Cache<[u8; 32], ()>,
-}
-
-impl Default for DpopGuard {
-    fn default() -> DpopGuard {
-        DpopGuard {
-            nonces: Nonces::new(NONCE_PERIOD),
-            seen: Cache::builder().max_capacity(MAX_REMEMBERED).time_to_live(PROOF_WINDOW * 2).build(),
-        }
-    }
+    seen: ReplayGuard,
 }
 
 impl DpopGuard {
+    pub fn new() -> crate::error::Result<DpopGuard> {
+        Ok(DpopGuard { nonces: Nonces::new(NONCE_PERIOD)?, seen: ReplayGuard::new(REMEMBERED_FOR, MAX_REMEMBERED) })
+    }
+
     /// Check how `token` was presented against what it is bound to, and the route's demand.
     pub fn check(
         &self,
         session: &ServerSession,
         state: &GatewayState,
         route: &Route,
-        scheme: Scheme,
-        token: &str,
+        path: &str,
+        (scheme, token): (Scheme, &str),
         verified: &VerifiedToken,
     ) -> Result<(), GatewayError> {
-        if verified.certificate_bound {
+        if verified.unchecked_binding {
             return Err(GatewayError::SenderConstraint(
-                "the token is bound to a client certificate (cnf.x5t#S256), which needs TLS: this gateway cannot check it"
+                "the token is bound (cnf) in a way this gateway cannot check: a client certificate (x5t#S256) needs \
+                 TLS, and only DPoP keys (jkt) are taken"
                     .into(),
             ));
         }
@@ -78,7 +76,7 @@ impl DpopGuard {
             (Some(proof), None) => proof.to_str().map_err(|_| invalid("the DPoP header is not a JWT"))?,
             _ => return Err(invalid("send exactly one DPoP header with a proof")),
         };
-        let uri = request_uri(session, state);
+        let uri = request_uri(session, state, path)?;
         let expected = Expected {
             method: header.method.as_str(),
             uri: &uri,
@@ -92,10 +90,14 @@ impl DpopGuard {
         if proof.jkt != *jkt {
             return Err(invalid("the proof is signed with another key than the one the token is bound to"));
         }
-        if !self.seen.entry(proof.replay_key).or_insert(()).is_fresh() {
-            return Err(invalid("the proof was used before: a DPoP proof is taken once"));
+        match self.seen.first_use(proof.replay_key) {
+            FirstUse::Yes => Ok(()),
+            FirstUse::No => Err(invalid("the proof was used before: a DPoP proof is taken once")),
+            FirstUse::Full => Err(GatewayError::Unavailable {
+                description: "more DPoP proofs arrive than the gateway can remember: retry shortly".into(),
+                retry_after: 1,
+            }),
         }
-        Ok(())
     }
 }
 
@@ -103,14 +105,21 @@ fn invalid(reason: &'static str) -> GatewayError {
     GatewayError::Dpop(DpopError::Invalid(reason.into()))
 }
 
-/// The URI the client addressed: `https` only when a trusted proxy says it terminated TLS.
-fn request_uri(session: &ServerSession, state: &GatewayState) -> String {
+/// The URI the client addressed: its `Host` (which must be a plain `host[:port]`) and the path
+/// the gateway routed on; `https` only when a trusted proxy says it terminated TLS.
+fn request_uri(session: &ServerSession, state: &GatewayState, path: &str) -> Result<String, GatewayError> {
     let header = session.req_header();
     let host = header.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let plain = !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'));
+    if !plain {
+        return Err(invalid("a DPoP request needs a Host header of the form host[:port] to match the proof's htu"));
+    }
     let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
     let trusted = peer.is_some_and(|ip| state.trusted_proxies.iter().any(|range| range.contains(&ip)));
     let https =
         trusted && header.headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let scheme = if https { "https" } else { "http" };
-    format!("{scheme}://{host}{}", String::from_utf8_lossy(header.raw_path()))
+    Ok(format!("{scheme}://{host}{path}"))
 }

@@ -46,8 +46,9 @@ pub enum GatewayError {
     UnsupportedTransferCoding,
     /// The token: 401 `invalid_token`, or 503 when its issuer cannot be asked, or 429 when the
     /// client makes up too many.
+    /// `dpop`: the token came as `Authorization: DPoP`, so the challenge uses that scheme.
     #[error("{error}")]
-    Token { error: TokenError, retry_after: u64 },
+    Token { error: TokenError, retry_after: u64, dpop: bool },
     /// 401 `invalid_token`: a good token, not meant for this route (issuer, audience).
     #[error("{0}")]
     NotForThisRoute(String),
@@ -86,7 +87,12 @@ pub enum GatewayError {
 
 impl GatewayError {
     pub fn token(error: TokenError, retry_after: u64) -> GatewayError {
-        GatewayError::Token { error, retry_after }
+        GatewayError::Token { error, retry_after, dpop: false }
+    }
+
+    /// As `token`, for a token sent as `Authorization: DPoP` (RFC 9449 §7.1: a DPoP challenge).
+    pub fn dpop_token(error: TokenError, retry_after: u64) -> GatewayError {
+        GatewayError::Token { error, retry_after, dpop: true }
     }
 
     /// A request body that could not be read: 408 when it was too slow, else 400.
@@ -144,12 +150,14 @@ impl GatewayError {
             GatewayError::RequestTimeout(_) => Answer::error(408, "request_timeout", &description),
             GatewayError::BodyTooLarge(_) => oauth(413, ErrorCode::InvalidRequest),
             GatewayError::UnsupportedTransferCoding => Answer::error(501, "not_implemented", &description),
-            GatewayError::Token { error, retry_after } => match error.reason {
+            GatewayError::Token { error, retry_after, dpop } => match error.reason {
                 Reason::IssuerUnavailable => {
                     oauth(503, ErrorCode::TemporarilyUnavailable).with_header("retry-after", retry_after.to_string())
                 }
                 Reason::TooManyIntrospections => Answer::error(429, "rate_limited", &description)
                     .with_header("retry-after", RATE_RETRY_AFTER_SECONDS.to_string()),
+                _ if *dpop => Answer::error(401, ErrorCode::InvalidToken.as_str(), &description)
+                    .with_header("www-authenticate", dpop_challenge(ErrorCode::InvalidToken.as_str())),
                 _ => with_challenge(401, ErrorCode::InvalidToken, &[]),
             },
             GatewayError::NotForThisRoute(_) => with_challenge(401, ErrorCode::InvalidToken, &[]),

@@ -101,9 +101,14 @@ impl Introspector {
             self.inactive.insert(*key, ());
             return Err(inactive());
         }
-        // A refresh token is active too, but it is not for resource servers.
-        if answer.claims.token_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("bearer")) {
-            return Err(TokenError::new(Reason::NotAnAccessToken, "the token is not an access token"));
+        // A refresh token is active too, but it is not for resource servers. An access token is
+        // `Bearer`, or `DPoP` with the key it is bound to.
+        let bound = answer.claims.cnf.as_ref().is_some_and(|c| c.jkt.is_some());
+        match answer.claims.token_type.as_deref() {
+            None => {}
+            Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+            Some(t) if t.eq_ignore_ascii_case("dpop") && bound => {}
+            Some(_) => return Err(TokenError::new(Reason::NotAnAccessToken, "the token is not an access token")),
         }
         let issuer = match answer.claims.iss.as_deref() {
             Some(iss) if iss != &*self.issuer => {

@@ -249,7 +249,7 @@ mod tests {
             audiences: vec!["https://gateway.example/".into()],
             expires_at: 0,
             jkt: None,
-            certificate_bound: false,
+            unchecked_binding: false,
         }
     }
 

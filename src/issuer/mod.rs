@@ -119,9 +119,10 @@ impl Issuer {
             delegations: settings.delegations.clone(),
             metrics,
             audit,
-            dpop_nonces: settings
-                .dpop_nonce
-                .then(|| crate::token::dpop::Nonces::new(std::time::Duration::from_secs(300))),
+            dpop_nonces: match settings.dpop_nonce {
+                true => Some(crate::token::dpop::Nonces::new(std::time::Duration::from_secs(300))?),
+                false => None,
+            },
         })
     }
 

@@ -86,6 +86,10 @@ pub struct Grant {
     pub session_key: String,
     pub sid: String,
     pub expires_at: i64,
+    /// The grant's tokens were bound to a DPoP key (its thumbprint) when the code was redeemed:
+    /// a refresh must come with a proof too. (Absent in grants stored before DPoP.)
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -76,8 +76,10 @@ async fn dpop_binding(issuer: &Issuer, headers: &HeaderMap) -> Result<Option<Str
         nonces: issuer.dpop_nonces.as_ref(),
     };
     let proof = dpop::check(proof, &expected).map_err(OAuthError::dpop)?;
-    let key = format!("dpop:{}", URL_SAFE_NO_PAD.encode(proof.replay_key));
-    if !issuer.state.insert_new(Space::AssertionId, &key, &(), DPOP_PROOF_WINDOW * 2).await? {
+    let key = URL_SAFE_NO_PAD.encode(proof.replay_key);
+    // Remembered while its iat could pass (two windows), with slack for whole seconds.
+    let remembered = DPOP_PROOF_WINDOW * 2 + Duration::from_secs(5);
+    if !issuer.state.insert_new(Space::DpopProof, &key, &(), remembered).await? {
         return Err(OAuthError::dpop(DpopError::Invalid(
             "the proof was used before: a DPoP proof is taken once".into(),
         )));
@@ -161,6 +163,7 @@ async fn authorization_code(
         session_key: record.session_key.clone(),
         sid: record.sid.clone(),
         expires_at: now + issuer.grant_lifetime(client, &scopes) as i64,
+        dpop_jkt: binding.map(str::to_owned),
     };
     let mut redeemed = record.clone();
     redeemed.redeemed_grant = Some(grant.id.clone());
@@ -202,6 +205,15 @@ async fn refresh_token(
         .get(Space::Grant, &record.grant_id)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the grant behind this refresh token is revoked or expired"))?;
+    // Checked before the token is used up, so the client can retry with a proof.
+    // A grant whose tokens were DPoP-bound does not fall back to bearer tokens on refresh. (The
+    // client is confidential, so the refresh token is bound to its authentication and the key
+    // may change, RFC 9449 §5.)
+    if grant.dpop_jkt.is_some() && binding.is_none() {
+        return Err(OAuthError::dpop(crate::token::dpop::DpopError::Invalid(
+            "this grant's tokens are DPoP-bound: refresh with a DPoP proof".into(),
+        )));
+    }
     // The first use marks it, in one atomic step that every issuer instance sees: of two
     // requests racing with one token, exactly one passes (its grant already read, so it gets
     // its tokens), and the other is reuse, which revokes the grant and so those tokens too.

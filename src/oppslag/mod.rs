@@ -190,13 +190,15 @@ impl Simulator {
     }
 }
 
-/// A security header that fails: a `Sender` fault with the WS-Security 1.1 code as its subcode.
+/// A security header that fails: a `Sender` fault with the WS-Security 1.1 code as its subcode
+/// (a `Receiver` fault when the service, not the message, is the reason).
 fn security_fault(error: WssError) -> Fault {
-    let (prefix, namespace, local) = error.kind.qname();
-    Fault {
-        code: FaultCode::Sender,
-        subcode: Some(Subcode { prefix, namespace, local }),
-        reason: format!("WS-Security: {}", error.message),
+    let reason = format!("WS-Security: {}", error.message);
+    match error.kind.qname() {
+        Some((prefix, namespace, local)) => {
+            Fault { code: FaultCode::Sender, subcode: Some(Subcode { prefix, namespace, local }), reason }
+        }
+        None => Fault::receiver(reason),
     }
 }
 

@@ -182,7 +182,8 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
     server.bootstrap();
 
     if let (Some(settings), Some(state)) = (&config.gateway, &roles.gateway) {
-        let gateway = Gateway::new(state.clone(), roles.metrics.clone(), config.log.access_log);
+        let gateway = Gateway::new(state.clone(), roles.metrics.clone(), config.log.access_log)
+            .map_err(|e| config.error("gateway", format!("{e:#}")))?;
         let mut service = Service::new(
             "gateway".into(),
             GatewayService::new(gateway, &server.configuration, config.server.client_limits()),

@@ -24,8 +24,9 @@ pub struct VerifiedToken {
     pub expires_at: i64,
     /// The DPoP key the token is bound to (`cnf.jkt`): it is taken only with a proof from it.
     pub jkt: Option<String>,
-    /// A binding this gateway cannot check (`cnf.x5t#S256` without TLS): such a token is refused.
-    pub certificate_bound: bool,
+    /// A binding this gateway cannot check (`cnf.x5t#S256` without TLS, or a confirmation method
+    /// other than `jkt`): such a token is refused, never taken as a bearer token.
+    pub unchecked_binding: bool,
 }
 
 impl VerifiedToken {
@@ -53,7 +54,7 @@ impl VerifiedToken {
             audiences: claims.aud,
             expires_at: claims.exp.unwrap_or_default(),
             jkt: claims.cnf.as_ref().and_then(|c| c.jkt.clone()),
-            certificate_bound: claims.cnf.as_ref().is_some_and(|c| c.x5t_s256.is_some()),
+            unchecked_binding: claims.cnf.as_ref().is_some_and(|c| c.jkt.is_none() || c.x5t_s256.is_some()),
         })
     }
 

@@ -73,13 +73,16 @@ pub struct AccessClaims {
     pub cnf: Option<Confirmation>,
 }
 
-/// `cnf`: a DPoP key's thumbprint (`jkt`) or a client certificate's (`x5t#S256`).
+/// `cnf`: a DPoP key's thumbprint (`jkt`) or a client certificate's (`x5t#S256`), or another
+/// confirmation method (`jwk`, `kid`, …), kept so that it is not mistaken for none.
 #[serde_with::skip_serializing_none]
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Confirmation {
     pub jkt: Option<String>,
     #[serde(rename = "x5t#S256")]
     pub x5t_s256: Option<String>,
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 impl AccessClaims {
@@ -144,6 +147,7 @@ pub fn numeric_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn reads_id_porten_and_rfc9068_shapes() {
@@ -183,6 +187,22 @@ mod tests {
             serde_json::from_str(r#"{"iss":"x","supplier":"991825827","client_orgno":991825827}"#).unwrap();
         assert_eq!((claims.supplier, claims.client_orgno), (None, None));
         assert!(serde_json::from_str::<AccessClaims>(r#"{"consumer":"991825827"}"#).is_err(), "consumer is read");
+    }
+
+    #[test]
+    fn a_binding_of_another_kind_is_kept_and_never_read_as_none() {
+        let now = 1_900_000_000 - 100;
+        for (cnf, jkt, unchecked) in [
+            (json!({"jkt": "abc"}), Some("abc"), false),
+            (json!({"x5t#S256": "def"}), None, true),
+            (json!({"jwk": {"kty": "EC"}}), None, true),
+            (json!({}), None, true),
+        ] {
+            let claims: AccessClaims =
+                serde_json::from_value(json!({"iss": "x", "exp": 1_900_000_000, "cnf": cnf})).unwrap();
+            let token = crate::token::VerifiedToken::from_claims("x".into(), claims, now, 0).unwrap();
+            assert_eq!((token.jkt.as_deref(), token.unchecked_binding), (jkt, unchecked), "{cnf}");
+        }
     }
 
     #[test]

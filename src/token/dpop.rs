@@ -144,27 +144,14 @@ pub fn check(proof: &str, expected: &Expected<'_>) -> Result<Proof, DpopError> {
     Ok(Proof { jkt, replay_key })
 }
 
-/// The RFC 7638 thumbprint of a public JWK: the required members in lexicographic order, no
-/// whitespace, SHA-256, base64url. A JWK with private members is refused.
+/// The RFC 7638 thumbprint of the proof's JWK; one with private members is refused.
 pub fn thumbprint(jwk: &Value) -> Result<String, DpopError> {
     let object = jwk.as_object().ok_or_else(|| DpopError::invalid("the proof's jwk is not a JSON object"))?;
     if ["d", "p", "q", "dp", "dq", "qi", "oth", "k"].iter().any(|member| object.contains_key(*member)) {
         return Err(DpopError::invalid("the proof's jwk holds private key material"));
     }
-    let member = |name: &str| -> Result<String, DpopError> {
-        let value = object
-            .get(name)
-            .and_then(Value::as_str)
-            .ok_or_else(|| DpopError::invalid(format!("the proof's jwk has no {name}")))?;
-        serde_json::to_string(value).map_err(|_| DpopError::invalid("the proof's jwk cannot be read"))
-    };
-    let canonical = match object.get("kty").and_then(Value::as_str) {
-        Some("RSA") => format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, member("e")?, member("n")?),
-        Some("EC") => format!(r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#, member("crv")?, member("x")?, member("y")?),
-        Some("OKP") => format!(r#"{{"crv":{},"kty":"OKP","x":{}}}"#, member("crv")?, member("x")?),
-        _ => return Err(DpopError::invalid("the proof's jwk is not an RSA, EC or OKP key")),
-    };
-    Ok(URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes())))
+    super::jwk::thumbprint(jwk)
+        .ok_or_else(|| DpopError::invalid("the proof's jwk is not a complete RSA, EC or OKP key"))
 }
 
 /// RFC 9449 §4.3: `htu` is compared without query and fragment, after RFC 3986's syntax- and
@@ -188,13 +175,11 @@ pub struct Nonces {
 }
 
 impl Nonces {
-    pub fn new(period: Duration) -> Nonces {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        // A random key per process: a nonce from one instance is not taken by another.
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
-            hmac::Key::new(hmac::HMAC_SHA256, format!("{:?}", std::time::SystemTime::now()).as_bytes())
-        });
-        Nonces { key, period: period.as_secs().max(1) as i64 }
+    /// A random key per process: a nonce from one instance is not taken by another.
+    pub fn new(period: Duration) -> crate::error::Result<Nonces> {
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &aws_lc_rs::rand::SystemRandom::new())
+            .map_err(|_| crate::error::Error::new("no random key for DPoP nonces could be made"))?;
+        Ok(Nonces { key, period: period.as_secs().max(1) as i64 })
     }
 
     fn for_window(&self, window: i64) -> String {
@@ -283,7 +268,7 @@ mod tests {
 
     #[test]
     fn nonces_hold_for_their_window_and_the_next() {
-        let nonces = Nonces::new(Duration::from_secs(300));
+        let nonces = Nonces::new(Duration::from_secs(300)).unwrap();
         let nonce = nonces.current(1_000_000);
         assert!(nonces.accepts(&nonce, 1_000_000 + 299));
         assert!(!nonces.accepts(&nonce, 1_000_000 + 900));

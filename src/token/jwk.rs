@@ -150,6 +150,20 @@ impl VerifyingKey {
     }
 }
 
+/// RFC 7638: SHA-256 over the required members of a public JWK in lexicographic order, without
+/// whitespace, base64url. `None` unless it is an RSA, EC or OKP key with those members.
+pub fn thumbprint(jwk: &serde_json::Value) -> Option<String> {
+    let member = |name: &str| jwk.get(name)?.as_str().and_then(|v| serde_json::to_string(v).ok());
+    let canonical = match jwk.get("kty")?.as_str()? {
+        "RSA" => format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, member("e")?, member("n")?),
+        "EC" => format!(r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#, member("crv")?, member("x")?, member("y")?),
+        "OKP" => format!(r#"{{"crv":{},"kty":"OKP","x":{}}}"#, member("crv")?, member("x")?),
+        _ => return None,
+    };
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+    Some(URL_SAFE_NO_PAD.encode(hash))
+}
+
 fn b64(value: &str) -> Result<Vec<u8>, base64::DecodeError> {
     URL_SAFE_NO_PAD.decode(value.trim_end_matches('='))
 }

@@ -106,24 +106,9 @@ impl SigningKey {
         jwk
     }
 
-    /// RFC 7638: SHA-256 over the required members in lexicographic order, base64url.
+    /// RFC 7638: the thumbprint of the public JWK (the default `kid`).
     pub fn thumbprint(&self) -> String {
-        let jwk = self.public_jwk();
-        let canonical = match &self.pair {
-            Pair::Rsa(_) => format!(
-                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-                jwk["e"].as_str().unwrap_or(""),
-                jwk["n"].as_str().unwrap_or("")
-            ),
-            Pair::Ec(_) => format!(
-                r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
-                jwk["crv"].as_str().unwrap_or(""),
-                jwk["x"].as_str().unwrap_or(""),
-                jwk["y"].as_str().unwrap_or("")
-            ),
-            Pair::Ed(_) => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, jwk["x"].as_str().unwrap_or("")),
-        };
-        URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
+        super::jwk::thumbprint(&self.public_jwk()).unwrap_or_default()
     }
 
     pub fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>> {

@@ -61,18 +61,21 @@ pub enum FaultKind {
     FailedCheck,
     /// The Timestamp has expired, or is not yet valid.
     MessageExpired,
+    /// Not the sender's fault: the service cannot take the message now (a `Receiver` fault).
+    Busy,
 }
 
 impl FaultKind {
-    /// The qualified fault code: (prefix, namespace, local name).
-    pub fn qname(self) -> (&'static str, &'static str, &'static str) {
-        match self {
+    /// The qualified WS-Security fault code: (prefix, namespace, local name); none for `Busy`.
+    pub fn qname(self) -> Option<(&'static str, &'static str, &'static str)> {
+        Some(match self {
             FaultKind::InvalidSecurity => ("wsse", NS_WSSE, "InvalidSecurity"),
             FaultKind::InvalidSecurityToken => ("wsse", NS_WSSE, "InvalidSecurityToken"),
             FaultKind::FailedAuthentication => ("wsse", NS_WSSE, "FailedAuthentication"),
             FaultKind::FailedCheck => ("wsse", NS_WSSE, "FailedCheck"),
             FaultKind::MessageExpired => ("wsu", NS_WSU, "MessageExpired"),
-        }
+            FaultKind::Busy => return None,
+        })
     }
 }
 

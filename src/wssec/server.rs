@@ -10,6 +10,7 @@ use super::signature::{self, Expected};
 use super::template::{self, Ids, SECURITY_START};
 use super::{Certificate, Credentials, FaultKind, Window, WssError, crypt};
 use crate::pki::{ChainError, TrustAnchors};
+use crate::replay::{FirstUse, ReplayGuard};
 use crate::soap::model::Response;
 use crate::soap::write::{self, Secured};
 use crate::soap::{NS_OPPSLAG, NS_SOAP12};
@@ -35,11 +36,11 @@ pub struct ServerSecurity {
     anchors: TrustAnchors,
     window: Window,
     /// The SHA-256 of each verified request's SignatureValue, while its Timestamp could pass.
-    seen: moka::sync::Cache<[u8; 32], ()>,
+    seen: ReplayGuard,
 }
 
-/// Requests remembered against replay; beyond this, the oldest are forgotten first.
-const MAX_REMEMBERED: u64 = 200_000;
+/// Requests remembered against replay; a guard this full refuses new ones (a Receiver fault).
+const MAX_REMEMBERED: usize = 200_000;
 
 /// A request whose signature holds: the signed parts as an envelope of their own (the only text
 /// to read the request from), and what the answer needs.
@@ -53,10 +54,7 @@ pub struct VerifiedRequest {
 
 impl ServerSecurity {
     pub fn new(mode: Mode, credentials: Credentials, anchors: TrustAnchors, window: Window) -> ServerSecurity {
-        let seen = moka::sync::Cache::builder()
-            .max_capacity(MAX_REMEMBERED)
-            .time_to_live(window.max_ttl + window.skew * 2)
-            .build();
+        let seen = ReplayGuard::new(window.max_ttl + window.skew * 2, MAX_REMEMBERED);
         ServerSecurity { mode, credentials, anchors, window, seen }
     }
 
@@ -119,8 +117,17 @@ impl ServerSecurity {
         let seen = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, signature_value.as_bytes());
         let mut key = [0u8; 32];
         key.copy_from_slice(seen.as_ref());
-        if !self.seen.entry(key).or_insert(()).is_fresh() {
-            return Err(WssError::invalid("this signed request was seen before: a replayed request is refused"));
+        match self.seen.first_use(key) {
+            FirstUse::Yes => {}
+            FirstUse::No => {
+                return Err(WssError::invalid("this signed request was seen before: a replayed request is refused"));
+            }
+            FirstUse::Full => {
+                return Err(WssError::new(
+                    FaultKind::Busy,
+                    "more signed requests arrive than the service can remember: retry shortly",
+                ));
+            }
         }
         // The signed parts as signed (their exclusive canonical forms): what the request is read from.
         let header = canonical.get_mut(2).map(std::mem::take).unwrap_or_default();

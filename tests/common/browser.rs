@@ -118,3 +118,22 @@ impl Default for Browser {
         Browser::new()
     }
 }
+
+/// A citizen's authorization code: `/authorize` with PKCE (`CHALLENGE`) for `client`, then the
+/// test IdP's form filled in as `pid` at Level3, as a browser would.
+pub async fn citizen_code(issuer: &str, client: &str, redirect: &str, scope: &str, pid: &str) -> String {
+    let mut url = url::Url::parse(&format!("{issuer}/authorize")).expect("the issuer's URL");
+    url.query_pairs_mut()
+        .append_pair("client_id", client)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("response_type", "code")
+        .append_pair("scope", scope)
+        .append_pair("state", "s")
+        .append_pair("code_challenge", super::CHALLENGE)
+        .append_pair("code_challenge_method", "S256");
+    let browser = Browser::new();
+    let page = browser.get(url.as_str()).await;
+    let form = forms(&page.body).into_iter().find(|f| f.action == "/authorize/login").expect("the login form");
+    let answer = browser.submit(issuer, &form.set("pid", pid).set("acr", "Level3")).await;
+    answer.redirect_param("code").expect("a code")
+}

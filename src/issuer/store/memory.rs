@@ -192,11 +192,12 @@ impl<V: Stored> Bounded<V> {
     }
 }
 
-const SPACES: [Space; 9] = [
+const SPACES: [Space; 10] = [
     Space::Interaction,
     Space::AuthorizationCode,
     Space::PushedRequest,
     Space::AssertionId,
+    Space::DpopProof,
     Space::Session,
     Space::Consent,
     Space::Grant,

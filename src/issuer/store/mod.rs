@@ -23,8 +23,11 @@ pub enum Space {
     Interaction,
     AuthorizationCode,
     PushedRequest,
-    /// `jti`s (or hashes) of JWT grants, client assertions and DPoP proofs already used.
+    /// `jti`s (or hashes) of JWT grants and client assertions already used.
     AssertionId,
+    /// DPoP proofs already used at `/token`: apart from assertion ids, so that proofs anyone can
+    /// make (before any client is authenticated) cannot fill the room grants need.
+    DpopProof,
     Session,
     Consent,
     Grant,
@@ -40,6 +43,7 @@ impl Space {
             Space::AuthorizationCode => "authorization code",
             Space::PushedRequest => "pushed request",
             Space::AssertionId => "used assertion id",
+            Space::DpopProof => "used DPoP proof",
             Space::Session => "session",
             Space::Consent => "consent",
             Space::Grant => "grant",

@@ -294,6 +294,7 @@ fn space_tag(space: Space) -> &'static str {
         Space::AuthorizationCode => "code",
         Space::PushedRequest => "par",
         Space::AssertionId => "assertion",
+        Space::DpopProof => "dpop",
         Space::Session => "session",
         Space::Consent => "consent",
         Space::Grant => "grant",
