@@ -1117,3 +1117,90 @@ async fn protected_resource_metadata_describes_each_api_and_401s_point_at_it() {
     let post = http.post(root_url).send().await.unwrap();
     assert_eq!(post.status(), 405);
 }
+
+/// A certificate and key issued by the dev test CA (for `127.0.0.1` when `server`), as PEM.
+fn issued_by_test_ca(name: &str, server: bool) -> (String, String) {
+    let ca_pem = std::fs::read_to_string(project_path("config/dev/test-ca.cert.pem")).unwrap();
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(project_path("config/dev/test-ca.key.pem")).unwrap())
+            .unwrap();
+    let ca = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let names = if server { vec!["127.0.0.1".to_owned()] } else { Vec::new() };
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    (params.signed_by(&key, &ca).unwrap().pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certificate_bound_tokens_pass_only_over_tls_with_their_certificate() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let (server_cert, server_key) = issued_by_test_ca("gateway", true);
+    let (cert_path, key_path) = (dir.path().join("gateway.crt"), dir.path().join("gateway.key"));
+    std::fs::write(&cert_path, &server_cert).unwrap();
+    std::fs::write(&key_path, &server_key).unwrap();
+    let ca = project_path("config/dev/test-ca.cert.pem");
+    let edge = Edge::start_with_gateway_settings(&format!(
+        "tls = {{ cert = \"{}\", key = \"{}\", client_certificates = \"optional\", client_cas = [\"{}\"] }}",
+        cert_path.display(),
+        key_path.display(),
+        ca.display()
+    ))
+    .await;
+    let https = edge.portvakt.gateway.replace("http://", "https://");
+    let client = |identity: Option<(&str, &str)>| {
+        let mut builder = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap()]);
+        if let Some((cert, key)) = identity {
+            builder = builder.identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+        }
+        builder.build().unwrap()
+    };
+    let (holder_cert, holder_key) = issued_by_test_ca("holder", false);
+    let (other_cert, other_key) = issued_by_test_ca("someone else", false);
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(holder_cert.as_bytes())
+        .map(|der: rustls_pki_types::CertificateDer<'_>| der.to_vec())
+        .unwrap();
+    let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der));
+    let mut claims = machine("demo:read");
+    claims["cnf"] = json!({"x5t#S256": x5t});
+    let bound = edge.rsa.sign(&claims);
+    let call = |client: reqwest::Client, token: String| {
+        let url = format!("{https}/api/x");
+        async move {
+            let answer = client.get(url).bearer_auth(token).send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, body) = call(client(Some((&holder_cert, &holder_key))), bound.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(client(None), bound.clone()).await;
+    assert_eq!(status, 401);
+    assert!(body["error_description"].as_str().unwrap().contains("over TLS with that certificate"), "{body}");
+    let (status, body) = call(client(Some((&other_cert, &other_key))), bound.clone()).await;
+    assert_eq!(status, 401);
+    assert!(body["error_description"].as_str().unwrap().contains("another client certificate"), "{body}");
+    // Without a certificate, an unbound token is still taken (client certificates are optional).
+    assert_eq!(call(client(None), edge.rsa.sign(&machine("demo:read"))).await.0, 200);
+    // Over plain HTTP the listener is not there at all: TLS only.
+    assert!(reqwest::get(format!("{}/api/x", edge.portvakt.gateway)).await.map(|r| r.status() != 200).unwrap_or(true));
+    drop(edge);
+
+    // With client certificates required, a client without one is refused in the handshake.
+    let edge = Edge::start_with_gateway_settings(&format!(
+        "tls = {{ cert = \"{}\", key = \"{}\", client_certificates = \"required\", client_cas = [\"{}\"] }}",
+        cert_path.display(),
+        key_path.display(),
+        ca.display()
+    ))
+    .await;
+    let https = edge.portvakt.gateway.replace("http://", "https://");
+    let url = format!("{https}/api/x");
+    let bound = edge.rsa.sign(&claims);
+    assert!(client(None).get(&url).bearer_auth(&bound).send().await.is_err(), "no certificate, no connection");
+    let answer = client(Some((&holder_cert, &holder_key))).get(&url).bearer_auth(&bound).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+}

@@ -63,11 +63,31 @@ fn default_max_body_bytes() -> usize {
     256 * 1024
 }
 
+/// TLS on a listener (1.2 and 1.3 only): its certificate chain and key, and whether clients
+/// present certificates, checked against `client_cas`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    #[serde(default)]
+    pub client_certificates: ClientCertificates,
+    /// CA certificates (PEM) a client certificate must chain to.
+    #[serde(default)]
+    pub client_cas: Vec<PathBuf>,
+}
+
+/// Client certificates on a TLS listener.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertificates {
+    /// None is asked for.
+    #[default]
+    Off,
+    /// Asked for, and verified when one is sent: certificate-bound tokens need it.
+    Optional,
+    /// A connection without a valid client certificate is refused in the handshake.
+    Required,
 }
 
 #[derive(Debug, Deserialize)]
@@ -508,6 +528,12 @@ impl GatewaySettings {
         if let Some(tls) = &mut self.tls {
             tls.cert = check.file("gateway.tls.cert", &tls.cert);
             tls.key = check.file("gateway.tls.key", &tls.key);
+            if tls.client_certificates != ClientCertificates::Off && tls.client_cas.is_empty() {
+                check.error("gateway.tls.client_cas", "client certificates need the CAs they must chain to");
+            }
+            for ca in &mut tls.client_cas {
+                *ca = check.file("gateway.tls.client_cas", ca);
+            }
         }
         if self.validation_cache.max_entries == 0 && self.validation_cache.enabled {
             check.error("gateway.validation_cache.max_entries", "must be positive when the cache is enabled");

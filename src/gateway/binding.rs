@@ -1,11 +1,16 @@
 //! Sender-constrained tokens at the edge: a token bound to a DPoP key (`cnf.jkt`) is taken only
 //! as `Authorization: DPoP` with a fresh proof from that key for this very request (RFC 9449
-//! §7); a bound token sent as Bearer, an unbound one sent as DPoP, a bearer token on a route that
-//! takes bound tokens only, and a certificate-bound token (which needs TLS) are refused.
+//! §7), and one bound to a client certificate (`cnf.x5t#S256`) only over TLS with that
+//! certificate (RFC 8705 §3); a DPoP-bound token sent as Bearer, an unbound one sent as DPoP, a
+//! bearer token on a route that takes bound tokens only, and a binding of another kind are
+//! refused.
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use pingora::protocols::http::ServerSession;
+use subtle::ConstantTimeEq;
 
 use super::GatewayState;
 use super::error::GatewayError;
@@ -48,10 +53,41 @@ impl DpopGuard {
     ) -> Result<(), GatewayError> {
         if verified.unchecked_binding {
             return Err(GatewayError::SenderConstraint(
-                "the token is bound (cnf) in a way this gateway cannot check: a client certificate (x5t#S256) needs \
-                 TLS, and only DPoP keys (jkt) are taken"
+                "the token is bound (cnf) in a way this gateway does not check: only DPoP keys (jkt) and client \
+                 certificates (x5t#S256) are taken"
                     .into(),
             ));
+        }
+        if let Some(x5t) = &verified.x5t_s256 {
+            // RFC 8705 §3: the certificate of this TLS connection must be the one bound.
+            let presented = session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .filter(|ssl| !ssl.cert_digest.is_empty())
+                .map(|ssl| URL_SAFE_NO_PAD.encode(&ssl.cert_digest));
+            match presented {
+                Some(presented) if bool::from(presented.as_bytes().ct_eq(x5t.as_bytes())) => {
+                    // A certificate-bound token is sender-constrained on its own; DPoP may add to it.
+                    if verified.jkt.is_none() {
+                        return match scheme {
+                            Scheme::Bearer => Ok(()),
+                            Scheme::Dpop => Err(GatewayError::SenderConstraint(
+                                "the token is not DPoP-bound: send it as Bearer".into(),
+                            )),
+                        };
+                    }
+                }
+                Some(_) => {
+                    return Err(GatewayError::SenderConstraint(
+                        "the token is bound to another client certificate than this connection's".into(),
+                    ));
+                }
+                None => {
+                    return Err(GatewayError::SenderConstraint(
+                        "the token is bound to a client certificate: send it over TLS with that certificate".into(),
+                    ));
+                }
+            }
         }
         let jkt = match (scheme, &verified.jkt) {
             (Scheme::Bearer, Some(_)) => {

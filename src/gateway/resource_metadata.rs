@@ -25,7 +25,7 @@ struct Document<'a> {
     scopes_supported: Vec<&'a str>,
     /// RFC 6750 §2.1 only: a token in a query or a form is never read.
     bearer_methods_supported: [&'static str; 1],
-    /// No certificate-bound tokens are checked (yet).
+    /// Certificate-bound tokens are checked when the listener asks for client certificates.
     tls_client_certificate_bound_access_tokens: bool,
     /// DPoP-bound tokens are taken with a proof by any of these (RFC 9449 §7).
     dpop_signing_alg_values_supported: Vec<&'static str>,
@@ -63,13 +63,13 @@ impl<'a> Api<'a> {
         }
     }
 
-    fn document(&self, resource: String) -> Bytes {
+    fn document(&self, resource: String, certificate_bound: bool) -> Bytes {
         let document = Document {
             resource,
             authorization_servers: self.issuers.clone(),
             scopes_supported: self.scopes.clone(),
             bearer_methods_supported: ["header"],
-            tls_client_certificate_bound_access_tokens: false,
+            tls_client_certificate_bound_access_tokens: certificate_bound,
             dpop_signing_alg_values_supported: crate::token::dpop::ALGS.iter().map(|a| a.name()).collect(),
         };
         Bytes::from(serde_json::to_vec(&document).unwrap_or_default())
@@ -81,6 +81,8 @@ impl ProtectedResources {
     /// document describes it. A route with its own audience on this gateway gets its own
     /// document; one elsewhere (another origin) is described by its own server, not here.
     pub fn build(settings: &GatewaySettings) -> ProtectedResources {
+        let certificate_bound =
+            settings.tls.as_ref().is_some_and(|tls| tls.client_certificates != crate::config::ClientCertificates::Off);
         let Some(base) = settings.audiences.first().map(|a| a.trim_end_matches('/').to_owned()) else {
             return ProtectedResources::default();
         };
@@ -112,9 +114,11 @@ impl ProtectedResources {
                 (Some(_), None) => {}
             }
         }
-        let by_suffix =
-            own.iter().map(|(suffix, (resource, api))| (suffix.clone(), api.document(resource.clone()))).collect();
-        ProtectedResources { root: Some(gateway.document(base)), by_suffix, url_by_prefix }
+        let by_suffix = own
+            .iter()
+            .map(|(suffix, (resource, api))| (suffix.clone(), api.document(resource.clone(), certificate_bound)))
+            .collect();
+        ProtectedResources { root: Some(gateway.document(base, certificate_bound)), by_suffix, url_by_prefix }
     }
 
     /// Answer a request for `WELL_KNOWN` followed by `rest` (empty, or an API's path).

@@ -249,6 +249,7 @@ mod tests {
             audiences: vec!["https://gateway.example/".into()],
             expires_at: 0,
             jkt: None,
+            x5t_s256: None,
             unchecked_binding: false,
         }
     }

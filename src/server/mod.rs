@@ -190,9 +190,10 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
         );
         let addr = settings.listen.to_string();
         match &settings.tls {
-            Some(tls) => service
-                .add_tls(&addr, &path_string(&tls.cert), &path_string(&tls.key))
-                .map_err(|e| config.error("gateway.tls", e.to_string()))?,
+            Some(tls) => {
+                let tls = tls_settings(tls).map_err(|e| config.error("gateway.tls", e))?;
+                service.add_tls_with_settings(&addr, None, tls);
+            }
             None => service.add_tcp(&addr),
         }
         let gateway_handle = server.add_service(service);
@@ -282,6 +283,37 @@ fn print_banner(config: &Config) {
     if config.issuer.as_ref().is_some_and(|i| i.clients.iter().any(|c| c.client_id == "demo-maskinporten")) {
         tracing::info!("get a machine token:  portvakt token   (then: curl -H \"Authorization: Bearer $TOKEN\" ...)");
     }
+}
+
+/// A TLS listener's settings: TLS 1.2 and 1.3 with rustls's default suites, and client
+/// certificates checked against the configured CAs when asked for.
+fn tls_settings(tls: &crate::config::TlsFiles) -> Result<pingora::listeners::tls::TlsSettings, String> {
+    use crate::config::ClientCertificates;
+    use pingora::tls::{RootCertStore, WebPkiClientVerifier};
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut settings =
+        pingora::listeners::tls::TlsSettings::intermediate(&path_string(&tls.cert), &path_string(&tls.key))
+            .map_err(|e| e.to_string())?;
+    if tls.client_certificates == ClientCertificates::Off {
+        return Ok(settings);
+    }
+    let mut roots = RootCertStore::empty();
+    for path in &tls.client_cas {
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))? {
+            let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+            roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    pingora::tls::install_default_crypto_provider();
+    let builder = WebPkiClientVerifier::builder(std::sync::Arc::new(roots));
+    let builder = match tls.client_certificates {
+        ClientCertificates::Optional => builder.allow_unauthenticated(),
+        _ => builder,
+    };
+    let verifier = builder.build().map_err(|e| format!("client certificate verification: {e}"))?;
+    settings.set_client_cert_verifier(verifier);
+    Ok(settings)
 }
 
 fn path_string(path: &Path) -> String {

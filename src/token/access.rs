@@ -24,8 +24,11 @@ pub struct VerifiedToken {
     pub expires_at: i64,
     /// The DPoP key the token is bound to (`cnf.jkt`): it is taken only with a proof from it.
     pub jkt: Option<String>,
-    /// A binding this gateway cannot check (`cnf.x5t#S256` without TLS, or a confirmation method
-    /// other than `jkt`): such a token is refused, never taken as a bearer token.
+    /// The client certificate the token is bound to (`cnf.x5t#S256`, RFC 8705 §3): it is taken
+    /// only over TLS with that certificate.
+    pub x5t_s256: Option<String>,
+    /// A binding of a kind this gateway does not check (`cnf` without `jkt` or `x5t#S256`):
+    /// such a token is refused, never taken as a bearer token.
     pub unchecked_binding: bool,
 }
 
@@ -54,7 +57,8 @@ impl VerifiedToken {
             audiences: claims.aud,
             expires_at: claims.exp.unwrap_or_default(),
             jkt: claims.cnf.as_ref().and_then(|c| c.jkt.clone()),
-            unchecked_binding: claims.cnf.as_ref().is_some_and(|c| c.jkt.is_none() || c.x5t_s256.is_some()),
+            x5t_s256: claims.cnf.as_ref().and_then(|c| c.x5t_s256.clone()),
+            unchecked_binding: claims.cnf.as_ref().is_some_and(|c| c.jkt.is_none() && c.x5t_s256.is_none()),
         })
     }
 

@@ -194,7 +194,7 @@ mod tests {
         let now = 1_900_000_000 - 100;
         for (cnf, jkt, unchecked) in [
             (json!({"jkt": "abc"}), Some("abc"), false),
-            (json!({"x5t#S256": "def"}), None, true),
+            (json!({"x5t#S256": "def"}), None, false),
             (json!({"jwk": {"kty": "EC"}}), None, true),
             (json!({}), None, true),
         ] {
