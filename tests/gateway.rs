@@ -1183,8 +1183,13 @@ async fn certificate_bound_tokens_pass_only_over_tls_with_their_certificate() {
     let (status, body) = call(client(Some((&other_cert, &other_key))), bound.clone()).await;
     assert_eq!(status, 401);
     assert!(body["error_description"].as_str().unwrap().contains("another client certificate"), "{body}");
-    // Without a certificate, an unbound token is still taken (client certificates are optional).
+    // Without a certificate, an unbound token is still taken (client certificates are optional);
+    // a certificate that is sent must verify, or there is no connection.
     assert_eq!(call(client(None), edge.rsa.sign(&machine("demo:read"))).await.0, 200);
+    let stranger = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let self_signed = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap().self_signed(&stranger).unwrap();
+    let unverified = client(Some((&self_signed.pem(), &stranger.serialize_pem())));
+    assert!(unverified.get(format!("{https}/api/x")).bearer_auth(&bound).send().await.is_err());
     // Over plain HTTP the listener is not there at all: TLS only.
     assert!(reqwest::get(format!("{}/api/x", edge.portvakt.gateway)).await.map(|r| r.status() != 200).unwrap_or(true));
     drop(edge);
@@ -1203,4 +1208,23 @@ async fn certificate_bound_tokens_pass_only_over_tls_with_their_certificate() {
     assert!(client(None).get(&url).bearer_auth(&bound).send().await.is_err(), "no certificate, no connection");
     let answer = client(Some((&holder_cert, &holder_key))).get(&url).bearer_auth(&bound).send().await.unwrap();
     assert_eq!(answer.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_key_that_does_not_fit_its_certificate_stops_start_up_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = issued_by_test_ca("gateway", true);
+    let (_, other_key) = issued_by_test_ca("someone else", true);
+    let (cert_path, key_path) = (dir.path().join("gateway.crt"), dir.path().join("gateway.key"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, other_key).unwrap();
+    let ports = Ports::new();
+    let settings =
+        format!("[gateway]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n", cert_path.display(), key_path.display());
+    let config =
+        config(&ports, "http://127.0.0.1:9/jwks", "http://127.0.0.1:9", "").replacen("[gateway]\n", &settings, 1);
+    let mut portvakt =
+        Portvakt::spawn_with_files(&config, &ports, &[("static-jwks.json", jwks_json(&[&static_key()]))]);
+    assert_eq!(portvakt.wait_exit().await, Some(2), "{}", portvakt.logs());
+    assert!(portvakt.logs().contains("gateway.tls"), "{}", portvakt.logs());
 }

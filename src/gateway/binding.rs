@@ -97,7 +97,8 @@ impl DpopGuard {
             }
             (Scheme::Bearer, None) if route.sender_constrained => {
                 return Err(GatewayError::SenderConstraint(
-                    "this route takes sender-constrained tokens only: get a DPoP-bound token".into(),
+                    "this route takes sender-constrained tokens only: get a DPoP-bound or certificate-bound token"
+                        .into(),
                 ));
             }
             (Scheme::Bearer, None) => return Ok(()),

@@ -236,9 +236,26 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
     let reloader = Arc::new(Reloader::new(&config, roles.clone()));
     server.add_service(background_service("reload on SIGHUP", ReloadOnHangup(reloader.clone())));
     let probe_roles = roles.clone();
+    let role_listeners: Vec<(&'static str, std::net::SocketAddr)> = [
+        config.gateway.as_ref().map(|g| ("gateway", g.listen)),
+        config.issuer.as_ref().map(|i| ("issuer", i.listen)),
+        config.oppslag.as_ref().map(|o| ("oppslagstjenesten", o.listen)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let admin_state = AdminState {
         metrics: roles.metrics.clone(),
-        readiness: Arc::new(move || probe_roles.waiting_for()),
+        readiness: Arc::new(move || {
+            let mut waiting = probe_roles.waiting_for();
+            // Pingora opens each listener in its own task: ready means they all accept.
+            for (name, addr) in &role_listeners {
+                if !accepts(*addr) {
+                    waiting.push(format!("the {name} listener on {addr}"));
+                }
+            }
+            waiting
+        }),
         reload: Some(reloader),
     };
     let mut admin_service = Service::new(
@@ -285,6 +302,18 @@ fn print_banner(config: &Config) {
     }
 }
 
+/// Does a listener of this process accept connections? (A wildcard address is tried on loopback.)
+fn accepts(addr: std::net::SocketAddr) -> bool {
+    let mut target = addr;
+    if target.ip().is_unspecified() {
+        target.set_ip(match target {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(200)).is_ok()
+}
+
 /// A TLS listener's settings: TLS 1.2 and 1.3 with rustls's default suites, and client
 /// certificates checked against the configured CAs when asked for.
 fn tls_settings(tls: &crate::config::TlsFiles) -> Result<pingora::listeners::tls::TlsSettings, String> {
@@ -292,6 +321,18 @@ fn tls_settings(tls: &crate::config::TlsFiles) -> Result<pingora::listeners::tls
     use pingora::tls::{RootCertStore, WebPkiClientVerifier};
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
+    // Pingora builds the listener later and panics on a certificate or key it cannot use: the
+    // same files go through rustls here first, so such a config is refused with the reason.
+    pingora::tls::install_default_crypto_provider();
+    let chain = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", tls.cert.display()))?;
+    let key =
+        rustls_pki_types::PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| format!("{}: {e}", tls.key.display()))?;
+    pingora::tls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("{} and {}: {e}", tls.cert.display(), tls.key.display()))?;
     let mut settings =
         pingora::listeners::tls::TlsSettings::intermediate(&path_string(&tls.cert), &path_string(&tls.key))
             .map_err(|e| e.to_string())?;
@@ -305,11 +346,10 @@ fn tls_settings(tls: &crate::config::TlsFiles) -> Result<pingora::listeners::tls
             roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
         }
     }
-    pingora::tls::install_default_crypto_provider();
     let builder = WebPkiClientVerifier::builder(std::sync::Arc::new(roots));
     let builder = match tls.client_certificates {
         ClientCertificates::Optional => builder.allow_unauthenticated(),
-        _ => builder,
+        ClientCertificates::Required | ClientCertificates::Off => builder,
     };
     let verifier = builder.build().map_err(|e| format!("client certificate verification: {e}"))?;
     settings.set_client_cert_verifier(verifier);

@@ -17,11 +17,17 @@ use crate::error::{Context, Error, Result};
 
 pub struct Reloader {
     path: PathBuf,
-    /// Listener addresses cannot change in place; that takes an upgrade.
+    /// Listener addresses and TLS settings cannot change in place; that takes an upgrade.
     listeners: Vec<(&'static str, Option<std::net::SocketAddr>)>,
+    tls: String,
     roles: Arc<Roles>,
     /// One reload at a time.
     running: Mutex<()>,
+}
+
+/// The gateway's TLS settings as read: the listener is built with them once.
+fn tls(config: &Config) -> String {
+    format!("{:?}", config.gateway.as_ref().map(|g| &g.tls))
 }
 
 fn listeners(config: &Config) -> Vec<(&'static str, Option<std::net::SocketAddr>)> {
@@ -35,7 +41,13 @@ fn listeners(config: &Config) -> Vec<(&'static str, Option<std::net::SocketAddr>
 
 impl Reloader {
     pub fn new(config: &Config, roles: Arc<Roles>) -> Reloader {
-        Reloader { path: config.source.clone(), listeners: listeners(config), roles, running: Mutex::new(()) }
+        Reloader {
+            path: config.source.clone(),
+            listeners: listeners(config),
+            tls: tls(config),
+            roles,
+            running: Mutex::new(()),
+        }
     }
 
     async fn try_reload(&self) -> Result<String> {
@@ -43,6 +55,7 @@ impl Reloader {
         let path = self.path.clone();
         let roles = self.roles.clone();
         let running = self.listeners.clone();
+        let running_tls = self.tls.clone();
         // Reading files and resolving upstream names blocks: keep it off the async workers.
         let built = tokio::task::spawn_blocking(move || {
             let config = Config::load(&path)
@@ -54,6 +67,13 @@ impl Reloader {
                         path.display()
                     )));
                 }
+            }
+            if tls(&config) != running_tls {
+                return Err(Error::new(format!(
+                    "{}: key `gateway.tls`: TLS settings cannot change on reload (the listener keeps the ones it \
+                     started with); use an upgrade",
+                    path.display()
+                )));
             }
             let previous = roles.gateway.as_ref().map(|g| g.load_full());
             let (store, idp) = match &roles.issuer {
