@@ -103,14 +103,11 @@ impl ServerSecurity {
         let (created, expires) = message::timestamp(&doc, timestamp)?;
         self.window.check(created, expires, now)?;
 
-        // The SignatureValue goes back in the answer's SignatureConfirmation: base64 text only.
+        // The SignatureValue goes back in the answer's SignatureConfirmation: `verify` took it as
+        // base64 text only.
         let signature_value: String = {
             let value = message::only(&doc, signature, super::NS_DSIG, "SignatureValue")?;
-            let text: String = message::text(&doc, value).chars().filter(|c| !c.is_ascii_whitespace()).collect();
-            if !message::elements(&doc, value).is_empty() || STANDARD.decode(&text).is_err() {
-                return Err(WssError::invalid("the SignatureValue must be base64 text"));
-            }
-            text
+            message::text(&doc, value).chars().filter(|c| !c.is_ascii_whitespace()).collect()
         };
         // A signed request is taken once: the same one again, while its Timestamp could still
         // pass, is a replay.

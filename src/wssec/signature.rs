@@ -44,6 +44,21 @@ pub(super) fn verify(
     }
     let ids = id_map(doc)?;
     let signed_info = only(doc, signature, NS_DSIG, "SignedInfo")?;
+    // The SignedInfo first: it is small, and only the key's holder gets past it to the
+    // digests, whose cost grows with the message.
+    let c14n_method = only(doc, signed_info, NS_DSIG, "CanonicalizationMethod")?;
+    let signed = c14n(doc, signed_info, &prefix_list(doc, c14n_method))?;
+    let method = attribute(doc, only(doc, signed_info, NS_DSIG, "SignatureMethod")?, "Algorithm").unwrap_or_default();
+    let value_node = only(doc, signature, NS_DSIG, "SignatureValue")?;
+    if !elements(doc, value_node).is_empty() {
+        return Err(WssError::invalid("the SignatureValue must be base64 text"));
+    }
+    let value = super::message::base64(doc, value_node, "the SignatureValue", 1024)?;
+    rsa::UnparsedPublicKey::new(verification_algorithm(method)?, &key.rsa_public_key)
+        .verify(signed.as_bytes(), &value)
+        .map_err(|_| {
+            WssError::failed("the signature is not valid: the SignatureValue does not verify with the certificate")
+        })?;
     let mut canonical: Vec<Option<String>> = vec![None; expected.targets.len()];
     for reference in elements(doc, signed_info).into_iter().filter(|&r| is(doc, r, NS_DSIG, "Reference")) {
         let uri = attribute(doc, reference, "URI").unwrap_or_default();
@@ -82,16 +97,6 @@ pub(super) fn verify(
             text.ok_or_else(|| WssError::failed(format!("the signature does not cover the message's {what}")))
         })
         .collect::<Result<_, _>>()?;
-    let c14n_method = only(doc, signed_info, NS_DSIG, "CanonicalizationMethod")?;
-    let signed = c14n(doc, signed_info, &prefix_list(doc, c14n_method))?;
-    let method = attribute(doc, only(doc, signed_info, NS_DSIG, "SignatureMethod")?, "Algorithm").unwrap_or_default();
-    let value =
-        super::message::base64(doc, only(doc, signature, NS_DSIG, "SignatureValue")?, "the SignatureValue", 1024)?;
-    rsa::UnparsedPublicKey::new(verification_algorithm(method)?, &key.rsa_public_key)
-        .verify(signed.as_bytes(), &value)
-        .map_err(|_| {
-            WssError::failed("the signature is not valid: the SignatureValue does not verify with the certificate")
-        })?;
     Ok(canonical)
 }
 
@@ -128,7 +133,9 @@ pub(super) fn sign(template: &str, credentials: &Credentials) -> Result<(String,
     // The SignedInfo is written in canonical form but for the namespace declaration the
     // Envelope carries, which exclusive C14N puts on it.
     let start = signed.find("<ds:SignedInfo>").ok_or_else(|| failed("no SignedInfo"))?;
-    let end = signed.find("</ds:SignedInfo>").ok_or_else(|| failed("no SignedInfo"))? + "</ds:SignedInfo>".len();
+    let end = start
+        + signed[start..].find("</ds:SignedInfo>").ok_or_else(|| failed("no SignedInfo"))?
+        + "</ds:SignedInfo>".len();
     let canonical_signed_info =
         signed[start..end].replacen("<ds:SignedInfo>", &format!("<ds:SignedInfo xmlns:ds=\"{NS_DSIG}\">"), 1);
     let mut value = vec![0u8; credentials.signer.public_modulus_len()];
@@ -142,6 +149,9 @@ pub(super) fn sign(template: &str, credentials: &Credentials) -> Result<(String,
         )
         .map_err(|_| failed("RSA signing failed"))?;
     let value = STANDARD.encode(value);
+    if !signed.contains(EMPTY_SIGNATURE) {
+        return Err(failed("the template has no empty SignatureValue"));
+    }
     let signed = signed.replacen(EMPTY_SIGNATURE, &format!("<ds:SignatureValue>{value}</ds:SignatureValue>"), 1);
     Ok((signed, value))
 }
@@ -280,6 +290,9 @@ fn check_algorithms(doc: &Document<'_>, signature: NodeId, expected: &Expected<'
             )));
         }
         only_prefix_list(doc, transform)?;
+        if !elements(doc, *value).is_empty() {
+            return Err(WssError::invalid(format!("the DigestValue of reference {uri} must be text")));
+        }
         let digest_algorithm = attribute(doc, *digest, "Algorithm").unwrap_or_default();
         if !(DIGESTS.contains(&digest_algorithm) || (expected.sha1_digests && digest_algorithm == algorithm::SHA1)) {
             return Err(WssError::invalid(format!("digest {digest_algorithm} of reference {uri} is refused")));
@@ -292,13 +305,32 @@ fn check_algorithms(doc: &Document<'_>, signature: NodeId, expected: &Expected<'
 fn only_prefix_list(doc: &Document<'_>, method: NodeId) -> Result<(), WssError> {
     match elements(doc, method).as_slice() {
         [] => Ok(()),
-        [list] if is(doc, *list, algorithm::EXC_C14N, "InclusiveNamespaces") => Ok(()),
+        [list] if is(doc, *list, algorithm::EXC_C14N, "InclusiveNamespaces") => {
+            // Canonicalization costs prefixes × elements: a list has a few short prefixes.
+            let prefixes = attribute(doc, *list, "PrefixList").unwrap_or_default();
+            let tokens: Vec<&str> = prefixes.split_ascii_whitespace().collect();
+            let ncname = |t: &str| {
+                t == "#default"
+                    || (t.len() <= 64
+                        && t.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+            };
+            if tokens.len() > MAX_PREFIXES || !tokens.iter().all(|t| ncname(t)) {
+                return Err(WssError::invalid(format!(
+                    "an InclusiveNamespaces PrefixList holds at most {MAX_PREFIXES} prefixes (or #default)"
+                )));
+            }
+            Ok(())
+        }
         _ => Err(WssError::invalid("exclusive C14N takes an InclusiveNamespaces prefix list and nothing else")),
     }
 }
 
+/// Prefixes an `InclusiveNamespaces` may list.
+const MAX_PREFIXES: usize = 16;
+
 /// In the signature, an attribute appears once by its local name, and those that steer
-/// verification (`Algorithm`, `URI`, `Type`) only without a namespace: a verifier that reads
+/// verification (`Algorithm`, `URI`, `Type`, `PrefixList`) only without a namespace: a verifier that reads
 /// attributes by local name (libxmlsec1 and bergshamra do) sees what is checked here. (`wsu:Id`
 /// on a SecurityTokenReference, as WSS4J writes it, is fine.)
 fn check_attributes(doc: &Document<'_>, signature: NodeId) -> Result<(), WssError> {
@@ -308,7 +340,7 @@ fn check_attributes(doc: &Document<'_>, signature: NodeId) -> Result<(), WssErro
         let Some(element) = doc.element(node) else { continue };
         for (index, attribute) in element.attributes.iter().enumerate() {
             let namespaced = attribute.name.namespace_uri.is_some()
-                && matches!(&*attribute.name.local_name, "Algorithm" | "URI" | "Type");
+                && matches!(&*attribute.name.local_name, "Algorithm" | "URI" | "Type" | "PrefixList");
             let repeated = element.attributes[..index].iter().any(|a| a.name.local_name == attribute.name.local_name);
             if namespaced || repeated {
                 return Err(WssError::invalid(format!(

@@ -90,6 +90,7 @@ pub(super) fn security(
         stamp(expires)
     ));
     if let Some(value) = confirmation {
+        let value = escape(value);
         xml.push_str(&format!(r#"<wsse11:SignatureConfirmation wsu:Id="{}" Value="{value}"/>"#, ids.confirmation));
     }
     xml.push_str("</wsse:Security>");

@@ -447,3 +447,32 @@ fn a_replayed_request_is_refused() {
     server.verify(&signed.xml, now()).unwrap();
     refused(server.verify(&signed.xml, now()), FaultKind::InvalidSecurity, "replayed");
 }
+
+#[test]
+fn a_prefix_list_is_short_and_never_in_another_namespace() {
+    let server = server();
+    let with_list = |list: &str| {
+        signature_edited(|signature| {
+            signature.replacen(
+                "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"></ds:Transform>",
+                &format!(
+                    "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"><ec:InclusiveNamespaces \
+                     xmlns:ec=\"http://www.w3.org/2001/10/xml-exc-c14n#\" {list}/></ds:Transform>"
+                ),
+                1,
+            )
+        })
+    };
+    let long: String = (0..20).map(|i| format!("p{i} ")).collect();
+    refused(
+        server.verify(&with_list(&format!("PrefixList=\"{long}\"")), now()),
+        FaultKind::InvalidSecurity,
+        "at most 16",
+    );
+    refused(server.verify(&with_list("PrefixList=\"a(b\""), now()), FaultKind::InvalidSecurity, "at most 16 prefixes");
+    refused(
+        server.verify(&with_list("xmlns:x=\"urn:x\" x:PrefixList=\"env\""), now()),
+        FaultKind::InvalidSecurity,
+        "another namespace",
+    );
+}

@@ -73,11 +73,16 @@ def test_an_unsigned_request_still_gets_a_plain_answer(stack):
     assert b"EncryptedData" not in answer.content and b"23079421936" in answer.content
 
 
-@pytest.mark.parametrize("digest", [xmlsec.constants.TransformSha1, xmlsec.constants.TransformSha256])
-
-
-def test_a_dotnet_style_request_signed_by_python_xmlsec_is_accepted(stack, digest):
-    request = xmlsec_signed_request("23079421936", "991825827", digest)
+@pytest.mark.parametrize(
+    "digest, prefix_list",
+    [
+        (xmlsec.constants.TransformSha1, None),
+        (xmlsec.constants.TransformSha256, None),
+        (xmlsec.constants.TransformSha256, ["env", "#default"]),
+    ],
+)
+def test_a_dotnet_style_request_signed_by_python_xmlsec_is_accepted(stack, digest, prefix_list):
+    request = xmlsec_signed_request("23079421936", "991825827", digest, prefix_list)
     answer = post(SIMULATOR, request)
     assert answer.status_code == 200, answer.text
     doc = decrypt_answer(etree.fromstring(answer.content), pem("krr-facade.key.pem"))

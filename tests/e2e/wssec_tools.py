@@ -169,7 +169,7 @@ def fault_of(answer):
     )
 
 
-def xmlsec_signed_request(pid, paa_vegne_av, digest):
+def xmlsec_signed_request(pid, paa_vegne_av, digest, prefix_list=None):
     """A request signed with python-xmlsec the way Difi's .NET client does it: rsa-sha256 over
     sha1 (or sha256) digests, the Oppslagstjenesten header signed too, a KeyIdentifier key."""
     envelope = etree.Element(q("env", "Envelope"), nsmap=NS)
@@ -190,7 +190,10 @@ def xmlsec_signed_request(pid, paa_vegne_av, digest):
     security.append(signature)
     for target in ("#TS-py", "#HDR-py", "#BODY-py"):
         reference = xmlsec.template.add_reference(signature, digest, uri=target)
-        xmlsec.template.add_transform(reference, xmlsec.constants.TransformExclC14N)
+        transform = xmlsec.template.add_transform(reference, xmlsec.constants.TransformExclC14N)
+        if prefix_list:
+            # As WSS4J writes them: an InclusiveNamespaces PrefixList on each reference.
+            xmlsec.template.transform_add_c14n_inclusive_namespaces(transform, prefix_list)
     key_info = xmlsec.template.ensure_key_info(signature)
     token_reference = etree.SubElement(key_info, q("wsse", "SecurityTokenReference"))
     identifier = etree.SubElement(token_reference, q("wsse", "KeyIdentifier"), {"ValueType": X509V3, "EncodingType": BASE64})
