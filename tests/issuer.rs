@@ -1276,3 +1276,43 @@ async fn x5c_intermediates_must_be_cas_within_their_path_length_and_leaves_must_
         assert!(description.contains("invalid certificate") && description.contains(words), "{case}: {description}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_issuer_serves_over_tls_when_it_has_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_pem = std::fs::read_to_string(project_path("config/dev/test-ca.cert.pem")).unwrap();
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(project_path("config/dev/test-ca.key.pem")).unwrap())
+            .unwrap();
+    let ca = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+    let (cert_path, key_path) = (dir.path().join("issuer.crt"), dir.path().join("issuer.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let ports = Ports::new();
+    let tls = format!("[issuer]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n", cert_path.display(), key_path.display());
+    // The issuer's own identifier becomes https; the gateway of the default stack, which fetches
+    // the issuer's keys without this test CA, is not what this test looks at.
+    let config = default_config(&ports, "").replacen("[issuer]\n", &tls, 1).replacen(
+        &format!("issuer = \"http://127.0.0.1:{}\"", ports.issuer),
+        &format!("issuer = \"https://127.0.0.1:{}\"", ports.issuer),
+        1,
+    );
+    let portvakt = Portvakt::spawn(&config, &ports);
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}", ports.issuer);
+    let url = format!("{base}/.well-known/openid-configuration");
+    let discovery: Value =
+        eventually("discovery over TLS", || async { client.get(&url).send().await.ok()?.json().await.ok() }).await;
+    assert_eq!(discovery["issuer"], base.as_str());
+    assert_eq!(discovery["token_endpoint"], format!("{base}/token"));
+    // Cleartext on the same port is not an HTTP exchange.
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{}/jwk", ports.issuer)).await.map(|r| r.status() != 200).unwrap_or(true)
+    );
+    drop(portvakt);
+}

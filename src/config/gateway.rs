@@ -77,6 +77,19 @@ pub struct TlsFiles {
     pub client_cas: Vec<PathBuf>,
 }
 
+impl TlsFiles {
+    pub(super) fn validate(&mut self, check: &mut Checker<'_>, key: &str) {
+        self.cert = check.file(&format!("{key}.cert"), &self.cert);
+        self.key = check.file(&format!("{key}.key"), &self.key);
+        if self.client_certificates != ClientCertificates::Off && self.client_cas.is_empty() {
+            check.error(format!("{key}.client_cas"), "client certificates need the CAs they must chain to");
+        }
+        for ca in &mut self.client_cas {
+            *ca = check.file(&format!("{key}.client_cas"), ca);
+        }
+    }
+}
+
 /// Client certificates on a TLS listener.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -526,14 +539,7 @@ impl GatewaySettings {
             check.error("gateway.max_body_bytes", "must be between 1024 and 16777216");
         }
         if let Some(tls) = &mut self.tls {
-            tls.cert = check.file("gateway.tls.cert", &tls.cert);
-            tls.key = check.file("gateway.tls.key", &tls.key);
-            if tls.client_certificates != ClientCertificates::Off && tls.client_cas.is_empty() {
-                check.error("gateway.tls.client_cas", "client certificates need the CAs they must chain to");
-            }
-            for ca in &mut tls.client_cas {
-                *ca = check.file("gateway.tls.client_cas", ca);
-            }
+            tls.validate(check, "gateway.tls");
         }
         if self.validation_cache.max_entries == 0 && self.validation_cache.enabled {
             check.error("gateway.validation_cache.max_entries", "must be positive when the cache is enabled");

@@ -15,6 +15,9 @@ use crate::token::Alg;
 #[serde(deny_unknown_fields)]
 pub struct IssuerSettings {
     pub listen: SocketAddr,
+    /// TLS on the issuer's listener (as `[gateway] tls`); its client-certificate settings are
+    /// not used by the issuer yet.
+    pub tls: Option<super::TlsFiles>,
     /// The issuer identifier, exactly as it appears in `iss` (no trailing slash is added).
     pub issuer: String,
     /// The secret behind pairwise `sub` values: stable per client, different across clients.
@@ -374,6 +377,12 @@ pub const RESERVED_SCOPES: [&str; 4] = ["openid", "profile", "no_pid", "tokeninf
 
 impl IssuerSettings {
     pub(super) fn validate(&mut self, check: &mut Checker<'_>) {
+        if let Some(tls) = &mut self.tls {
+            tls.validate(check, "issuer.tls");
+            if tls.client_certificates != super::ClientCertificates::Off {
+                check.error("issuer.tls.client_certificates", "the issuer does not take client certificates yet");
+            }
+        }
         match Url::parse(&self.issuer) {
             Ok(url)
                 if matches!(url.scheme(), "http" | "https") && url.query().is_none() && url.fragment().is_none() =>

@@ -218,7 +218,13 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
             "issuer".into(),
             AxumApp::new(issuer.router.clone(), crate::issuer::MAX_REQUEST_BYTES, config.server.client_limits()),
         );
-        service.add_tcp(&settings.listen.to_string());
+        match &settings.tls {
+            Some(tls) => {
+                let tls = tls_settings(tls).map_err(|e| config.error("issuer.tls", e))?;
+                service.add_tls_with_settings(&settings.listen.to_string(), None, tls);
+            }
+            None => service.add_tcp(&settings.listen.to_string()),
+        }
         server.add_service(service);
         if settings.store.redis.is_some() {
             server.add_service(background_service("state store check", StoreWatch(issuer.store.clone())));
@@ -284,7 +290,8 @@ pub fn serve(config: Config, options: ServeOptions) -> Result<(), ConfigError> {
 fn print_banner(config: &Config) {
     tracing::info!(config = %config.source.display(), "portvakt starting");
     if let Some(gateway) = &config.gateway {
-        tracing::info!("gateway    http://{}", gateway.listen);
+        let scheme = if gateway.tls.is_some() { "https" } else { "http" };
+        tracing::info!("gateway    {scheme}://{}", gateway.listen);
     }
     if let Some(issuer) = &config.issuer {
         tracing::info!(

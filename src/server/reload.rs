@@ -25,9 +25,9 @@ pub struct Reloader {
     running: Mutex<()>,
 }
 
-/// The gateway's TLS settings as read: the listener is built with them once.
+/// The listeners' TLS settings as read: each listener is built with them once.
 fn tls(config: &Config) -> String {
-    format!("{:?}", config.gateway.as_ref().map(|g| &g.tls))
+    format!("{:?} {:?}", config.gateway.as_ref().map(|g| &g.tls), config.issuer.as_ref().map(|i| &i.tls))
 }
 
 fn listeners(config: &Config) -> Vec<(&'static str, Option<std::net::SocketAddr>)> {
@@ -70,8 +70,8 @@ impl Reloader {
             }
             if tls(&config) != running_tls {
                 return Err(Error::new(format!(
-                    "{}: key `gateway.tls`: TLS settings cannot change on reload (the listener keeps the ones it \
-                     started with); use an upgrade",
+                    "{}: key `gateway.tls` or `issuer.tls`: TLS settings cannot change on reload (a listener keeps \
+                     the ones it started with); use an upgrade",
                     path.display()
                 )));
             }
