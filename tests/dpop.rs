@@ -52,16 +52,28 @@ fn uuid() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A JWT-bearer grant with a DPoP proof: the token answer.
-async fn bound_token(issuer: &str, holder: &Holder) -> Value {
-    let assertion = demo_maskinporten(issuer).assertion(&[KONTAKT], &json!({})).unwrap();
-    let answer = reqwest::Client::new()
-        .post(format!("{issuer}/token"))
-        .header("dpop", holder.proof("POST", &format!("{issuer}/token"), None, json!({})))
-        .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", &assertion)])
+/// `form` to `issuer`'s token endpoint with a proof from `holder` (carrying `extra` claims).
+async fn token_request(issuer: &str, form: &[(&str, &str)], holder: &Holder, extra: Value) -> reqwest::Response {
+    let uri = format!("{issuer}/token");
+    reqwest::Client::new()
+        .post(&uri)
+        .header("dpop", holder.proof("POST", &uri, None, extra))
+        .form(form)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The demo client's JWT-bearer grant assertion.
+fn grant_assertion(issuer: &str) -> String {
+    demo_maskinporten(issuer).assertion(&[KONTAKT], &json!({})).unwrap()
+}
+
+/// A JWT-bearer grant with a DPoP proof: the token answer.
+async fn bound_token(issuer: &str, holder: &Holder) -> Value {
+    let assertion = grant_assertion(issuer);
+    let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())];
+    let answer = token_request(issuer, &form, holder, json!({})).await;
     assert_eq!(answer.status(), 200);
     answer.json().await.unwrap()
 }
@@ -154,26 +166,13 @@ async fn nonces_at_a_route_and_the_token_endpoint_and_routes_that_take_bound_tok
     let issuer = issuer_url(&ports);
     let holder = Holder::new();
     // The token endpoint asks for its nonce, and takes the proof that carries it.
-    let assertion = demo_maskinporten(&issuer).assertion(&[KONTAKT], &json!({})).unwrap();
-    let token_uri = format!("{issuer}/token");
+    let assertion = grant_assertion(&issuer);
     let form = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())];
-    let first = reqwest::Client::new()
-        .post(&token_uri)
-        .header("dpop", holder.proof("POST", &token_uri, None, json!({})))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let first = token_request(&issuer, &form, &holder, json!({})).await;
     assert_eq!(first.status(), 400);
     let nonce = first.headers().get("dpop-nonce").unwrap().to_str().unwrap().to_owned();
     assert_eq!(first.json::<Value>().await.unwrap()["error"], "use_dpop_nonce");
-    let second = reqwest::Client::new()
-        .post(&token_uri)
-        .header("dpop", holder.proof("POST", &token_uri, None, json!({"nonce": nonce})))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let second = token_request(&issuer, &form, &holder, json!({"nonce": nonce})).await;
     assert_eq!(second.status(), 200);
     let token = second.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
 
@@ -212,14 +211,7 @@ async fn redeem_with_proof(issuer: &str, client: &str, redirect: &str, code: &st
     if client == RP {
         form.push(("client_secret", RP_SECRET));
     }
-    let uri = format!("{issuer}/token");
-    let answer = reqwest::Client::new()
-        .post(&uri)
-        .header("dpop", holder.proof("POST", &uri, None, json!({})))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let answer = token_request(issuer, &form, holder, json!({})).await;
     assert_eq!(answer.status(), 200);
     answer.json().await.unwrap()
 }

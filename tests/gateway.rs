@@ -1118,20 +1118,6 @@ async fn protected_resource_metadata_describes_each_api_and_401s_point_at_it() {
     assert_eq!(post.status(), 405);
 }
 
-/// A certificate and key issued by the dev test CA (for `127.0.0.1` when `server`), as PEM.
-fn issued_by_test_ca(name: &str, server: bool) -> (String, String) {
-    let ca_pem = std::fs::read_to_string(project_path("config/dev/test-ca.cert.pem")).unwrap();
-    let ca_key =
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(project_path("config/dev/test-ca.key.pem")).unwrap())
-            .unwrap();
-    let ca = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let names = if server { vec!["127.0.0.1".to_owned()] } else { Vec::new() };
-    let mut params = rcgen::CertificateParams::new(names).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, name);
-    (params.signed_by(&key, &ca).unwrap().pem(), key.serialize_pem())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_bound_tokens_pass_only_over_tls_with_their_certificate() {
     use base64::Engine;
@@ -1141,13 +1127,17 @@ async fn certificate_bound_tokens_pass_only_over_tls_with_their_certificate() {
     std::fs::write(&cert_path, &server_cert).unwrap();
     std::fs::write(&key_path, &server_key).unwrap();
     let ca = project_path("config/dev/test-ca.cert.pem");
-    let edge = Edge::start_with_gateway_settings(&format!(
-        "tls = {{ cert = \"{}\", key = \"{}\", client_certificates = \"optional\", client_cas = [\"{}\"] }}",
-        cert_path.display(),
-        key_path.display(),
-        ca.display()
-    ))
-    .await;
+    // An edge on TLS, asking for client certificates as `mode` says.
+    let tls_edge = |mode: &str| {
+        let settings = format!(
+            "tls = {{ cert = \"{}\", key = \"{}\", client_certificates = \"{mode}\", client_cas = [\"{}\"] }}",
+            cert_path.display(),
+            key_path.display(),
+            ca.display()
+        );
+        async move { Edge::start_with_gateway_settings(&settings).await }
+    };
+    let edge = tls_edge("optional").await;
     let https = edge.portvakt.gateway.replace("http://", "https://");
     let client = |identity: Option<(&str, &str)>| {
         let mut builder = reqwest::Client::builder()
@@ -1195,13 +1185,7 @@ async fn certificate_bound_tokens_pass_only_over_tls_with_their_certificate() {
     drop(edge);
 
     // With client certificates required, a client without one is refused in the handshake.
-    let edge = Edge::start_with_gateway_settings(&format!(
-        "tls = {{ cert = \"{}\", key = \"{}\", client_certificates = \"required\", client_cas = [\"{}\"] }}",
-        cert_path.display(),
-        key_path.display(),
-        ca.display()
-    ))
-    .await;
+    let edge = tls_edge("required").await;
     let https = edge.portvakt.gateway.replace("http://", "https://");
     let url = format!("{https}/api/x");
     let bound = edge.rsa.sign(&claims);

@@ -1281,15 +1281,10 @@ async fn x5c_intermediates_must_be_cas_within_their_path_length_and_leaves_must_
 async fn the_issuer_serves_over_tls_when_it_has_a_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let ca_pem = std::fs::read_to_string(project_path("config/dev/test-ca.cert.pem")).unwrap();
-    let ca_key =
-        rcgen::KeyPair::from_pem(&std::fs::read_to_string(project_path("config/dev/test-ca.key.pem")).unwrap())
-            .unwrap();
-    let ca = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+    let (cert, key) = issued_by_test_ca("issuer", true);
     let (cert_path, key_path) = (dir.path().join("issuer.crt"), dir.path().join("issuer.key"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
     let ports = Ports::new();
     let tls = format!("[issuer]\ntls = {{ cert = \"{}\", key = \"{}\" }}\n", cert_path.display(), key_path.display());
     // The issuer's own identifier becomes https; the gateway of the default stack, which fetches

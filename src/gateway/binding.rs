@@ -108,11 +108,9 @@ impl DpopGuard {
             (Scheme::Dpop, Some(jkt)) => jkt,
         };
         let header = session.req_header();
-        let mut proofs = header.headers.get_all("dpop").iter();
-        let proof = match (proofs.next(), proofs.next()) {
-            (Some(proof), None) => proof.to_str().map_err(|_| invalid("the DPoP header is not a JWT"))?,
-            _ => return Err(invalid("send exactly one DPoP header with a proof")),
-        };
+        let proof = dpop::proof_header(&header.headers)
+            .map_err(GatewayError::Dpop)?
+            .ok_or_else(|| invalid("send exactly one DPoP header with a proof"))?;
         let uri = request_uri(session, state, path)?;
         let expected = Expected {
             method: header.method.as_str(),
@@ -154,7 +152,7 @@ fn request_uri(session: &ServerSession, state: &GatewayState, path: &str) -> Res
         return Err(invalid("a DPoP request needs a Host header of the form host[:port] to match the proof's htu"));
     }
     let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-    let trusted = peer.is_some_and(|ip| state.trusted_proxies.iter().any(|range| range.contains(&ip)));
+    let trusted = peer.is_some_and(|ip| state.trusts_proxy(ip));
     let https =
         trusted && header.headers.get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let scheme = if https { "https" } else { "http" };

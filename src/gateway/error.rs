@@ -129,8 +129,8 @@ impl GatewayError {
             extra.extend(resource_metadata.map(|url| ("resource_metadata", url)));
             challenge(code, &description, &extra)
         };
-        let algs = crate::token::dpop::ALGS.iter().map(|a| a.name()).collect::<Vec<_>>().join(" ");
         let dpop_challenge = |code: &str| {
+            let algs = crate::token::dpop::alg_names().join(" ");
             let mut extra = vec![("algs", algs.as_str())];
             extra.extend(resource_metadata.map(|url| ("resource_metadata", url)));
             challenge_for("DPoP", code, &description, &extra)

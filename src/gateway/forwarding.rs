@@ -126,8 +126,7 @@ impl Gateway {
         let forward_token = self.route(ctx).is_some_and(|r| r.forward_token);
         let claims_identity = |name: &str| forward.all().any(|f| f.as_str() == name);
         let nominated = connection_nominated(incoming.headers.get_all(header::CONNECTION).iter());
-        let trusted_proxy =
-            peer.is_some_and(|peer| ctx.state.trusted_proxies.iter().any(|range| range.contains(&peer.ip)));
+        let trusted_proxy = peer.is_some_and(|peer| ctx.state.trusts_proxy(peer.ip));
         if !incoming.headers.contains_key(header::HOST) {
             // HTTP/1.0 may leave Host out; HTTP/1.1 to the upstream needs one.
             request.header(&header::HOST, host);

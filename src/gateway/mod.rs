@@ -50,6 +50,11 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
+    /// Is this peer a proxy whose forwarding headers are believed (`trusted_proxies`)?
+    pub fn trusts_proxy(&self, peer: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|range| range.contains(&peer))
+    }
+
     /// Build from config. Issuer key stores and upstreams whose settings did not change are
     /// taken over from `previous`, so a reload neither refetches keys nor forgets health.
     pub fn build(

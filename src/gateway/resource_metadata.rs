@@ -70,7 +70,7 @@ impl<'a> Api<'a> {
             scopes_supported: self.scopes.clone(),
             bearer_methods_supported: ["header"],
             tls_client_certificate_bound_access_tokens: certificate_bound,
-            dpop_signing_alg_values_supported: crate::token::dpop::ALGS.iter().map(|a| a.name()).collect(),
+            dpop_signing_alg_values_supported: crate::token::dpop::alg_names(),
         };
         Bytes::from(serde_json::to_vec(&document).unwrap_or_default())
     }

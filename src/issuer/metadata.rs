@@ -49,7 +49,7 @@ pub async fn openid_configuration(State(issuer): State<Arc<Issuer>>) -> Response
         "request_uri_parameter_supported": true,
         "require_pushed_authorization_requests": false,
         "authorization_response_iss_parameter_supported": true,
-        "dpop_signing_alg_values_supported": dpop_algs(),
+        "dpop_signing_alg_values_supported": crate::token::dpop::alg_names(),
     });
     ([(header::CACHE_CONTROL, CACHE_AN_HOUR)], axum::Json(body)).into_response()
 }
@@ -63,14 +63,9 @@ pub async fn authorization_server(State(issuer): State<Arc<Issuer>>) -> Response
         "grant_types_supported": [JWT_BEARER_GRANT],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512"],
-        "dpop_signing_alg_values_supported": dpop_algs(),
+        "dpop_signing_alg_values_supported": crate::token::dpop::alg_names(),
     });
     ([(header::CACHE_CONTROL, CACHE_AN_HOUR)], axum::Json(body)).into_response()
-}
-
-/// RFC 9449 §5.1: the proof algorithms `/token` takes.
-fn dpop_algs() -> Vec<&'static str> {
-    crate::token::dpop::ALGS.iter().map(|a| a.name()).collect()
 }
 
 pub async fn jwk(State(issuer): State<Arc<Issuer>>) -> Response {

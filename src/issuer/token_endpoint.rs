@@ -58,14 +58,7 @@ const DPOP_PROOF_WINDOW: Duration = Duration::from_secs(60);
 /// bound to. Each proof is taken once, across instances when the state is shared.
 async fn dpop_binding(issuer: &Issuer, headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
     use crate::token::dpop::{self, DpopError, Expected};
-    let mut values = headers.get_all("dpop").iter();
-    let proof = match (values.next(), values.next()) {
-        (None, _) => return Ok(None),
-        (Some(value), None) => {
-            value.to_str().map_err(|_| OAuthError::dpop(DpopError::Invalid("the DPoP header is not a JWT".into())))?
-        }
-        (Some(_), Some(_)) => return Err(OAuthError::dpop(DpopError::Invalid("send one DPoP header".into()))),
-    };
+    let Some(proof) = dpop::proof_header(headers).map_err(OAuthError::dpop)? else { return Ok(None) };
     let uri = issuer.endpoint("/token");
     let expected = Expected {
         method: "POST",

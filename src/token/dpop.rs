@@ -18,6 +18,11 @@ use super::verify::CompactJws;
 
 /// Proof algorithms accepted (and advertised as `dpop_signing_alg_values_supported`).
 pub const ALGS: [Alg; 6] = [Alg::ES256, Alg::ES384, Alg::RS256, Alg::PS256, Alg::PS384, Alg::EdDSA];
+/// The names of `ALGS`, as `dpop_signing_alg_values_supported` and a challenge's `algs` list them.
+pub fn alg_names() -> Vec<&'static str> {
+    ALGS.iter().map(|a| a.name()).collect()
+}
+
 /// A proof longer than this is refused unread (an RSA-4096 `jwk` fits easily).
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;
 const MAX_JTI_BYTES: usize = 256;
@@ -84,6 +89,16 @@ struct Claims {
     iat: Option<serde_json::Number>,
     ath: Option<String>,
     nonce: Option<String>,
+}
+
+/// The request's `DPoP` header: none, or exactly one that is text; two are refused.
+pub fn proof_header(headers: &http::HeaderMap) -> Result<Option<&str>, DpopError> {
+    let mut values = headers.get_all("dpop").iter();
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(value), None) => value.to_str().map(Some).map_err(|_| DpopError::invalid("the DPoP header is not a JWT")),
+        (Some(_), Some(_)) => Err(DpopError::invalid("send exactly one DPoP header with a proof")),
+    }
 }
 
 /// Check a `DPoP` header value against the request. The caller checks the replay key (once per

@@ -69,3 +69,17 @@ impl TestKey {
 pub fn jwks(keys: &[&TestKey]) -> Value {
     json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
 }
+
+/// A certificate and key issued by the dev test CA (for `127.0.0.1` when `server`), as PEM.
+pub fn issued_by_test_ca(name: &str, server: bool) -> (String, String) {
+    let ca_pem = std::fs::read_to_string(super::project_path("config/dev/test-ca.cert.pem")).unwrap();
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(super::project_path("config/dev/test-ca.key.pem")).unwrap())
+            .unwrap();
+    let ca = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let names = if server { vec!["127.0.0.1".to_owned()] } else { Vec::new() };
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    (params.signed_by(&key, &ca).unwrap().pem(), key.serialize_pem())
+}
