@@ -39,9 +39,13 @@ impl ReplayGuard {
     }
 
     pub fn first_use(&self, item: [u8; 32]) -> FirstUse {
+        self.first_use_at(item, Instant::now())
+    }
+
+    /// As `first_use`, at `now` (which never goes back).
+    fn first_use_at(&self, item: [u8; 32], now: Instant) -> FirstUse {
         // A panic elsewhere while holding the lock leaves the sets as they were: still usable.
         let mut generations = self.generations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
         if now.duration_since(generations.started) >= self.window {
             generations.previous = std::mem::take(&mut generations.current);
             generations.started = now;
@@ -78,17 +82,12 @@ mod tests {
 
     #[test]
     fn items_outlive_one_window_and_go_after_two() {
-        let guard = ReplayGuard::new(Duration::from_millis(50), 10);
-        assert_eq!(guard.first_use([1; 32]), FirstUse::Yes);
+        let guard = ReplayGuard::new(Duration::from_secs(60), 10);
         let start = Instant::now();
-        while start.elapsed() < Duration::from_millis(60) {
-            std::hint::spin_loop();
-        }
-        assert_eq!(guard.first_use([1; 32]), FirstUse::No, "kept into the next window");
-        while start.elapsed() < Duration::from_millis(120) {
-            std::hint::spin_loop();
-        }
-        assert_eq!(guard.first_use([2; 32]), FirstUse::Yes);
-        assert_eq!(guard.first_use([1; 32]), FirstUse::Yes, "forgotten after two windows");
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        assert_eq!(guard.first_use_at([1; 32], at(1)), FirstUse::Yes);
+        assert_eq!(guard.first_use_at([1; 32], at(70)), FirstUse::No, "kept into the next window");
+        assert_eq!(guard.first_use_at([2; 32], at(140)), FirstUse::Yes);
+        assert_eq!(guard.first_use_at([1; 32], at(140)), FirstUse::Yes, "forgotten after two windows");
     }
 }
