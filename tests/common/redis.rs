@@ -26,9 +26,10 @@ impl RedisServer {
     }
 
     pub async fn start_with(args: &[&str]) -> RedisServer {
+        let clustered = args.contains(&"--cluster-enabled");
         let mut server = RedisServer {
             child: None,
-            port: free_port(),
+            port: if clustered { cluster_port() } else { free_port() },
             dir: tempfile::tempdir().expect("temp dir"),
             args: args.iter().map(|a| a.to_string()).collect(),
         };
@@ -96,6 +97,17 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A free port whose cluster bus port (the port + 10000, where a cluster node also listens) is
+/// free too: another test's listener there would keep the node from starting.
+fn cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
     }
 }
 
